@@ -1,0 +1,153 @@
+"""The ``Encoder`` → ``Output`` seam (picamera2's split, without its god class).
+
+An encoder turns :class:`~hw.camera.base.Frame` pixels into H.264 :class:`EncodedPacket`\\ s
+and fans every packet out, in order, to its list of :class:`Output`\\ s (segment writer,
+pre-roll ring, live stream...). Outputs are added and removed while running.
+
+Packets carry Annex-B H.264 (start codes, SPS/PPS in-band before each keyframe), which is
+what hardware encoders and RTSP depacketisers deliver and what MPEG-TS and fragmented MP4
+muxers accept.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from fractions import Fraction
+from typing import Protocol
+
+from hw.camera.base import Frame
+
+log = logging.getLogger(__name__)
+
+#: Time base of packet timestamps: the 90 kHz clock of MPEG-TS and RTP.
+TIME_BASE = Fraction(1, 90_000)
+
+
+class EncoderError(RuntimeError):
+    """An encoder could not be opened or failed while encoding."""
+
+
+@dataclass(slots=True, frozen=True)
+class StreamInfo:
+    """What an output needs to know to mux the stream (set before the first packet)."""
+
+    codec: str  # "h264"
+    width: int
+    height: int
+    fps: float
+    #: SPS/PPS as Annex-B (may be empty when they only travel in-band).
+    extradata: bytes = b""
+
+
+@dataclass(slots=True, frozen=True)
+class EncodedPacket:
+    """One access unit of H.264.
+
+    Attributes:
+        data: Annex-B bytes.
+        pts, dts: in :data:`TIME_BASE` units, from the capture's monotonic time.
+        keyframe: an IDR; a segment may start here.
+        utc: wall time of the capture of this frame.
+        mono: monotonic capture time in seconds.
+        seq: frame counter of the source frame.
+    """
+
+    data: bytes
+    pts: int
+    dts: int
+    keyframe: bool
+    utc: datetime
+    mono: float
+    seq: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+class Output(Protocol):
+    """Receives every encoded packet. ``write`` runs on the encoder thread: keep it short.
+
+    ``write`` must not raise for I/O problems it can survive (a full disk): it records the
+    fault (see ``health()``) and keeps going.
+    """
+
+    def start(self, stream: StreamInfo) -> None: ...
+
+    def write(self, packet: EncodedPacket) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Encoder(Protocol):
+    """Turns frames into packets and fans them out to ``outputs``."""
+
+    name: str
+
+    def start(self, stream: StreamInfo) -> StreamInfo: ...
+
+    def encode(self, frame: Frame) -> list[EncodedPacket]: ...
+
+    def flush(self) -> list[EncodedPacket]: ...
+
+    def close(self) -> None: ...
+
+
+class FanOut:
+    """Delivers packets to a changing list of outputs, in order, isolating their failures.
+
+    Thread: ``write`` on the encoder thread; ``add``/``remove`` from any thread.
+    An output that raises is logged (once per kind of error) and kept; the others still get
+    the packet — a broken live view must never stop the recorder.
+    """
+
+    def __init__(self) -> None:
+        self._outputs: list[Output] = []
+        self._lock = threading.Lock()
+        self._stream: StreamInfo | None = None
+        self.errors: dict[str, int] = {}
+
+    def start(self, stream: StreamInfo) -> None:
+        with self._lock:
+            self._stream = stream
+            outs = list(self._outputs)
+        for out in outs:
+            out.start(stream)
+
+    def add(self, output: Output) -> None:
+        with self._lock:
+            self._outputs.append(output)
+            stream = self._stream
+        if stream is not None:
+            output.start(stream)
+
+    def remove(self, output: Output) -> None:
+        with self._lock:
+            if output in self._outputs:
+                self._outputs.remove(output)
+        output.stop()
+
+    @property
+    def outputs(self) -> list[Output]:
+        with self._lock:
+            return list(self._outputs)
+
+    def write(self, packet: EncodedPacket) -> None:
+        for out in self.outputs:
+            try:
+                out.write(packet)
+            except Exception as exc:  # an output must not take the others down
+                key = f"{type(out).__name__}: {type(exc).__name__}"
+                if key not in self.errors:
+                    log.exception("output %s failed", type(out).__name__)
+                self.errors[key] = self.errors.get(key, 0) + 1
+
+    def stop(self) -> None:
+        for out in self.outputs:
+            try:
+                out.stop()
+            except Exception:
+                log.exception("output %s failed to stop", type(out).__name__)
