@@ -1,32 +1,61 @@
-"""Segment files: encoded packets into MPEG-TS files cut at keyframes (first form).
+"""Segment files: H.264 packets into fragmented-MP4 segments cut at keyframes, no re-encode.
 
-Each segment starts at a keyframe and ends just before the keyframe that follows the target
-length, so no frame is lost or duplicated at a boundary. A segment is written under an
-in-progress name (``.part``) and renamed to its final name only after the file and its
-directory are fsynced. Writes are batched: the muxer flushes every packet into a 1 MiB
-user-space buffer that reaches the card at most every ``flush_s`` seconds (SD wear: few, large,
-sequential writes; never one write per frame).
+Why fragmented MP4 and not MPEG-TS (the first form of this module): both survive a cut
+(TS decodes to its last packet; a cut fMP4 decodes to its last complete fragment and is made
+whole by truncating there, see :func:`recover_part`), but TS costs 188-byte packets with 4-byte
+headers, PES headers, PAT/PMT and a padded last packet per frame: ~7-9 % at 300 kbit/s (measured
+by ``bench/bench_record.py``), over the 5 % budget. fMP4 costs one ``moof`` per 2 s: < 1 %.
 
-Names use UTC (``YYYYMMDD/YYYYMMDDTHHMMSSZ.ts``); a name that already exists (a wall clock
-that went backwards) gets a numeric suffix and never overwrites footage.
+Layout: ``<root>/YYYYMMDD/YYYYMMDDTHHMMSS.mmmZ-<seq>.mp4`` (UTC of the first frame, then a
+sequence number that only grows). The sequence number, not the wall clock, orders footage: a
+clock that jumps back an hour gives names that sort "earlier" but can never collide, and the
+index orders by ``seq``. A wall-clock step (|utc - mono| moving by more than 1 s) cuts the
+segment at the next keyframe and the new one records the step (``clock_step_s``); inside a
+segment times are derived from the monotonic timeline, so one segment is never self-
+contradictory. ``synced`` is False when the clock was unsynchronised at any keyframe.
 
-Thread: ``write`` on the encoder thread; ``health`` from any thread.
+Durability: fragments of at most ``frag_s`` (2 s) are handed to the kernel as soon as the
+muxer emits them (one sequential ``write`` burst per fragment, nothing per frame);
+``sync_fragments`` adds an ``fdatasync`` per fragment for cards whose kernel writeback is slow
+(off by default: SD wear). On close: mux trailer, append the seal (see :mod:`mp4box`),
+``fsync`` the file, rename ``.part`` → final, ``fsync`` the directory, then ``on_closed``.
+
+A full disk never raises out of :meth:`SegmentWriter.write`: bytes the kernel refuses are held
+in RAM (up to ``max_pending_bytes``) and retried on every packet while retention frees space;
+past the limit the segment is closed at its last fragment on disk and recording restarts at
+the next keyframe.
+
+Cost: ~20-60 µs per packet (PyAV mux into memory), a 32 KiB ``write`` per burst.
+Thread: every method on ONE thread (the recorder's writer thread, or the encoder thread when
+used bare as an ``Output``); ``health`` from any thread.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import io
+import json
 import logging
 import os
-import threading
-from datetime import datetime
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from hw.encode.base import TIME_BASE, EncodedPacket, StreamInfo
+from node.record import mp4box
+from node.record.integrity import GENESIS, Signer, chain_hash
 
 log = logging.getLogger(__name__)
 
 PART = ".part"
+EXT = ".mp4"
+NAME_RE = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z)-(\d{8,})\.mp4$")
+STEP_LIMIT_S = 1.0
 
 
 def fsync_dir(path: Path) -> None:
@@ -37,131 +66,475 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class _OpenSegment:
-    def __init__(self, path: Path, stream: StreamInfo, first: EncodedPacket) -> None:
+def to_us(t: datetime) -> int:
+    return round(t.timestamp() * 1_000_000)
+
+
+def from_us(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, tz=timezone.utc)
+
+
+def segment_name(start_us: int, seq: int) -> str:
+    t = from_us(start_us)
+    return f"{t:%Y%m%dT%H%M%S}.{t.microsecond // 1000:03d}Z-{seq:08d}{EXT}"
+
+
+def parse_name(name: str) -> tuple[int, int] | None:
+    """``(start_us, seq)`` from a final or ``.part`` name, or None for a foreign file."""
+    m = NAME_RE.match(name[: -len(PART)] if name.endswith(PART) else name)
+    if not m:
+        return None
+    t = datetime.strptime(m.group(1), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=timezone.utc)
+    return to_us(t), int(m.group(2))
+
+
+def segment_files(root: Path) -> list[Path]:
+    """Every segment file (final and ``.part``) under ``root``'s day directories."""
+    out: list[Path] = []
+    if not root.is_dir():
+        return out
+    with os.scandir(root) as days:
+        for d in days:
+            if d.is_dir() and len(d.name) == 8 and d.name.isdigit():
+                with os.scandir(d.path) as files:
+                    out.extend(Path(f.path) for f in files if parse_name(f.name))
+    return out
+
+
+@dataclass
+class SegmentInfo:
+    """A closed segment: the seal's fields plus where it lives. Times in µs since the epoch."""
+
+    seq: int
+    name: str
+    start_us: int
+    end_us: int
+    frames: int
+    keyframes: int
+    synced: bool
+    clock_step_s: float
+    recovered: bool
+    media_bytes: int
+    sha256: str
+    prev: str
+    chain: str = ""
+    sig: str | None = None
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def bytes(self) -> int:
+        return self.path.stat().st_size if self.path else self.media_bytes
+
+    def seal_fields(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("path")
+        return d
+
+    @classmethod
+    def from_seal(cls, fields: dict[str, Any], path: Path) -> SegmentInfo:
+        names = set(cls.__dataclass_fields__) - {"path"}
+        return cls(**{k: v for k, v in fields.items() if k in names}, path=path)
+
+    def sealed(self, signer: Signer) -> SegmentInfo:
+        self.chain = chain_hash(self.seal_fields())
+        self.sig = signer.sign(self.chain)
+        return self
+
+
+class _SinkFile(io.RawIOBase):
+    """What the muxer writes into: hashes, counts, writes through, holds bytes on ENOSPC."""
+
+    def __init__(self, path: Path, max_pending: int) -> None:
+        super().__init__()
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self.sha = hashlib.sha256()
+        self.offered = 0  # bytes the muxer produced
+        self.on_disk = 0  # bytes the kernel accepted
+        self.pending = bytearray()
+        self.max_pending = max_pending
+        self.error: OSError | None = None
+        self.discard = False
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self.offered
+
+    def write(self, b: Any) -> int:
+        data = bytes(b)
+        self.offered += len(data)
+        if self.discard:
+            return len(data)
+        self.sha.update(data)
+        self.pending += data
+        self.drain()
+        return len(data)
+
+    def drain(self) -> bool:
+        """Push held bytes to the kernel; True when nothing is left held."""
+        while self.pending and not self.discard:
+            try:
+                n = os.write(self.fd, self.pending)
+            except OSError as exc:
+                self.error = exc
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO) or \
+                        len(self.pending) > self.max_pending:
+                    self.discard = True  # give up on this segment; keep what is on disk
+                return False
+            del self.pending[:n]
+            self.on_disk += n
+        if not self.pending:
+            self.error = None
+        return not self.pending
+
+
+class _Open:
+    """The segment being written."""
+
+    def __init__(self, root: Path, seq: int, stream: StreamInfo, first: EncodedPacket,
+                 params: bytes, synced: bool, step: float, frag_s: float, max_pending: int) -> None:
         import av
 
-        self.path = path
-        self.fh = open(path, "wb", buffering=1 << 20)  # noqa: SIM115 - closed in close()
-        self.container = av.open(self.fh, "w", format="mpegts", options={"flush_packets": "1"})
-        vs = self.container.add_stream("h264", rate=round(stream.fps))
-        vs.width, vs.height = stream.width, stream.height
-        vs.time_base = TIME_BASE
-        self.stream = vs
-        self.start_utc: datetime = first.utc
-        self.start_mono = first.mono
-        self.pts0 = first.pts
-        self.end_utc = first.utc
-        self.end_mono = first.mono
-        self.packets = 0
-        self.keyframes = 0
-        self.h264_bytes = 0
+        self.seq = seq
+        self.start_us = to_us(first.utc)
+        self.offset0 = first.utc.timestamp() - first.mono
+        self.name = segment_name(self.start_us, seq)
+        day = root / self.name[:8]
+        day.mkdir(parents=True, exist_ok=True)
+        self.path = day / (self.name + PART)
+        self.sink = _SinkFile(self.path, max_pending)
+        self.fps = stream.fps
+        self.dts0 = first.dts
+        self.last_pts = first.pts
+        self.max_pts = first.pts
+        self.frames = self.keyframes = self.h264_bytes = 0
+        self.synced = synced
+        self.step = step
+        self.step_seen = 0.0
+        self.mono0 = first.mono
+        try:
+            self.container = av.open(self.sink, "w", format="mp4", options={
+                "movflags": "frag_keyframe+empty_moov+default_base_moof",
+                "frag_duration": str(int(frag_s * 1_000_000)), "flush_packets": "1"})
+            self.container.metadata["comment"] = json.dumps(
+                {"camnode": 1, "seq": seq, "start_us": self.start_us, "synced": synced,
+                 "clock_step_s": step})
+            vs = self.container.add_stream("h264", rate=Fraction(stream.fps).limit_denominator(1001))
+            vs.width, vs.height = stream.width, stream.height
+            vs.time_base = TIME_BASE
+            vs.codec_context.extradata = params
+            self.stream = vs
+        except Exception:
+            os.close(self.sink.fd)
+            raise
 
     def mux(self, pkt: EncodedPacket) -> None:
         import av
 
         p = av.Packet(pkt.data)
-        p.pts, p.dts = pkt.pts, pkt.dts
+        p.pts, p.dts = pkt.pts - self.dts0, pkt.dts - self.dts0
         p.time_base = TIME_BASE
         p.stream = self.stream
         p.is_keyframe = pkt.keyframe
         self.container.mux(p)
-        self.packets += 1
+        self.frames += 1
         self.keyframes += pkt.keyframe
         self.h264_bytes += len(pkt.data)
-        self.end_utc, self.end_mono = pkt.utc, pkt.mono
+        self.last_pts = pkt.pts
+        self.max_pts = max(self.max_pts, pkt.pts)
 
-    def close(self) -> None:
-        try:
-            self.container.close()
-        finally:
-            self.fh.flush()
-            os.fsync(self.fh.fileno())
-            self.fh.close()
+    @property
+    def end_us(self) -> int:
+        dur = (self.max_pts - (self.dts0 if self.frames else self.max_pts)) / 90_000 + 1.0 / self.fps
+        return self.start_us + round(dur * 1_000_000)
 
 
 class SegmentWriter:
-    """An :class:`~hw.encode.base.Output` that keeps footage as segment files under ``root``."""
+    """An :class:`~hw.encode.base.Output` keeping footage as sealed fMP4 segments under ``root``.
 
-    def __init__(self, root: Path, segment_s: float, clock, *, flush_s: float = 2.0) -> None:
+    ``on_closed(info)`` is called (on the writer's thread) after each segment is final and
+    fsynced; the recorder indexes it there. ``next_seq``/``chain_head`` continue the store's
+    sequence and hash chain; when None they are read from the files under ``root``.
+    """
+
+    def __init__(self, root: Path, segment_s: float, clock: Any, *, frag_s: float = 2.0,
+                 signer: Signer | None = None, next_seq: int | None = None,
+                 chain_head: str | None = None,
+                 on_closed: Callable[[SegmentInfo], None] | None = None,
+                 sync_fragments: bool = False, max_pending_bytes: int = 16 << 20) -> None:
         self.root = Path(root)
         self.segment_s = segment_s
-        self.flush_s = flush_s
+        self.frag_s = frag_s
         self._clock = clock
+        self.signer = signer or Signer.none()
+        self.on_closed = on_closed
+        self.sync_fragments = sync_fragments
+        self.max_pending = max_pending_bytes
+        if next_seq is None or chain_head is None:
+            seq, head = scan_head(self.root)
+            next_seq = seq + 1 if next_seq is None else next_seq
+            chain_head = head if chain_head is None else chain_head
+        self.next_seq = next_seq
+        self.chain_head = chain_head
         self._stream: StreamInfo | None = None
-        self._seg: _OpenSegment | None = None
-        self._last_flush = 0.0
-        self._lock = threading.Lock()
+        self._params = b""
+        self._seg: _Open | None = None
+        self._cut_requested = False
+        self._pending_step = 0.0
         self.closed_segments: list[Path] = []
         self.last_error: str | None = None
-        self.bytes_written = 0
+        self.dropped = 0
+        self._bytes_closed = 0
+        self.h264_bytes = 0
+
+    # ------------------------------------------------------------------ Output
 
     def start(self, stream: StreamInfo) -> None:
         self._stream = stream
+        self._params = mp4box.avcc_parameter_sets(stream.extradata)
         self.root.mkdir(parents=True, exist_ok=True)
 
     def write(self, packet: EncodedPacket) -> None:
+        """Mux one packet; cut before a keyframe when the segment is long enough."""
         if self._stream is None:
             raise RuntimeError("SegmentWriter.write before start")
         try:
-            seg = self._seg
-            if seg is not None and packet.keyframe and packet.mono - seg.start_mono >= self.segment_s:
-                self._close()
-                seg = None
-            if seg is None:
-                if not packet.keyframe:
-                    return  # a segment starts at a keyframe; until then nothing decodable
-                seg = self._seg = _OpenSegment(self._new_path(packet.utc), self._stream, packet)
-                self._last_flush = packet.mono
-            seg.mux(packet)
-            if packet.mono - self._last_flush >= self.flush_s:
-                seg.fh.flush()
-                self._last_flush = packet.mono
-            self.last_error = None
-        except OSError as exc:
+            self._write(packet)
+        except Exception as exc:  # never let the encoder thread die for the recorder
             self.last_error = f"{type(exc).__name__}: {exc}"
-            log.error("segment write failed: %s", exc)
+            log.exception("segment write failed")
             self._abandon()
 
-    def _new_path(self, utc: datetime) -> Path:
-        day = self.root / utc.strftime("%Y%m%d")
-        day.mkdir(exist_ok=True)
-        stem = utc.strftime("%Y%m%dT%H%M%SZ")
-        n = 0
-        while True:
-            name = stem if n == 0 else f"{stem}-{n}"
-            if not (day / f"{name}.ts").exists() and not (day / f"{name}.ts{PART}").exists():
-                return day / f"{name}.ts{PART}"
-            n += 1
-
-    def _close(self) -> None:
-        seg, self._seg = self._seg, None
-        if seg is None:
-            return
-        seg.close()
-        final = seg.path.with_name(seg.path.name[: -len(PART)])
-        os.replace(seg.path, final)
-        fsync_dir(final.parent)
-        self.bytes_written += final.stat().st_size
-        with self._lock:
-            self.closed_segments.append(final)
-        log.info("segment closed %s (%d packets, %d bytes)", final.name, seg.packets, final.stat().st_size)
-
-    def _abandon(self) -> None:
-        seg, self._seg = self._seg, None
+    def _write(self, packet: EncodedPacket) -> None:
+        seg = self._seg
+        if packet.keyframe:
+            params = mp4box.parameter_sets(packet.data)
+            if params:
+                self._params = params
         if seg is not None:
-            try:
-                seg.close()
-            except Exception:  # the disk is the problem; recovery on restart deals with the file
-                log.exception("closing a failed segment")
+            step = (packet.utc.timestamp() - packet.mono) - seg.offset0
+            if abs(step) > STEP_LIMIT_S and abs(step - seg.step_seen) > STEP_LIMIT_S:
+                seg.step_seen = step
+                self._pending_step = step
+                self._cut_requested = True
+                log.warning("wall clock stepped by %+.1f s; cutting at the next keyframe", step)
+            if seg.sink.discard:
+                self._close(seg_failed=True)
+                seg = None
+            elif packet.keyframe and (self._cut_requested or
+                                      packet.mono - seg.mono0 >= self.segment_s - 0.5 / seg.fps):
+                self._close()
+                seg = None
+        if seg is None:
+            if not packet.keyframe or not self._params:
+                self.dropped += 1
+                return
+            self._seg = seg = _Open(self.root, self.next_seq, self._stream, packet, self._params,
+                                    self._clock.synced(), self._pending_step, self.frag_s,
+                                    self.max_pending)
+            self.next_seq += 1
+            self._cut_requested = False
+            self._pending_step = 0.0
+        elif packet.keyframe and seg.synced and not self._clock.synced():
+            seg.synced = False
+        before = seg.sink.on_disk
+        if seg.sink.pending:
+            seg.sink.drain()
+        seg.mux(packet)
+        self.h264_bytes += len(packet.data)
+        grew = seg.sink.on_disk - before
+        if seg.sink.error is not None:
+            self.last_error = f"{type(seg.sink.error).__name__}: {seg.sink.error}"
+        elif grew and self.last_error and "ENOSPC" not in self.last_error:
+            self.last_error = None
+        if grew and self.sync_fragments:
+            os.fdatasync(seg.sink.fd)
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes of segment files written so far (closed files + the open one's bytes)."""
+        seg = self._seg
+        return self._bytes_closed + (seg.sink.on_disk if seg else 0)
+
+    def cut(self) -> None:
+        """Start a new segment at the next keyframe (e.g. after dropped packets)."""
+        self._cut_requested = True
+
+    def gap(self) -> None:
+        """Packets were lost upstream: close the current segment now."""
+        if self._seg is not None:
+            self._close()
 
     def stop(self) -> None:
-        self._close()
+        if self._seg is not None:
+            self._close()
 
     def health(self) -> dict[str, Any]:
         seg = self._seg
         return {
+            "current_segment": seg.name if seg else None,
+            "current_pending_bytes": len(seg.sink.pending) if seg else 0,
             "segments_closed": len(self.closed_segments),
-            "current_segment": seg.path.name if seg else None,
             "last_error": self.last_error,
+            "dropped_packets": self.dropped,
         }
+
+    # ------------------------------------------------------------------ closing
+
+    def _close(self, seg_failed: bool = False) -> None:
+        seg, self._seg = self._seg, None
+        if seg is None:
+            return
+        try:
+            seg.container.close()
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            seg_failed = True
+        sink = seg.sink
+        if not seg_failed:
+            sink.drain()
+        if seg_failed or sink.discard or sink.pending:
+            os.close(sink.fd)
+            log.error("segment %s could not be written whole; keeping its last fragment", seg.name)
+            info = recover_part(seg.path, self.signer, self.chain_head)
+        else:
+            info = SegmentInfo(seg.seq, seg.name, seg.start_us, seg.end_us, seg.frames,
+                               seg.keyframes, seg.synced, seg.step, False, sink.on_disk,
+                               sink.sha.hexdigest(), self.chain_head).sealed(self.signer)
+            try:
+                _write_all(sink.fd, mp4box.seal_box(info.seal_fields()))
+                os.fsync(sink.fd)
+            except OSError as exc:
+                os.close(sink.fd)
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                info = recover_part(seg.path, self.signer, self.chain_head)
+            else:
+                os.close(sink.fd)
+                info = _finalise(seg.path, info)
+        if info is None:
+            return
+        self.chain_head = info.chain
+        if info.path is not None:
+            self._bytes_closed += info.path.stat().st_size
+        self.closed_segments.append(info.path)  # type: ignore[arg-type]
+        log.info("segment %s closed: %d frames, %.1f s, %d bytes", info.name, info.frames,
+                 (info.end_us - info.start_us) / 1e6, info.media_bytes)
+        if self.on_closed is not None:
+            self.on_closed(info)
+
+    def _abandon(self) -> None:
+        if self._seg is not None:
+            try:
+                self._close(seg_failed=True)
+            except Exception:
+                log.exception("closing a failed segment")
+                self._seg = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _finalise(part: Path, info: SegmentInfo) -> SegmentInfo:
+    final = part.with_name(info.name)
+    os.rename(part, final)
+    fsync_dir(final.parent)
+    info.path = final
+    return info
+
+
+def scan_head(root: Path) -> tuple[int, str]:
+    """``(highest seq, chain value of the highest sealed segment)`` found under ``root``."""
+    best_seq, best_sealed, head = 0, -1, GENESIS
+    for p in segment_files(root):
+        parsed = parse_name(p.name)
+        if parsed is None:
+            continue
+        best_seq = max(best_seq, parsed[1])
+        if not p.name.endswith(PART) and parsed[1] > best_sealed:
+            seal = mp4box.read_seal(p)
+            if seal:
+                best_sealed, head = parsed[1], seal[0].get("chain", GENESIS)
+    return best_seq, head
+
+
+def recover_part(path: Path, signer: Signer, prev: str) -> SegmentInfo | None:
+    """Close an in-progress file left by a crash: truncate at its last complete fragment,
+    seal it as ``recovered`` and rename it final. Returns None (file removed) when not one
+    frame survived. Cost: a demux (no decode) of the file, ~10 ms per minute of video.
+    """
+    import av
+
+    try:
+        end, frags = mp4box.last_complete_fragment(path)
+    except mp4box.BoxError:
+        end, frags = 0, 0
+    if frags == 0:
+        log.warning("removing %s: no complete fragment", path.name)
+        path.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+        return None
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.ftruncate(fd, end)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    parsed = parse_name(path.name)
+    assert parsed is not None
+    start_us, seq = parsed
+    frames = keyframes = 0
+    first = last = None
+    fps = 0.0
+    meta: dict[str, Any] = {}
+    try:
+        with av.open(str(path)) as c:
+            try:
+                meta = json.loads(c.metadata.get("comment", "{}"))
+            except ValueError:
+                meta = {}
+            vs = c.streams.video[0]
+            fps = float(vs.average_rate or vs.guessed_rate or 0) or 15.0
+            for p in c.demux(vs):
+                if p.dts is None:
+                    continue
+                frames += 1
+                keyframes += bool(p.is_keyframe)
+                t = p.pts if p.pts is not None else p.dts
+                first = t if first is None else min(first, t)
+                last = t if last is None else max(last, t)
+                tb = p.time_base
+    except (av.error.FFmpegError, IndexError) as exc:
+        log.warning("removing %s: unreadable after truncation (%s)", path.name, exc)
+        path.unlink(missing_ok=True)
+        return None
+    if not frames or first is None or last is None:
+        path.unlink(missing_ok=True)
+        return None
+    start_us = int(meta.get("start_us", start_us))
+    dur = float((last - first) * tb) + 1.0 / fps
+    info = SegmentInfo(seq, segment_name(start_us, seq), start_us, start_us + round(dur * 1e6),
+                       frames, keyframes, bool(meta.get("synced", False)),
+                       float(meta.get("clock_step_s", 0.0)), True, end,
+                       mp4box_sha(path, end), prev).sealed(signer)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        _write_all(fd, mp4box.seal_box(info.seal_fields()))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    log.warning("recovered %s: %d frames (%.1f s) up to its last fragment", info.name, frames, dur)
+    return _finalise(path, info)
+
+
+def mp4box_sha(path: Path, length: int) -> str:
+    from node.record.integrity import file_sha256
+
+    return file_sha256(path, length)
