@@ -1,0 +1,237 @@
+"""Object (person) detection on crops around motion, and the persistence rule.
+
+The model sees square crops of the *main* frame (colour), chosen from the motion regions
+found on the lores luma frame:
+
+1. motion boxes (lores pixels) are scaled to main pixels and merged while they lie closer
+   than ``merge_gap`` of the frame's short side;
+2. each group becomes a square around its box, at least ``min_crop`` of the short side (a
+   person far away is upscaled, never cut) and widened by a margin; a square larger than
+   ``whole_frame_above`` of the short side means "large motion": the whole frame is used
+   (stretched to the model input, as the SSD was trained);
+3. the crop is sampled at the model input size straight from the yuv420p planes and only
+   those samples are converted to RGB (BT.601 limited range): ≈1 ms for 300x300 in numpy,
+   independent of the main resolution.
+
+Why colour and not luma replicated to 3 channels: measured on ``one-by-one-person-detection.mp4``
+(whole frames, person class, score ≥ 0.5), luma-only input loses recall against RGB (see
+``docs/vision.md`` for the figures), and the colour crop costs about the same, because only
+the sampled pixels are converted.
+
+:class:`Persistence` turns raw detections into confirmed ones: a track (same class, boxes
+overlapping) must be hit on ``min_hits`` inference calls before it counts, which suppresses
+one-frame false positives (a car's red bonnet scored 0.62 "person" on three frames of
+``car-detection.mp4``).
+
+Thread: everything here runs on the inference side (one thread); nothing is shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+#: A box in pixels, ``(x0, y0, x1, y1)``, x1/y1 exclusive.
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Crop:
+    """A region of the main frame given to the model: ``x, y`` top-left, ``w, h`` in pixels."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+def scale_box(box: Box, sx: float, sy: float) -> Box:
+    """Scale a pixel box from one image size to another."""
+    x0, y0, x1, y1 = box
+    return (int(x0 * sx), int(y0 * sy), int(np.ceil(x1 * sx)), int(np.ceil(y1 * sy)))
+
+
+def merge_boxes(boxes: list[Box], gap: int) -> list[Box]:
+    """Union boxes that overlap or lie within ``gap`` pixels of each other (repeat until stable).
+
+    Cost: O(n²) per pass on a handful of motion boxes.
+    """
+    out = [list(b) for b in boxes]
+    changed = True
+    while changed and len(out) > 1:
+        changed = False
+        i = 0
+        while i < len(out):
+            j = i + 1
+            while j < len(out):
+                a, b = out[i], out[j]
+                if a[0] - gap <= b[2] and b[0] - gap <= a[2] and a[1] - gap <= b[3] and b[1] - gap <= a[3]:
+                    out[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                    del out[j]
+                    changed = True
+                else:
+                    j += 1
+            i += 1
+    return [tuple(b) for b in out]  # type: ignore[misc]
+
+
+def plan_crops(boxes: list[Box], width: int, height: int, *, min_crop: float = 0.35,
+               margin: float = 0.25, merge_gap: float = 0.08, whole_frame_above: float = 0.8,
+               max_crops: int = 2) -> list[Crop]:
+    """Square crops (main pixels) covering ``boxes`` (main pixels); see the module docstring.
+
+    More groups than ``max_crops`` fall back to the whole frame (one call instead of many).
+    """
+    if not boxes:
+        return []
+    short = min(width, height)
+    groups = merge_boxes(boxes, int(merge_gap * short))
+    whole = Crop(0, 0, width, height)
+    if len(groups) > max_crops:
+        return [whole]
+    crops = []
+    for x0, y0, x1, y1 in groups:
+        side = int(max(x1 - x0, y1 - y0) * (1.0 + 2 * margin))
+        side = max(side, int(min_crop * short))
+        if side > whole_frame_above * short:
+            return [whole]
+        cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+        x = min(max(0, cx - side // 2), width - side)
+        y = min(max(0, cy - side // 2), height - side)
+        crops.append(Crop(x, y, side, side))
+    return crops
+
+
+def crop_rgb(main: np.ndarray, width: int, height: int, crop: Crop, size: tuple[int, int]) -> np.ndarray:
+    """Sample ``crop`` of a yuv420p frame (PyAV layout) at ``size`` and convert only that to RGB.
+
+    Nearest-neighbour sampling (pixel centres). BT.601 limited range, as H.264 cameras deliver.
+    Cost: ≈1 ms for 300x300 here, whatever the main resolution.
+    """
+    ow, oh = size
+    xs = crop.x + ((np.arange(ow) + 0.5) * (crop.w / ow)).astype(np.intp)
+    ys = crop.y + ((np.arange(oh) + 0.5) * (crop.h / oh)).astype(np.intp)
+    y = main[ys[:, None], xs[None, :]].astype(np.float32)
+    cw, ch = width // 2, height // 2
+    planes = main[height:].reshape(2, ch, cw)
+    ys2, xs2 = (ys >> 1)[:, None], (xs >> 1)[None, :]
+    u = planes[0][ys2, xs2].astype(np.float32) - 128.0
+    v = planes[1][ys2, xs2].astype(np.float32) - 128.0
+    y = (y - 16.0) * 1.164
+    rgb = np.empty((oh, ow, 3), np.float32)
+    rgb[..., 0] = y + 1.596 * v
+    rgb[..., 1] = y - 0.392 * u - 0.813 * v
+    rgb[..., 2] = y + 2.017 * u
+    np.clip(rgb, 0, 255, out=rgb)
+    return rgb.astype(np.uint8)
+
+
+def crop_luma3(main: np.ndarray, crop: Crop, size: tuple[int, int]) -> np.ndarray:
+    """The same crop as luma replicated to 3 channels (kept to measure against colour)."""
+    ow, oh = size
+    xs = crop.x + ((np.arange(ow) + 0.5) * (crop.w / ow)).astype(np.intp)
+    ys = crop.y + ((np.arange(oh) + 0.5) * (crop.h / oh)).astype(np.intp)
+    y = main[ys[:, None], xs[None, :]]
+    return np.repeat(y[:, :, None], 3, axis=2)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A detection in main-frame pixels, at the frame it came from."""
+
+    label: str
+    score: float
+    box: Box
+    seq: int
+    utc: datetime
+    mono: float
+
+
+def to_frame(det_box: tuple[float, float, float, float], crop: Crop) -> Box:
+    """Map a model box (relative to the crop) to main-frame pixels."""
+    x0, y0, x1, y1 = det_box
+    return (crop.x + int(x0 * crop.w), crop.y + int(y0 * crop.h),
+            crop.x + int(x1 * crop.w), crop.y + int(y1 * crop.h))
+
+
+def iou(a: Box, b: Box) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def dedupe(found: list[Found], overlap: float = 0.5) -> list[Found]:
+    """Drop boxes of the same label overlapping a better one (two crops saw the same person)."""
+    out: list[Found] = []
+    for f in sorted(found, key=lambda f: -f.score):
+        if all(g.label != f.label or iou(g.box, f.box) < overlap for g in out):
+            out.append(f)
+    return out
+
+
+@dataclass(slots=True)
+class _Track:
+    label: str
+    box: Box
+    hits: int
+    misses: int
+    first: Found
+    best: Found
+
+
+@dataclass
+class Persistence:
+    """Confirms a detection once the same object is hit on ``min_hits`` inference calls.
+
+    A track is the same label with boxes overlapping (IoU ≥ ``match_iou``, or the centre of
+    one inside the other, as a walking person's box moves between calls); it is dropped after
+    ``max_misses`` calls without a hit. :meth:`update` returns the confirmed tracks' latest
+    detections, each with the detection that started the track (its time is the event start).
+    """
+
+    min_hits: int = 3
+    max_misses: int = 2
+    match_iou: float = 0.2
+    tracks: list[_Track] = field(default_factory=list)
+
+    def update(self, found: list[Found]) -> list[tuple[Found, Found]]:
+        """Feed one inference call's detections; return ``(first, latest)`` per confirmed track."""
+        matched: set[int] = set()
+        out = []
+        for f in sorted(found, key=lambda f: -f.score):
+            best_i, best_v = -1, -1.0
+            for i, t in enumerate(self.tracks):
+                if i in matched or t.label != f.label:
+                    continue
+                v = iou(t.box, f.box)
+                if (v >= self.match_iou or _centre_inside(t.box, f.box)) and v > best_v:
+                    best_i, best_v = i, v
+            if best_i >= 0:
+                t = self.tracks[best_i]
+                t.box, t.hits, t.misses = f.box, t.hits + 1, 0
+                if f.score > t.best.score:
+                    t.best = f
+            else:
+                self.tracks.append(_Track(f.label, f.box, 1, 0, f, f))
+                best_i = len(self.tracks) - 1
+            matched.add(best_i)
+            t = self.tracks[best_i]
+            if t.hits >= self.min_hits:
+                out.append((t.first, f))
+        for i, t in enumerate(self.tracks):
+            if i not in matched:
+                t.misses += 1
+        self.tracks = [t for t in self.tracks if t.misses <= self.max_misses]
+        return out
+
+    def clear(self) -> None:
+        self.tracks.clear()
+
+
+def _centre_inside(a: Box, b: Box) -> bool:
+    cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+    return a[0] <= cx <= a[2] and a[1] <= cy <= a[3]
