@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
-
-import tomllib
 
 from node.settings import section, setting
 
@@ -184,7 +183,8 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> Config:
 
 def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(source, prefix or "(top level)", f"expected a table, got {_tname(data)}")
+        raise ConfigError(source, prefix.rstrip(".") or "(top level)",
+                          f"expected a table, got {_tname(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = get_type_hints(cls)
     unknown = sorted(set(data) - set(fields))

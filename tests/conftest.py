@@ -25,3 +25,73 @@ def shared_dir() -> Path:
     if not (p / "models").is_dir() or not (p / "media").is_dir():
         pytest.fail(f"shared footage/models not found at {p} (set CAMNODE_SHARED)")
     return p
+
+
+@pytest.fixture
+def broker():
+    """A private mosquitto on a free loopback port, stopped after the test."""
+    from node.localbroker import LocalBroker
+
+    b = LocalBroker().start()
+    yield b
+    b.cleanup()
+
+
+class Subscriber:
+    """A real MQTT client that records what the broker delivers, for assertions."""
+
+    def __init__(self, host: str, port: int, topic: str = "#") -> None:
+        import threading
+
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._cond = threading.Condition()
+        c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        c.on_connect = lambda cl, *_: cl.subscribe(topic, qos=1)
+        c.on_message = self._on_message
+        c.connect(host, port)
+        c.loop_start()
+        self.client = c
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self._cond:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+            self._cond.notify_all()
+
+    def json(self, suffix: str) -> list[dict]:
+        import json
+
+        with self._cond:
+            return [json.loads(p) for t, p, _ in self.messages if t.endswith(suffix)]
+
+    def wait_for(self, pred, timeout: float = 20.0) -> bool:
+        import time
+
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not pred(self):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.2))
+            return True
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def subscriber_factory():
+    subs: list[Subscriber] = []
+
+    def make(host: str, port: int, topic: str = "#") -> Subscriber:
+        s = Subscriber(host, port, topic)
+        subs.append(s)
+        return s
+
+    yield make
+    for s in subs:
+        s.close()

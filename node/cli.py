@@ -1,0 +1,101 @@
+"""``camnode``: the node daemon and its local tools.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad config or bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+from node import __version__
+from node.config import ConfigError, example_toml, load_config, schema
+
+log = logging.getLogger("node.cli")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from node import logs
+    from node.app import Node
+
+    cfg = load_config(args.config)
+    logs.setup(cfg.log.level)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %s received", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    node = Node(cfg)
+    node.run(stop)
+    return 0
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    cfg = load_config(args.file)
+    print(f"{args.file}: OK (node {cfg.node.id}, source {cfg.camera.source}, "
+          f"broker {cfg.mqtt.host}:{cfg.mqtt.port})")
+    return 0
+
+
+def _cmd_config_schema(args: argparse.Namespace) -> int:
+    if args.toml:
+        print(example_toml())
+    else:
+        print(json.dumps(schema(), indent=2, default=str))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from node.demo import run_demo
+
+    return run_demo(storage=args.storage, heartbeat_s=args.heartbeat_s)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="camnode", description="Street camera node firmware.")
+    p.add_argument("--version", action="version", version=f"camnode {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the node (no --config: the built-in demo scene)")
+    run.add_argument("--config", "-c", help="TOML config file")
+    run.set_defaults(func=_cmd_run)
+
+    cfg = sub.add_parser("config", help="check a config file or print the schema")
+    csub = cfg.add_subparsers(dest="config_command", required=True)
+    chk = csub.add_parser("check", help="validate a config file")
+    chk.add_argument("file")
+    chk.set_defaults(func=_cmd_config_check)
+    sch = csub.add_parser("schema", help="print every section and field with its description")
+    sch.add_argument("--toml", action="store_true", help="as a commented example config file")
+    sch.set_defaults(func=_cmd_config_schema)
+
+    demo = sub.add_parser("demo", help="local broker + node on the demo scene + station view")
+    demo.add_argument("--storage", default="var/demo", help="where the demo keeps its footage")
+    demo.add_argument("--heartbeat-s", type=float, default=3.0)
+    demo.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"camnode: config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+

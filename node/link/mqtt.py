@@ -1,0 +1,167 @@
+"""The node's MQTT connection (paho-mqtt 2, MQTT 5).
+
+* Connects in the background and retries forever with exponential backoff (1 s → reconnect_max_s):
+  a broker that is down at start, or restarts, is picked up without the node noticing —
+  the recorder never waits for the network.
+* Publishes a retained ``status`` = online on every (re)connect and registers a retained
+  ``status`` = offline (reason "lost") as last will, so the station learns of an abrupt death.
+* ``close()`` publishes ``status`` = offline (reason "shutdown") and waits up to 2 s for it.
+* Command messages on ``<p>/<id>/cmd/<name>`` go to ``on_command(name, payload_bytes)``; it
+  runs on paho's network thread and must return quickly.
+
+Thread: paho's network thread runs callbacks; ``publish`` is safe from any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from node import __version__
+from node.link import topics as t
+
+log = logging.getLogger(__name__)
+
+CommandHandler = Callable[[str, bytes], None]
+
+
+class MqttLink:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        node_id: str,
+        prefix: str,
+        clock,
+        keepalive_s: int = 30,
+        reconnect_max_s: float = 30.0,
+        username: str = "",
+        password: str = "",
+        tls_ca: str = "",
+        on_command: CommandHandler | None = None,
+    ) -> None:
+        self.topics = t.Topics(prefix, node_id)
+        self._clock = clock
+        self._host, self._port, self._keepalive = host, port, keepalive_s
+        self._on_command = on_command
+        self._connected = threading.Event()
+        self.connects = 0
+        self.disconnects = 0
+        self.last_error: str | None = None
+        self.published = 0
+        self.dropped_offline = 0
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"camnode-{node_id}",
+                        protocol=paho.MQTTv5)
+        c.reconnect_delay_set(min_delay=1, max_delay=max(1, int(reconnect_max_s)))
+        if username:
+            c.username_pw_set(username, password or None)
+        if tls_ca:
+            c.tls_set(ca_certs=tls_ca, cert_reqs=ssl.CERT_REQUIRED)
+        c.will_set(self.topics.status, t.status_payload("offline", clock.utc(), __version__, "lost"),
+                   qos=1, retain=True)
+        c.on_connect = self._handle_connect
+        c.on_disconnect = self._handle_disconnect
+        c.on_message = self._handle_message
+        c.on_connect_fail = self._handle_connect_fail
+        self._client = c
+
+    @classmethod
+    def from_config(cls, mqtt, node_id: str, clock, on_command: CommandHandler | None = None) -> MqttLink:
+        password = mqtt.password
+        if mqtt.password_file:
+            password = Path(mqtt.password_file).read_text().strip()
+        return cls(host=mqtt.host, port=mqtt.port, node_id=node_id, prefix=mqtt.topic_prefix,
+                   clock=clock, keepalive_s=mqtt.keepalive_s, reconnect_max_s=mqtt.reconnect_max_s,
+                   username=mqtt.username, password=password, tls_ca=mqtt.tls_ca,
+                   on_command=on_command)
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        """Begin connecting in the background; returns at once."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0
+        self._client.connect_async(self._host, self._port, keepalive=self._keepalive,
+                                   clean_start=True, properties=props)
+        self._client.loop_start()
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Publish a clean ``offline`` (if connected), disconnect, stop the network thread."""
+        if self._connected.is_set():
+            info = self._client.publish(
+                self.topics.status,
+                t.status_payload("offline", self._clock.utc(), __version__, "shutdown"),
+                qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout_s)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("offline status not confirmed: %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._connected.wait(timeout_s)
+
+    # -- publishing ----------------------------------------------------------------
+    def publish(self, topic: str, payload: dict[str, Any] | bytes, *, qos: int = 0,
+                retain: bool = False) -> bool:
+        """Queue a message; returns False if it was dropped because the link is down (QoS 0)."""
+        data = payload if isinstance(payload, bytes) else t.encode(payload)
+        if not self._connected.is_set() and qos == 0:
+            self.dropped_offline += 1
+            return False
+        info = self._client.publish(topic, data, qos=qos, retain=retain)
+        if info.rc == paho.MQTT_ERR_SUCCESS:
+            self.published += 1
+            return True
+        return qos > 0  # QoS>0 is kept in paho's in-memory queue and sent on reconnect
+
+    def health(self) -> dict[str, Any]:
+        return {"connected": self.connected, "connects": self.connects,
+                "disconnects": self.disconnects, "published": self.published,
+                "dropped_offline": self.dropped_offline, "last_error": self.last_error}
+
+    # -- paho callbacks (network thread) -------------------------------------------
+    def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.last_error = f"connect refused: {reason_code}"
+            log.warning("broker refused connection: %s", reason_code)
+            return
+        self.connects += 1
+        self._connected.set()
+        self.last_error = None
+        log.info("connected to broker %s:%d", self._host, self._port)
+        client.publish(self.topics.status, t.status_payload("online", self._clock.utc(), __version__),
+                       qos=1, retain=True)
+        client.subscribe(self.topics.cmd("#"), qos=1)
+
+    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self._connected.is_set():
+            self.disconnects += 1
+            log.warning("disconnected from broker: %s", reason_code)
+        self._connected.clear()
+
+    def _handle_connect_fail(self, client, userdata) -> None:
+        self.last_error = f"broker {self._host}:{self._port} unreachable"
+
+    def _handle_message(self, client, userdata, msg) -> None:
+        prefix = self.topics.cmd("")
+        if not msg.topic.startswith(prefix) or self._on_command is None:
+            return
+        try:
+            self._on_command(msg.topic[len(prefix):], bytes(msg.payload))
+        except Exception:
+            log.exception("command handler failed for %s", msg.topic)

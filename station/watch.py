@@ -1,0 +1,81 @@
+"""The station's live view: one line per status, heartbeat and event from every node.
+
+Subscribes to ``<prefix>/+/status``, ``/heartbeat`` and ``/event``. Lines are meant for a
+terminal in the police post; ``--json`` prints the raw payloads instead (for piping).
+Thread: paho's network thread prints; ``start``/``stop`` from the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import IO, Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from node.link import topics as t
+
+
+def format_line(node_id: str, leaf: str, msg: dict[str, Any]) -> str:
+    if leaf == "status":
+        reason = f" ({msg['reason']})" if msg.get("reason") else ""
+        return f"{msg.get('utc', '?')} {node_id:<16} STATUS    {msg.get('state', '?')}{reason}"
+    if leaf == "heartbeat":
+        faults = ", ".join(f"{k}: {v}" for k, v in (msg.get("faults") or {}).items()) or "none"
+        temps = msg.get("temperatures_c") or {}
+        temp = f" {max(temps.values()):.0f}°C" if temps else ""
+        return (f"{msg.get('utc', '?')} {node_id:<16} HEARTBEAT fps {msg.get('fps_in', 0):.1f}/"
+                f"{msg.get('fps_out', 0):.1f} dropped {msg.get('frames_dropped', 0)} "
+                f"enc {msg.get('encoder')} disk {msg.get('disk_free_mb', 0):.0f}MB{temp} "
+                f"up {msg.get('uptime_s', 0):.0f}s faults: {faults}")
+    if leaf == "event":
+        classes = ",".join(msg.get("classes", [])) or msg.get("kind", "?")
+        return (f"{msg.get('utc', msg.get('start_utc', '?'))} {node_id:<16} EVENT     "
+                f"{msg.get('phase', msg.get('type', '?'))} {classes} id {msg.get('id', '?')} "
+                f"score {msg.get('score', '-')}")
+    return f"{node_id:<16} {leaf} {json.dumps(msg)}"
+
+
+class Watcher:
+    def __init__(self, host: str, port: int, prefix: str, *, out: IO[str] | None = None,
+                 raw_json: bool = False, username: str = "", password: str = "") -> None:
+        self.prefix = prefix
+        self.out = out or sys.stdout
+        self.raw_json = raw_json
+        self.lines = 0
+        self._lock = threading.Lock()
+        c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        if username:
+            c.username_pw_set(username, password or None)
+        c.on_connect = self._on_connect
+        c.on_message = self._on_message
+        c.reconnect_delay_set(1, 10)
+        self._client = c
+        self._host, self._port = host, port
+
+    def start(self) -> None:
+        self._client.connect_async(self._host, self._port, keepalive=30)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        for leaf in ("status", "heartbeat", "event"):
+            client.subscribe(t.all_nodes(self.prefix, leaf), qos=1)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            _, node_id, leaf = t.split_topic(msg.topic)
+            payload = t.decode(bytes(msg.payload), limit=1 << 20)
+        except ValueError as exc:
+            line = f"unreadable message on {msg.topic}: {exc}"
+        else:
+            line = json.dumps({"topic": msg.topic, **payload}) if self.raw_json else \
+                format_line(node_id, leaf, payload)
+        with self._lock:
+            print(line, file=self.out, flush=True)
+            self.lines += 1

@@ -1,0 +1,105 @@
+"""The node wired in-process: systemd notify, camera faults reported, queues under pressure."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from node.app import Node
+from node.config import config_from_dict
+from node.sdnotify import Notifier
+
+
+def small_config(tmp_path, port: int, **camera):
+    return config_from_dict({
+        "node": {"id": "pole-9"},
+        "camera": {"source": "synthetic", "width": 320, "height": 240, "fps": 10.0,
+                   "lores_width": 160, "lores_height": 120, **camera},
+        "encoder": {"gop_s": 1.0, "bitrate_kbps": 300},
+        "storage": {"path": str(tmp_path / "rec"), "segment_s": 2.0},
+        "mqtt": {"port": port, "heartbeat_s": 0.3, "reconnect_max_s": 1.0},
+    })
+
+
+def test_ready_and_watchdog_reach_systemd_socket(tmp_path, broker):
+    sock_path = tmp_path / "notify"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(str(sock_path))
+    srv.settimeout(5)
+    node = Node(small_config(tmp_path, broker.port),
+                notifier=Notifier({"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"}))
+    stop = threading.Event()
+    th = threading.Thread(target=node.run, args=(stop,))
+    th.start()
+    try:
+        msgs = [srv.recv(256).decode() for _ in range(3)]
+    finally:
+        stop.set()
+        th.join(20)
+        srv.close()
+    assert msgs[0].startswith("READY=1")
+    assert "WATCHDOG=1" in msgs[1:]
+    assert node.notifier.sent[-1] == "STOPPING=1"
+
+
+def test_vanished_camera_is_reported_and_retried(tmp_path, broker, subscriber_factory):
+    clip = tmp_path / "cam.mp4"
+    # a real short H.264 file as the "camera", then it vanishes
+    import av
+    import numpy as np
+
+    with av.open(str(clip), "w") as out:
+        s = out.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
+        for i in range(20):
+            f = av.VideoFrame.from_ndarray(np.full((240, 320, 3), i * 10, np.uint8), format="rgb24")
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+    cfg = small_config(tmp_path, broker.port, source=str(clip), loop=True)
+    live = subscriber_factory(broker.host, broker.port, "camnode/pole-9/heartbeat")
+    node = Node(cfg)
+    stop = threading.Event()
+    th = threading.Thread(target=node.run, args=(stop,))
+    th.start()
+    try:
+        assert live.wait_for(lambda s: any(h["frames_in"] > 0 for h in s.json("heartbeat")), 20)
+        clip.unlink()
+        assert live.wait_for(
+            lambda s: "camera" in s.json("heartbeat")[-1]["faults"], 20), live.json("heartbeat")[-1]
+        fault = live.json("heartbeat")[-1]["faults"]["camera"]
+        assert "cannot be opened" in fault and "No such file" in fault
+        assert th.is_alive()  # the node keeps running and keeps telling the station
+    finally:
+        stop.set()
+        th.join(20)
+    assert not th.is_alive()
+
+
+def test_slow_encoder_drops_oldest_frames_and_counts(tmp_path, broker):
+    class SlowEncoder:
+        name = "slow"
+
+        def start(self, stream):
+            return stream
+
+        def encode(self, frame):
+            time.sleep(0.05)
+            return []
+
+        def flush(self):
+            return []
+
+        def close(self):
+            pass
+
+    cfg = small_config(tmp_path, broker.port, fps=60.0, realtime=False)
+    node = Node(cfg, encoder=SlowEncoder())
+    node.start()
+    time.sleep(1.5)
+    node.stop()
+    hb = node.heartbeat()
+    assert hb["frames_dropped"] > 0
+    assert hb["frames_in"] > node.counters.frames_encoded
