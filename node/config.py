@@ -119,6 +119,30 @@ class StorageSection:
     )
 
 
+@section("Recording: durability, retention (the ring buffer), pre-roll and evidence signing.")
+class RecordSection:
+    max_age_days: float = setting(30.0, "Delete footage older than this (protected clips excepted); "
+                                  "also the retention target the heartbeat compares with.",
+                                  unit="d", minimum=0.0, maximum=3650.0, exclusive_minimum=True)
+    headroom_s: float = setting(3600.0, "Free-space floor as recording time at the measured bitrate: "
+                                "oldest footage is deleted to keep this much free.", unit="s",
+                                minimum=0.0, maximum=86400.0)
+    min_free_mb: float = setting(256.0, "Free-space floor never below this.", unit="MiB",
+                                 minimum=0.0, maximum=1e6)
+    fragment_s: float = setting(2.0, "Longest fragment: at most this much video is lost at a power "
+                                "cut.", unit="s", minimum=0.1, maximum=10.0)
+    sync_fragments: bool = setting(False, "fdatasync every fragment (more SD wear; for kernels with "
+                                   "slow writeback).")
+    preroll_s: float = setting(10.0, "RAM ring of recent video for event clips (0: off).", unit="s",
+                               minimum=0.0, maximum=120.0)
+    sweep_s: float = setting(10.0, "Retention sweep period (its own thread).", unit="s",
+                             minimum=0.5, maximum=3600.0)
+    queue_mb: float = setting(32.0, "Writer queue; past it packets drop to the next keyframe.",
+                              unit="MiB", minimum=1.0, maximum=1024.0)
+    signing_key: str = setting("", "Ed25519 key file signing the segment hash chain (written by "
+                               "provisioning; empty: unsigned).")
+
+
 @section("Connection to the central station's MQTT broker.")
 class MqttSection:
     host: str = setting("127.0.0.1", "Broker host name or address.")
@@ -147,6 +171,7 @@ class Config:
     camera: CameraSection = dataclasses.field(default_factory=CameraSection)
     encoder: EncoderSection = dataclasses.field(default_factory=EncoderSection)
     storage: StorageSection = dataclasses.field(default_factory=StorageSection)
+    record: RecordSection = dataclasses.field(default_factory=RecordSection)
     mqtt: MqttSection = dataclasses.field(default_factory=MqttSection)
     log: LogSection = dataclasses.field(default_factory=LogSection)
 

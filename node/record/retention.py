@@ -1,0 +1,141 @@
+"""Retention: the ring buffer over the card. Age first, then a free-space floor.
+
+One :meth:`Retention.sweep`:
+
+1. **age** — delete unprotected segments that ended more than ``max_age_days`` ago, oldest
+   (lowest sequence number) first;
+2. **space** — keep ``free >= floor`` where ``floor = max(min_free_bytes, headroom_s x measured
+   byte rate)`` (by default one hour of recording at the rate the node actually writes):
+   delete the oldest unprotected segments; only when none is left, the oldest *protected*
+   ones (event clips, legal holds), each reported (log error + ``protected_deleted`` in the
+   health) because that is footage someone asked to keep.
+
+It also computes the projection the heartbeat carries: how many days of footage the card
+holds at the measured rate (``(footage bytes + free - floor) / bytes per day``), and whether
+that meets ``max_age_days``.
+
+Deletion runs on the retention thread (see :class:`node.record.recorder.Recorder`), never on
+the thread that writes video: an ``unlink`` on an SD card can take tens of milliseconds.
+Cost per sweep with nothing to delete: two indexed SQLite queries + one ``statvfs`` (< 5 ms at
+43,200 segments, see bench). Thread: the retention thread (or the caller of ``tick``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from node.record.segmenter import to_us
+from node.record.store import Store
+
+log = logging.getLogger(__name__)
+
+DAY_S = 86_400
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What retention keeps. Byte rate: bytes per second written (measured)."""
+
+    max_age_days: float = 30.0
+    headroom_s: float = 3600.0
+    min_free_bytes: int = 256 << 20
+    #: Rate assumed before enough footage exists to measure one (1.2 Mbit/s).
+    default_rate: float = 150_000.0
+
+
+@dataclass
+class SweepReport:
+    deleted_age: int = 0
+    deleted_space: int = 0
+    protected_deleted: list[str] = field(default_factory=list)
+    freed_bytes: int = 0
+    free_bytes: int = 0
+    floor_bytes: int = 0
+    short_of_space: bool = False
+    projected_days: float = 0.0
+
+
+def disk_free(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+class Retention:
+    """Deletes footage by age and by free space; see the module doc.
+
+    ``free_fn`` returns free bytes on the card (``statvfs`` by default; injected in tests).
+    """
+
+    def __init__(self, store: Store, clock: Any, policy: Policy,
+                 free_fn: Callable[[Path], int] = disk_free) -> None:
+        self.store = store
+        self.clock = clock
+        self.policy = policy
+        self.free_fn = free_fn
+        self.last: SweepReport = SweepReport()
+        self.protected_deleted_total = 0
+
+    def rate(self) -> float:
+        """Measured bytes per second of recent segments (the default before there are any)."""
+        assert self.store.index is not None
+        r = self.store.index.recent_rate()
+        return r if r > 0 else self.policy.default_rate
+
+    def floor(self, rate: float | None = None) -> int:
+        r = self.rate() if rate is None else rate
+        return max(self.policy.min_free_bytes, int(self.policy.headroom_s * r))
+
+    def sweep(self) -> SweepReport:
+        idx = self.store.index
+        assert idx is not None
+        rep = SweepReport()
+        cutoff = to_us(self.clock.utc()) - int(self.policy.max_age_days * DAY_S * 1_000_000)
+        while True:
+            batch = idx.oldest(64, protected=False)
+            old = [b for b in batch if b[3] < cutoff]
+            for seq, _name, _n, _end in old:
+                rep.freed_bytes += self.store.delete(seq, "age")
+                rep.deleted_age += 1
+            if len(old) < len(batch) or not batch:
+                break
+        rate = self.rate()
+        rep.floor_bytes = self.floor(rate)
+        free = self.free_fn(self.store.root)
+        while free < rep.floor_bytes:
+            victim = idx.oldest(1, protected=False)
+            protected = False
+            if not victim:
+                victim = idx.oldest(1, protected=True)
+                protected = True
+            if not victim:
+                rep.short_of_space = True
+                break
+            seq, name, _n, _end = victim[0]
+            freed = self.store.delete(seq, "space-protected" if protected else "space")
+            rep.freed_bytes += freed
+            rep.deleted_space += 1
+            if protected:
+                rep.protected_deleted.append(name)
+                self.protected_deleted_total += 1
+                log.error("card full: deleted PROTECTED segment %s (nothing unprotected left)", name)
+            free = self.free_fn(self.store.root)
+        rep.free_bytes = free
+        if rep.deleted_age or rep.deleted_space:
+            idx.prune_tombstones()
+            log.info("retention: %d by age, %d for space, %.1f MB freed", rep.deleted_age,
+                     rep.deleted_space, rep.freed_bytes / 1e6)
+        rep.projected_days = self.projected_days(free, rate)
+        self.last = rep
+        return rep
+
+    def projected_days(self, free: int, rate: float) -> float:
+        """Days of footage the card holds at ``rate``: what is kept plus what still fits."""
+        assert self.store.index is not None
+        kept = self.store.index.totals()["bytes"]
+        usable = max(0, kept + free - self.floor(rate))
+        return usable / (rate * DAY_S) if rate > 0 else float("inf")

@@ -1,0 +1,180 @@
+"""The footage store on the card: segment files + index + journal, and their reconciliation.
+
+:meth:`Store.open` runs once at start, before recording, and leaves the directory in a state
+where *every* segment file is final, sealed and indexed:
+
+1. open the index; if SQLite says it is corrupt, move it aside (``index.db.corrupt-<utc>``)
+   and start an empty one;
+2. finish deletions a crash interrupted (tombstoned rows whose file still exists);
+3. index sealed files the index does not know (this *is* the rebuild when the index was
+   lost: only each file's seal is read, one ``pread`` per file), replaying the journal's
+   events and tombstones into a fresh index;
+4. recover ``.part`` files (a crash while writing) up to their last complete fragment, seal
+   and index them, or remove them when not one fragment survived;
+5. flag indexed segments whose file has vanished (``missing``; ``verify`` names them).
+
+Thread: :meth:`open` before the writer starts; :meth:`delete` on the retention thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from node.record import mp4box
+from node.record.index import Index, IndexCorrupt, Journal
+from node.record.integrity import GENESIS, Signer
+from node.record.segmenter import PART, SegmentInfo, parse_name, recover_part, segment_files, to_us
+
+log = logging.getLogger(__name__)
+
+INDEX_NAME = "index.db"
+JOURNAL_NAME = "journal.jsonl"
+
+
+class Store:
+    """Files under ``root`` (``YYYYMMDD/`` day directories), ``root/index.db``, the journal."""
+
+    def __init__(self, root: Path, signer: Signer | None = None, clock: Any = None) -> None:
+        self.root = Path(root)
+        self.signer = signer or Signer.none()
+        self.clock = clock
+        self.journal = Journal(self.root / JOURNAL_NAME)
+        self.index: Index | None = None
+        self.report: dict[str, Any] = {}
+
+    def path_of(self, name: str) -> Path:
+        return self.root / name[:8] / name
+
+    def _now_us(self) -> int:
+        return to_us(self.clock.utc() if self.clock else datetime.now(timezone.utc))
+
+    # ------------------------------------------------------------------ open / rebuild
+
+    def open(self) -> dict[str, Any]:
+        """Open the index and reconcile it with the files (see module doc). Returns a report."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        report: dict[str, Any] = {"index_corrupt": False, "indexed_from_files": 0, "recovered": 0,
+                                  "removed_parts": 0, "missing": 0, "finished_deletions": 0}
+        path = self.root / INDEX_NAME
+        fresh = not path.exists()
+        try:
+            self.index = Index(path)
+        except IndexCorrupt as exc:
+            log.error("segment index corrupt (%s): rebuilding from the files", exc)
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            for suffix in ("", "-wal", "-shm"):
+                p = self.root / (INDEX_NAME + suffix)
+                if p.exists():
+                    os.replace(p, self.root / f"{INDEX_NAME}{suffix}.corrupt-{stamp}")
+            self.index = Index(path)
+            report["index_corrupt"] = fresh = True
+        idx = self.index
+        if fresh or idx.head()[0] == 0:
+            self._replay_journal()
+
+        files = segment_files(self.root)
+        finals = {p.name: p for p in files if not p.name.endswith(PART)}
+        parts = [p for p in files if p.name.endswith(PART)]
+        live, deleted = idx.live_names(), idx.deleted_names()
+
+        for name in finals.keys() & deleted.keys():
+            finals.pop(name).unlink(missing_ok=True)
+            report["finished_deletions"] += 1
+
+        new: list[tuple[SegmentInfo, int]] = []
+        for name in sorted(finals.keys() - live.keys(), key=lambda n: parse_name(n)[1]):  # type: ignore[index]
+            p = finals[name]
+            seal = mp4box.read_seal(p)
+            if seal is not None and seal[0].get("name") == name:
+                info = SegmentInfo.from_seal(seal[0], p)
+                new.append((info, p.stat().st_size))
+            elif seal is None:
+                parts.append(p)  # final name but no seal: treat as interrupted
+            else:
+                log.error("%s carries the seal of %s: not indexed (tampered?)", name, seal[0].get("name"))
+        report["indexed_from_files"] = idx.add_many(new)
+
+        head_seq, head = idx.head()
+        for p in sorted(parts, key=lambda q: parse_name(q.name)[1]):  # type: ignore[index]
+            info = recover_part(p, self.signer, head or GENESIS)
+            if info is None:
+                report["removed_parts"] += 1
+                continue
+            idx.add(info, info.path.stat().st_size if info.path else info.media_bytes)
+            head = info.chain
+            report["recovered"] += 1
+
+        present = {p.name for p in segment_files(self.root)}
+        for name, seq in idx.live_names().items():
+            if name not in present:
+                log.error("segment %s is in the index but its file is gone", name)
+                idx.set_missing(seq)
+                report["missing"] += 1
+        self.report = report
+        return report
+
+    def _replay_journal(self) -> None:
+        """Put the journal's events and tombstones into a fresh index."""
+        idx = self.index
+        assert idx is not None
+        tombs: list[tuple[SegmentInfo, int]] = []
+        for e in self.journal.entries():
+            if e.get("t") == "event":
+                idx.upsert_event(e["event_id"], e["start_us"], e.get("end_us"),
+                                 motion=e.get("motion", False), person=e.get("person", False),
+                                 protect=e.get("protect", False))
+            elif e.get("t") == "del" and "seal" in e:
+                tombs.append((SegmentInfo.from_seal(e["seal"], self.path_of(e["seal"]["name"])),
+                              e.get("bytes", 0)))
+        for info, n in tombs:
+            idx.add_many([(info, n)], tombstone_us=self._now_us(), reason="journal")
+
+    # ------------------------------------------------------------------ changes
+
+    def add(self, info: SegmentInfo) -> None:
+        assert self.index is not None
+        self.index.add(info, info.path.stat().st_size if info.path else info.media_bytes)
+
+    def event(self, event_id: str, start_us: int, end_us: int | None, *, motion: bool = False,
+              person: bool = False, protect: bool = False) -> int:
+        """Journal then index an event; returns how many segments it flagged."""
+        assert self.index is not None
+        self.journal.append({"t": "event", "event_id": event_id, "start_us": start_us,
+                             "end_us": end_us, "motion": motion, "person": person, "protect": protect})
+        return self.index.upsert_event(event_id, start_us, end_us, motion=motion, person=person,
+                                       protect=protect)
+
+    def delete(self, seq: int, reason: str) -> int:
+        """Delete one segment on purpose: journal, tombstone, then unlink. Returns bytes freed.
+
+        The order makes a crash at any point safe: a tombstoned file that still exists is
+        deleted again by :meth:`open`; a journal line without a tombstone is harmless.
+        """
+        assert self.index is not None
+        row = self.index.get(seq)
+        if row is None or row["deleted_us"] is not None:
+            return 0
+        seal = {k: row[k] for k in SegmentInfo.__dataclass_fields__ if k in row and k != "path"}
+        seal["synced"], seal["recovered"] = bool(row["synced"]), bool(row["recovered"])
+        self.journal.append({"t": "del", "seal": seal, "bytes": row["bytes"], "reason": reason,
+                             "at_us": self._now_us()})
+        self.index.tombstone(seq, self._now_us(), reason)
+        path = self.path_of(row["name"])
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        try:
+            path.parent.rmdir()  # only succeeds once the day directory is empty
+        except OSError:
+            pass
+        return int(row["bytes"])
+
+    def close(self) -> None:
+        if self.index is not None:
+            self.index.close()
+            self.index = None
