@@ -12,6 +12,7 @@ Thread: all methods on the encoder thread.
 
 from __future__ import annotations
 
+import contextlib
 from fractions import Fraction
 
 import numpy as np
@@ -33,6 +34,7 @@ class LibavEncoder:
         self._ctx = None
         self._t0: float | None = None
         self._meta: dict[int, tuple] = {}
+        self._headers = b""
         self.frames_in = 0
 
     def start(self, stream: StreamInfo) -> StreamInfo:
@@ -48,6 +50,12 @@ class LibavEncoder:
             ctx.bit_rate = self.bitrate_kbps * 1000
             ctx.gop_size = gop
             ctx.max_b_frames = 0
+            if self.name != "libx264":
+                # Hardware encoders take the generic AVCodecContext profile; an encoder that
+                # does not know it keeps its default (reported by the probe's output).
+                with contextlib.suppress(ValueError, AttributeError, TypeError):
+                    ctx.profile = {"baseline": "Constrained Baseline", "main": "Main",
+                                   "high": "High"}.get(self.profile, self.profile)
             if self.name == "libx264":
                 ctx.options = {
                     "preset": self.preset,
@@ -60,7 +68,10 @@ class LibavEncoder:
         except (av.error.FFmpegError, ValueError) as exc:
             raise EncoderError(f"encoder {self.name} cannot open: {exc}") from exc
         self._ctx = ctx
-        return StreamInfo("h264", stream.width, stream.height, stream.fps)
+        self._headers = bytes(ctx.extradata or b"")
+        if not self._headers.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
+            self._headers = b""  # avcC (global-header) form: not insertable in-band as is
+        return StreamInfo("h264", stream.width, stream.height, stream.fps, self._headers)
 
     def encode(self, frame: Frame) -> list[EncodedPacket]:
         import av
@@ -93,10 +104,26 @@ class LibavEncoder:
             utc, mono, seq = self._meta.pop(p.pts, (None, None, 0))
             if utc is None:  # cannot happen with zerolatency; keep the packet anyway
                 continue
-            out.append(EncodedPacket(bytes(p), p.pts, p.dts if p.dts is not None else p.pts,
+            data = bytes(p)
+            if p.is_keyframe and self._headers and not _has_sps(data):
+                # Some hardware encoders (V4L2 M2M) put SPS/PPS only in extradata: repeat them
+                # before each IDR so every segment and clip decodes on its own.
+                data = self._headers + data
+            out.append(EncodedPacket(data, p.pts, p.dts if p.dts is not None else p.pts,
                                      bool(p.is_keyframe), utc, mono, seq))
         return out
 
     def close(self) -> None:
         self._ctx = None
         self._meta.clear()
+
+
+def _has_sps(data: bytes, limit: int = 64) -> bool:
+    """True when an SPS NAL (type 7) starts within the first ``limit`` bytes (Annex-B)."""
+    head = data[:limit]
+    i = head.find(b"\x00\x00\x01")
+    while i >= 0 and i + 3 < len(head):
+        if head[i + 3] & 0x1F == 7:
+            return True
+        i = head.find(b"\x00\x00\x01", i + 3)
+    return False
