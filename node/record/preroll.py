@@ -87,15 +87,22 @@ class PreRoll:
 def write_clip(packets: list[EncodedPacket], stream: StreamInfo, out: Path) -> int:
     """Mux packets (starting at a keyframe) into a standard MP4, timestamps rebased to 0.
 
-    Returns the number of packets written. No re-encode.
+    Two steps, no re-encode: Annex-B packets → fragmented MP4 in memory (the segmenter's
+    proven path), then a remux through ``add_stream_from_template`` into a plain MP4 with
+    ``faststart`` (PyAV's bare ``add_stream`` drops packets in a plain MP4). Returns the number
+    of packets written. Cost: ~2x the clip size in RAM for a moment.
     """
+    import io
+
     import av
 
     if not packets or not packets[0].keyframe:
         raise ValueError("a clip must start at a keyframe")
     params = mp4box.avcc_parameter_sets(stream.extradata) or mp4box.parameter_sets(packets[0].data)
     base = packets[0].dts
-    with av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"}) as oc:
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4",
+                 options={"movflags": "frag_keyframe+empty_moov+default_base_moof"}) as oc:
         vs = oc.add_stream("h264", rate=Fraction(stream.fps).limit_denominator(1001))
         vs.width, vs.height = stream.width, stream.height
         vs.time_base = TIME_BASE
@@ -107,4 +114,16 @@ def write_clip(packets: list[EncodedPacket], stream: StreamInfo, out: Path) -> i
             p.stream = vs
             p.is_keyframe = pkt.keyframe
             oc.mux(p)
-    return len(packets)
+    buf.seek(0)
+    n = 0
+    with av.open(buf, "r", format="mp4") as src, \
+            av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"}) as oc:
+        ins = src.streams.video[0]
+        vs = oc.add_stream_from_template(ins)
+        for p in src.demux(ins):
+            if p.dts is None:
+                continue
+            p.stream = vs
+            oc.mux(p)
+            n += 1
+    return n

@@ -41,7 +41,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,7 @@ def to_us(t: datetime) -> int:
 
 
 def from_us(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, tz=timezone.utc)
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
 
 
 def segment_name(start_us: int, seq: int) -> str:
@@ -84,7 +84,7 @@ def parse_name(name: str) -> tuple[int, int] | None:
     m = NAME_RE.match(name[: -len(PART)] if name.endswith(PART) else name)
     if not m:
         return None
-    t = datetime.strptime(m.group(1), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=timezone.utc)
+    t = datetime.strptime(m.group(1), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
     return to_us(t), int(m.group(2))
 
 

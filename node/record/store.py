@@ -18,9 +18,10 @@ Thread: :meth:`open` before the writer starts; :meth:`delete` on the retention t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ class Store:
         return self.root / name[:8] / name
 
     def _now_us(self) -> int:
-        return to_us(self.clock.utc() if self.clock else datetime.now(timezone.utc))
+        return to_us(self.clock.utc() if self.clock else datetime.now(UTC))
 
     # ------------------------------------------------------------------ open / rebuild
 
@@ -65,7 +66,7 @@ class Store:
             self.index = Index(path)
         except IndexCorrupt as exc:
             log.error("segment index corrupt (%s): rebuilding from the files", exc)
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             for suffix in ("", "-wal", "-shm"):
                 p = self.root / (INDEX_NAME + suffix)
                 if p.exists():
@@ -98,7 +99,7 @@ class Store:
                 log.error("%s carries the seal of %s: not indexed (tampered?)", name, seal[0].get("name"))
         report["indexed_from_files"] = idx.add_many(new)
 
-        head_seq, head = idx.head()
+        _head_seq, head = idx.head()
         for p in sorted(parts, key=lambda q: parse_name(q.name)[1]):  # type: ignore[index]
             info = recover_part(p, self.signer, head or GENESIS)
             if info is None:
@@ -164,14 +165,10 @@ class Store:
                              "at_us": self._now_us()})
         self.index.tombstone(seq, self._now_us(), reason)
         path = self.path_of(row["name"])
-        try:
+        with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        except FileNotFoundError:
-            pass
-        try:
+        with contextlib.suppress(OSError):
             path.parent.rmdir()  # only succeeds once the day directory is empty
-        except OSError:
-            pass
         return int(row["bytes"])
 
     def close(self) -> None:
