@@ -61,7 +61,7 @@ class Node:
         self._stop = threading.Event()
         self._started_mono = self.clock.monotonic()
         cam = cfg.camera
-        self.encode_q: DropOldestQueue[Frame] = DropOldestQueue(max(4, int(cam.fps)))
+        self.encode_q: DropOldestQueue[Frame] = DropOldestQueue(cam.queue_frames)
         self.fanout = FanOut()
         self.recorder = SegmentWriter(Path(cfg.storage.path), cfg.storage.segment_s, self.clock)
         self.fanout.add(self.recorder)
@@ -95,6 +95,12 @@ class Node:
             th.join(timeout=10)
         self.link.close()
         log.info("stopped")
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the worker threads to end (a finite source ran out); True if they did."""
+        for th in self._threads:
+            th.join(timeout)
+        return not any(th.is_alive() for th in self._threads)
 
     def run(self, stop: threading.Event) -> None:
         """Main thread: heartbeats and watchdog until ``stop`` is set, then a clean stop."""

@@ -96,6 +96,10 @@ class CameraSection:
         True, "Pace file and synthetic sources at fps (false: as fast as they decode, for tests)."
     )
     loop: bool = setting(True, "Loop a file source at its end (demo); false ends the run.")
+    queue_frames: int = setting(
+        6, "Frames buffered between capture and encoder; the oldest is dropped when full "
+        "(a 1080p frame is 3 MB: keep this small on a 512 MB board).", minimum=1, maximum=120,
+    )
 
 
 @section("H.264 encoding of the main stream.")
@@ -165,6 +169,93 @@ class LogSection:
     level: str = setting("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
+def _check_masks(v: list) -> str | None:
+    from node.vision.motion import check_polygons
+
+    return check_polygons(v)
+
+
+def _check_cell(v: int) -> str | None:
+    return None if v % 2 == 0 else "must be even"
+
+
+@section("Motion detection on the lores stream, and motion events.")
+class MotionSection:
+    enabled: bool = setting(True, "Run motion detection (false: no motion and no object events).")
+    threshold: float = setting(
+        14.0, "Sensitivity: smallest change of a cell's brightness that counts as motion; lower is "
+        "more sensitive.", unit="luma levels (0-255)", minimum=2.0, maximum=128.0)
+    noise_factor: float = setting(
+        4.0, "Sensitivity in noise: a cell must also change by this many times its own measured "
+        "noise (night grain, foliage); higher ignores more flicker.", minimum=1.0, maximum=20.0)
+    min_area: float = setting(
+        0.005, "Smallest motion region, as a fraction of the frame (0.005 = 0.5 %); smaller regions "
+        "(insects, rain drops) are ignored.", unit="fraction", minimum=0.0, maximum=0.5)
+    cell_px: int = setting(4, "Grid cell size on the lores frame; larger is cheaper and coarser.",
+                           unit="px", minimum=2, maximum=32, check=_check_cell)
+    background_s: float = setting(10.0, "Time constant of the running background.", unit="s",
+                                  minimum=0.5, maximum=600.0)
+    still_s: float = setting(
+        2.0, "A change that stays still this long joins the background (parked car, the ghost of "
+        "someone who left).", unit="s", minimum=0.2, maximum=600.0)
+    global_fraction: float = setting(
+        0.6, "More than this fraction of the frame changing at once is a light jump (IR switch, "
+        "headlights), not motion: the background is re-learnt.", unit="fraction",
+        minimum=0.05, maximum=1.0)
+    settle_frames: int = setting(3, "Frames ignored after a light jump or re-baseline.",
+                                 minimum=0, maximum=100)
+    masks: list[list[float]] = setting(
+        [], "Areas never counted as motion: polygons as flat lists [x0, y0, x1, y1, x2, y2, ...] "
+        "in relative coordinates (0..1, origin top-left), e.g. a tree or a busy road.",
+        check=_check_masks)
+    min_s: float = setting(0.3, "Motion must last this long to open a motion event.", unit="s",
+                           minimum=0.0, maximum=60.0)
+    quiet_s: float = setting(2.0, "A motion event ends after this long without motion.", unit="s",
+                             minimum=0.1, maximum=600.0)
+    max_s: float = setting(300.0, "Longest motion event; longer activity is split.", unit="s",
+                           minimum=1.0, maximum=86400.0)
+    cooldown_s: float = setting(0.0, "No new motion event for this long after one ends.", unit="s",
+                                minimum=0.0, maximum=3600.0)
+
+
+@section("Object (person, vehicle) detection with a TFLite SSD model on motion regions.")
+class DetectSection:
+    enabled: bool = setting(True, "Run object detection when the model file exists.")
+    model: str = setting(
+        "models/ssd_mobilenet_v1_coco_quant.tflite",
+        "TFLite SSD detection model (COCO SSD MobileNet v1 quantised); relative paths are "
+        "relative to the working directory. Missing file: motion only, said in health.")
+    labels: str = setting("models/coco_labels.txt",
+                          "Labels file of the model: one label a line, line number = class id.")
+    classes: list[str] = setting(
+        ["person"], "Classes that raise object events (model labels, e.g. person, bicycle, car, "
+        "motorcycle; 'motorbike' is accepted for motorcycle).")
+    score: float = setting(0.5, "Minimum detection score.", minimum=0.05, maximum=1.0)
+    min_hits: int = setting(
+        3, "A detection counts once the same object was found on this many inference calls "
+        "(suppresses one-frame false positives).", minimum=1, maximum=20)
+    fps: float = setting(5.0, "Inference rate while unexplained motion is present.", unit="1/s",
+                         minimum=0.1, maximum=30.0)
+    track_s: float = setting(
+        1.0, "Re-check interval of an object already in an event while it moves.", unit="s",
+        minimum=0.05, maximum=60.0)
+    still_s: float = setting(
+        3.0, "Re-check interval of an object in an event that has stopped moving (a person "
+        "waiting at a gate).", unit="s", minimum=0.1, maximum=600.0)
+    threads: int = setting(2, "Interpreter threads.", minimum=1, maximum=8)
+    quiet_s: float = setting(
+        2.0, "An object event ends this long after the object was last seen; a new visit after "
+        "a longer gap is a new event.", unit="s", minimum=0.1, maximum=600.0)
+    max_s: float = setting(300.0, "Longest object event; longer presence is split.", unit="s",
+                           minimum=1.0, maximum=86400.0)
+    cooldown_s: float = setting(0.0, "No new object event for this long after one ends.", unit="s",
+                                minimum=0.0, maximum=3600.0)
+    pre_roll_s: float = setting(5.0, "Footage kept before an object event (protected clip).",
+                                unit="s", minimum=0.0, maximum=600.0)
+    post_roll_s: float = setting(5.0, "Footage kept after an object event (protected clip).",
+                                 unit="s", minimum=0.0, maximum=600.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     node: NodeSection = dataclasses.field(default_factory=NodeSection)
@@ -174,6 +265,8 @@ class Config:
     record: RecordSection = dataclasses.field(default_factory=RecordSection)
     mqtt: MqttSection = dataclasses.field(default_factory=MqttSection)
     log: LogSection = dataclasses.field(default_factory=LogSection)
+    motion: MotionSection = dataclasses.field(default_factory=MotionSection)
+    detect: DetectSection = dataclasses.field(default_factory=DetectSection)
 
     def replace(self, **sections: Any) -> Config:
         return dataclasses.replace(self, **sections)

@@ -99,9 +99,12 @@ class SyntheticSource:
         self._bg_y = _draw_street(width, height)
         self._bg_uv = _street_chroma(width, height)
         sigma = self._script.noise_sigma
-        self._noise = [
-            rng.normal(0.0, sigma, size=(height, width)).astype(np.int16) for _ in range(_NOISE_BANK)
-        ]
+        # int8 planes (2 MB each at 1080p), drawn in float32 rows to keep the peak small
+        self._noise = [np.empty((height, width), dtype=np.int8) for _ in range(_NOISE_BANK)]
+        for plane in self._noise:
+            for r0 in range(0, height, 64):
+                rows = rng.standard_normal((min(64, height - r0), width), dtype=np.float32) * sigma
+                plane[r0 : r0 + rows.shape[0]] = np.clip(np.rint(rows), -127, 127)
         self.frames_out = 0
 
     # -- controls -------------------------------------------------------------------
