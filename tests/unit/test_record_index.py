@@ -1,0 +1,206 @@
+"""Index, events, store reconciliation and retention: real SQLite, real files, injected clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from node.clock import FakeClock
+from node.record.index import Index
+from node.record.integrity import GENESIS
+from node.record.recorder import Recorder
+from node.record.retention import Policy, Retention
+from node.record.segmenter import SegmentInfo, segment_files, to_us
+from node.record.store import Store
+from tests.record_media import T0, encode_packets, retime
+
+MIN = 60_000_000  # µs
+
+
+def _info(seq: int, start_min: float, minutes: float = 1.0) -> SegmentInfo:
+    s = to_us(T0) + int(start_min * MIN)
+    return SegmentInfo(seq, f"seg{seq}", s, s + int(minutes * MIN), 900, 30, True, 0.0, False,
+                       1000, "ab" * 32, GENESIS, "cd" * 32)
+
+
+def _index(n: int) -> Index:
+    idx = Index(":memory:")
+    idx.add_many([(_info(i + 1, i), 1_000_000) for i in range(n)])
+    return idx
+
+
+def test_range_lookup_returns_overlapping_segments_in_order() -> None:
+    idx = _index(100)
+    lo, hi = to_us(T0) + 10 * MIN + MIN // 2, to_us(T0) + 13 * MIN
+    assert [r["seq"] for r in idx.range(lo, hi)] == [11, 12, 13]
+    assert idx.range(to_us(T0) - 5 * MIN, to_us(T0)) == []
+    assert [r["seq"] for r in idx.range(to_us(T0) + 99 * MIN, to_us(T0) + 200 * MIN)] == [100]
+
+
+@pytest.mark.parametrize(("ev_start", "ev_end", "flagged"), [
+    (10.5, 10.7, [11]),             # inside one segment
+    (10.5, 12.2, [11, 12, 13]),     # spans three
+    (11.0, 12.0, [12]),             # exactly one segment (half-open ranges)
+    (98.5, None, [99, 100, 101]),   # open-ended: also flags segments written later
+])
+def test_events_flag_the_segments_they_cover(ev_start, ev_end, flagged) -> None:
+    idx = _index(100)
+    t = to_us(T0)
+    idx.upsert_event("e1", t + int(ev_start * MIN), None if ev_end is None else t + int(ev_end * MIN),
+                     person=True, protect=True)
+    idx.add(_info(101, 100), 1_000_000)  # a segment closed after the event started
+    got = [r["seq"] for r in idx.rows() if r["protected"]]
+    assert got == flagged
+    assert all(idx.get(s)["person"] == 1 and idx.event_ids(s) == ["e1"] for s in flagged)
+
+
+def test_event_update_only_extends() -> None:
+    idx = _index(10)
+    t = to_us(T0)
+    idx.upsert_event("e", t + 2 * MIN, t + 3 * MIN, motion=True)
+    idx.upsert_event("e", t + 4 * MIN, t + 5 * MIN, person=True)
+    [ev] = idx.events()
+    assert (ev["start_us"], ev["end_us"], ev["motion"], ev["person"]) == (t + 2 * MIN, t + 5 * MIN, 1, 1)
+
+
+class FakeDisk:
+    """Free space of a pretend card: capacity minus the bytes of the files under root."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+
+    def __call__(self, root: Path) -> int:
+        used = sum(p.stat().st_size for p in segment_files(root))
+        return self.capacity - used
+
+
+def _recorded(tmp_path: Path, seconds: float = 30, segment_s: float = 3.0):
+    info, pkts = encode_packets(seconds, gop_s=1.0)
+    clock = FakeClock(T0 + timedelta(seconds=seconds))
+    rec = Recorder(tmp_path, clock, segment_s=segment_s, threaded=False, preroll_s=0,
+                   policy=Policy(max_age_days=30, headroom_s=0, min_free_bytes=0))
+    rec.start(info)
+    for p in pkts:
+        rec.write(p)
+    rec.stop()
+    return rec, clock, pkts
+
+
+def _live(rec: Recorder) -> list[int]:
+    return [r["seq"] for r in rec.store.index.rows(live_only=True)]
+
+
+# Retention as a table: (age of "now" past the recording, free-space floor in segments,
+# protected seqs) -> seqs that must remain. 10 segments of ~60 kB each.
+@pytest.mark.parametrize(("age_days", "floor_segs", "protect", "kept", "protected_deleted"), [
+    (0, 0, [], list(range(1, 11)), []),              # nothing to do
+    (31, 0, [], [], []),                             # all older than 30 days
+    (31, 0, [3, 4], [3, 4], []),                     # age never deletes protected footage
+    (0, 3, [], list(range(4, 11)), []),              # space: oldest first
+    (0, 3, [1, 2], [1, 2, *range(6, 11)], []),       # space skips protected while others exist
+    (0, 11, [1, 2], [], ["1", "2"]),                 # nothing else left: protected go, reported
+])
+def test_retention_table(tmp_path: Path, age_days, floor_segs, protect, kept, protected_deleted) -> None:
+    rec, clock, _ = _recorded(tmp_path)
+    idx = rec.store.index
+    rows = idx.rows()
+    assert len(rows) == 10
+    for seq in protect:
+        r = idx.get(seq)
+        rec.protect(f"ev{seq}", T0 + timedelta(microseconds=r["start_us"] - to_us(T0) + 1000),
+                    T0 + timedelta(microseconds=r["start_us"] - to_us(T0) + 2000))
+    sizes = [r["bytes"] for r in rows]
+    assert max(sizes) * 2 < min(sizes) * 3  # so "k segments' worth" is unambiguous below
+    disk = FakeDisk(sum(sizes) + 10)  # the card is full but for 10 bytes
+    ret = Retention(rec.store, clock, Policy(max_age_days=30, headroom_s=0,
+                                             min_free_bytes=floor_segs * min(sizes) + 10),
+                    free_fn=disk)
+    clock.advance(age_days * 86_400)
+    rep = ret.sweep()
+    assert _live(rec) == kept
+    assert [n.split("-")[-1].split(".")[0].lstrip("0") for n in rep.protected_deleted] == protected_deleted
+    assert sorted(p.name for p in segment_files(tmp_path)) == sorted(idx.live_names())
+    # every deletion is journalled and tombstoned (the chain stays verifiable)
+    dels = [e for e in rec.store.journal.entries() if e["t"] == "del"]
+    assert len(dels) == 10 - len(kept)
+    rec.close()
+
+
+def test_projected_days_and_floor_follow_the_measured_bitrate(tmp_path: Path) -> None:
+    rec, clock, _ = _recorded(tmp_path)
+    rate = rec.retention.rate()
+    kept = rec.store.index.totals()["bytes"]
+    assert rate == pytest.approx(kept / 30.0, rel=0.02)  # bytes per second of what was written
+    ret = Retention(rec.store, clock, Policy(headroom_s=3600, min_free_bytes=0),
+                    free_fn=lambda _r: int(rate * 86_400 * 10))
+    assert ret.floor() == int(3600 * rate)
+    rep = ret.sweep()
+    assert rep.projected_days == pytest.approx(10 + (kept - 3600 * rate) / (rate * 86_400), rel=1e-6)
+    h = rec.health()
+    assert set(h) >= {"disk_free_bytes", "retention_days_projected", "current_segment", "last_error",
+                      "protected_bytes", "retention_ok"}
+    rec.close()
+
+
+def test_lost_index_is_rebuilt_with_events_and_tombstones(tmp_path: Path) -> None:
+    rec, clock, _ = _recorded(tmp_path)
+    first = rec.store.index.get(1)
+    rec.protect("ev", T0 + timedelta(seconds=10), T0 + timedelta(seconds=11))
+    rec.store.delete(1, "age")
+    before = [(r["seq"], r["sha256"], r["protected"], r["deleted_us"] is not None)
+              for r in rec.store.index.rows()]
+    rec.close()
+    for p in tmp_path.glob("index.db*"):
+        p.unlink()
+    store = Store(tmp_path, clock=clock)
+    rep = store.open()
+    assert rep["indexed_from_files"] == 9
+    after = [(r["seq"], r["sha256"], r["protected"], r["deleted_us"] is not None)
+             for r in store.index.rows()]
+    assert after == before
+    assert store.index.get(1)["chain"] == first["chain"]
+    store.close()
+
+
+def test_corrupt_index_is_moved_aside_and_rebuilt(tmp_path: Path) -> None:
+    rec, clock, _ = _recorded(tmp_path)
+    names = sorted(rec.store.index.live_names())
+    rec.close()
+    for p in tmp_path.glob("index.db-*"):
+        p.unlink()
+    (tmp_path / "index.db").write_bytes(b"\x00garbage" * 512)
+    store = Store(tmp_path, clock=clock)
+    rep = store.open()
+    assert rep["index_corrupt"] and rep["indexed_from_files"] == 10
+    assert sorted(store.index.live_names()) == names
+    assert list(tmp_path.glob("index.db.corrupt-*"))
+    store.close()
+
+
+def test_interrupted_deletion_is_finished_on_open(tmp_path: Path) -> None:
+    rec, clock, _ = _recorded(tmp_path)
+    rec.store.index.tombstone(2, to_us(clock.utc()), "age")  # crash before the unlink
+    rec.close()
+    store = Store(tmp_path, clock=clock)
+    assert store.open()["finished_deletions"] == 1
+    assert len(segment_files(tmp_path)) == 9
+    store.close()
+
+
+def test_writer_restart_continues_sequence_and_chain(tmp_path: Path) -> None:
+    rec, clock, pkts = _recorded(tmp_path, seconds=6)
+    head = rec.store.index.head()
+    rec.close()
+    info, _ = encode_packets(6, gop_s=1.0)
+    rec2 = Recorder(tmp_path, clock, segment_s=3.0, threaded=False, preroll_s=0,
+                    policy=Policy(headroom_s=0, min_free_bytes=0))
+    rec2.start(info)
+    for p in retime(pkts, 100.0):
+        rec2.write(p)
+    rec2.stop()
+    rows = rec2.store.index.rows()
+    assert [r["seq"] for r in rows] == [1, 2, 3, 4]
+    assert rows[2]["prev"] == head[1]
+    rec2.close()
