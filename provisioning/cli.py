@@ -1,0 +1,79 @@
+"""``camnode-provision``: what the installer runs before climbing the pole.
+
+    camnode-provision node --id pole-7 --name "Le Loi 12" --broker 10.8.0.1 --out ward-3/
+    camnode-provision station --out ward-3/
+    camnode-provision check ward-3/pole-7
+
+Exit codes: 0 ok, 2 bad input (named), 1 other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from node.config import ConfigError
+from provisioning.broker import ProvisionError
+from provisioning.node import NodeSpec, check_node_dir, provision_node, provision_station
+
+
+def _broker(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":") if ":" in value else (value, "", "1883")
+    try:
+        return host, int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"bad broker address {value!r}: expected HOST or HOST:PORT") from None
+
+
+def _cmd_node(a: argparse.Namespace) -> int:
+    host, port = a.broker
+    d = provision_node(NodeSpec(a.id, a.name or a.id, host, port, a.prefix, a.source), Path(a.out))
+    print(f"provisioned {a.id}: {d}/node.toml, {d}/mqtt.password; broker files in {Path(a.out) / 'broker'}")
+    return 0
+
+
+def _cmd_station(a: argparse.Namespace) -> int:
+    pw = provision_station(Path(a.out), a.user)
+    print(f"station user {a.user!r} added; password: {pw}")
+    return 0
+
+
+def _cmd_check(a: argparse.Namespace) -> int:
+    print(check_node_dir(Path(a.dir)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="camnode-provision", description="Provision camnode nodes.")
+    sub = p.add_subparsers(dest="command", required=True)
+    n = sub.add_parser("node", help="credentials + config for one node, broker password/ACL files")
+    n.add_argument("--id", required=True, help="node id (a-z, 0-9, - and _)")
+    n.add_argument("--name", default="", help="human name of the pole")
+    n.add_argument("--broker", type=_broker, required=True, help="HOST[:PORT] of the ward's broker")
+    n.add_argument("--prefix", default="camnode")
+    n.add_argument("--source", default="picamera2", help="camera.source for this node")
+    n.add_argument("--out", required=True, help="directory collecting the ward's files")
+    n.set_defaults(func=_cmd_node)
+    s = sub.add_parser("station", help="add the station's user to the broker password file")
+    s.add_argument("--user", default="station")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_cmd_station)
+    c = sub.add_parser("check", help="validate a provisioned node directory")
+    c.add_argument("dir")
+    c.set_defaults(func=_cmd_check)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, ProvisionError) as exc:
+        print(f"camnode-provision: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
