@@ -36,10 +36,13 @@ def run_demo(storage: str = "var/demo", heartbeat_s: float = 3.0) -> int:
     with LocalBroker() as broker, tempfile.TemporaryDirectory(prefix="camnode-demo-") as tmp:
         cfg = Path(tmp) / "node.toml"
         cfg.write_text(demo_config(broker.port, storage, heartbeat_s))
-        print(f"demo: broker on 127.0.0.1:{broker.port}, footage in {Path(storage).resolve()}, "
-              "Ctrl-C to stop", flush=True)
+        Path(storage).mkdir(parents=True, exist_ok=True)
+        log_path = Path(storage).resolve() / "node.log"
+        print(f"demo: broker on 127.0.0.1:{broker.port}; footage in {Path(storage).resolve()}; "
+              f"node log in {log_path}; Ctrl-C to stop", flush=True)
+        log_file = log_path.open("ab")
         node = subprocess.Popen([sys.executable, "-m", "node", "run", "--config", str(cfg)],
-                                start_new_session=True)
+                                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
         watcher = Watcher("127.0.0.1", broker.port, "camnode", out=sys.stdout)
         watcher.start()
         try:
@@ -56,4 +59,5 @@ def run_demo(storage: str = "var/demo", heartbeat_s: float = 3.0) -> int:
                     node.kill()
             stop.wait(0.5)  # let the watcher print the final offline status
             watcher.stop()
+            log_file.close()
     return 0
