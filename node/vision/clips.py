@@ -12,15 +12,16 @@ Thread: any (no shared state).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
 from hw.camera.base import Frame, luma_downscale
+from node.clock import UTC
 
 #: Start of the clip's timeline when none is given (a fixed instant keeps tests deterministic).
-EPOCH = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+EPOCH = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def lores_size(width: int, height: int, lores_width: int = 320) -> tuple[int, int]:
