@@ -256,6 +256,36 @@ class DetectSection:
                                  unit="s", minimum=0.0, maximum=600.0)
 
 
+@section("Day/night switching: IR light, IR-cut filter and camera tuning.")
+class DayNightSection:
+    source: str = setting(
+        "auto", "What decides night: 'sensor' (light sensor), 'luma' (picture brightness), 'sun' "
+        "(position + clock), 'auto' (sensor, else sun, else luma), or 'fixed-day'/'fixed-night'.",
+        choices=("auto", "sensor", "luma", "sun", "fixed-day", "fixed-night"))
+    light_night_below: float = setting(0.25, "Sensor brightness (0-1) under which night begins.",
+                                       minimum=0.0, maximum=1.0)
+    light_day_above: float = setting(0.35, "Sensor brightness (0-1) above which day returns "
+                                     "(> light_night_below: hysteresis).", minimum=0.0, maximum=1.0)
+    luma_night_below: float = setting(40.0, "Mean picture luma (0-255) under which night begins.",
+                                      minimum=0.0, maximum=255.0)
+    luma_day_above: float = setting(110.0, "Mean luma above which day returns; high because the IR "
+                                    "light brightens the night picture itself.", minimum=0.0, maximum=255.0)
+    latitude: float = setting(10.78, "Node latitude for the sun fallback (degrees north).",
+                              unit="deg", minimum=-90.0, maximum=90.0)
+    longitude: float = setting(106.70, "Node longitude for the sun fallback (degrees east).",
+                               unit="deg", minimum=-180.0, maximum=180.0)
+    confirm_s: float = setting(20.0, "A change of light must hold this long before a switch "
+                               "(headlights are not dawn).", unit="s", minimum=0.0, maximum=3600.0)
+    min_dwell_s: float = setting(120.0, "Shortest stay in a mode (no flapping at dusk).", unit="s",
+                                 minimum=0.0, maximum=86400.0)
+    check_s: float = setting(2.0, "How often the light is evaluated.", unit="s", minimum=0.1,
+                             maximum=600.0)
+    ir_brightness: float = setting(1.0, "IR illuminator brightness at night (0-1; PWM only).",
+                                   minimum=0.0, maximum=1.0)
+    override_max_min: float = setting(60.0, "Longest technician override before the node "
+                                      "returns to automatic.", unit="min", minimum=1.0, maximum=1440.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     node: NodeSection = dataclasses.field(default_factory=NodeSection)
@@ -265,6 +295,7 @@ class Config:
     record: RecordSection = dataclasses.field(default_factory=RecordSection)
     mqtt: MqttSection = dataclasses.field(default_factory=MqttSection)
     log: LogSection = dataclasses.field(default_factory=LogSection)
+    daynight: DayNightSection = dataclasses.field(default_factory=DayNightSection)
     motion: MotionSection = dataclasses.field(default_factory=MotionSection)
     detect: DetectSection = dataclasses.field(default_factory=DetectSection)
 
