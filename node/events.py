@@ -32,6 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from node.link.topics import iso
+
 #: Box relative to the main frame: (x0, y0, x1, y1), 0..1.
 RelBox = tuple[float, float, float, float]
 
@@ -363,8 +365,3 @@ def _mono(i: Instant) -> float:
 
 def _td(s: float) -> timedelta:
     return timedelta(seconds=s)
-
-
-def iso(t: datetime) -> str:
-    """UTC ISO 8601 with milliseconds and a Z: ``2026-01-01T12:00:03.200Z``."""
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"

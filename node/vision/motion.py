@@ -7,13 +7,16 @@ for a 320x180 lores frame) that every per-frame step costs microseconds.
 
 Per frame:
 
-1. **Global gain.** The median ratio of the current cells to the background, on a fixed
-   subsample, is the frame's overall brightness change (auto-exposure, a cloud, dusk). The
-   background is scaled by it before comparing, so uniform light changes are not motion.
+1. **Global light change.** The median ratio of the current cells to the background, on a
+   fixed subsample, measures the frame's overall brightness change (auto-exposure, a cloud,
+   dusk). When it is not 1, the background's tones are mapped onto the frame's by matching
+   65 quantiles of the two subsamples (a monotone tone curve: gain, offset, gamma and
+   saturation alike), so whole-scene light changes are not motion.
 2. **Change test.** A cell changed when ``|cell - background|`` exceeds both ``threshold``
    (luma levels) and ``noise_factor`` x that cell's running mean absolute deviation: noisy
    cells (night, foliage, the sky) need a bigger change than quiet ones.
-3. **Global change.** If more than ``global_fraction`` of the unmasked cells changed at once
+3. **Global change.** If the median brightness ratio jumps by more than ``jump_gain`` (25 %)
+   in one frame, or more than ``global_fraction`` of the unmasked cells changed at once
    (the IR illuminator or IR-cut filter switching, headlights sweeping the whole scene), the
    frame is not motion: the background is replaced by the current frame and the next
    ``settle_frames`` frames only re-learn it. :meth:`MotionDetector.rebaseline` asks for the
@@ -63,6 +66,7 @@ class MotionParams:
     background_s: float = 10.0
     still_s: float = 2.0
     global_fraction: float = 0.6
+    jump_gain: float = 0.25
     settle_frames: int = 3
     masks: tuple[tuple[float, ...], ...] = ()
 
@@ -109,6 +113,8 @@ class MotionDetector:
         step = max(1, (self.gw * self.gh) // 600)
         self._sub = np.arange(0, self.gw * self.gh, step)
         self._mid = len(self._sub) // 2
+        self._quantiles = np.linspace(0, len(self._sub) - 1, 65).astype(np.intp)
+        self._ramp = np.arange(65, dtype=np.float32) * 1e-3
         self._min_cells = max(1, round(self.p.min_area * self.gw * self.gh))
         self._bg: np.ndarray | None = None
         self._fast = np.zeros((self.gh, self.gw), np.float32)
@@ -156,10 +162,22 @@ class MotionDetector:
             bg += 0.5 * (cur - bg)
             self._fast[:] = bg
             return MotionResult(settling=True)
-        ratio = cur.reshape(-1)[self._sub] / (bg.reshape(-1)[self._sub] + 1.0)
+        cs, bs = cur.reshape(-1)[self._sub], bg.reshape(-1)[self._sub]
+        ratio = cs / (bs + 1.0)
         gain = float(np.partition(ratio, self._mid)[self._mid])  # median, without np.median's overhead
-        if abs(gain - 1.0) > 0.01:
-            bg *= gain
+        if abs(gain - 1.0) > self.p.jump_gain:
+            # Half the scene or more changed brightness by this much in one frame: the light
+            # switched (IR, lamp, headlights), nothing moved. A tone map cannot follow such a
+            # jump exactly (cells that straddle an edge mix two tones), so re-learn instead.
+            return self._jump(cur, 1.0)
+        if abs(gain - 1.0) > 0.02:
+            # The light changed as a whole: map the background's tones onto the frame's by
+            # matching quantiles (handles gain, offset, gamma and saturation alike).
+            q = self._quantiles
+            xp = np.sort(bs)[q] + self._ramp  # strictly increasing for np.interp
+            fp = np.sort(cs)[q]
+            bg[:] = np.interp(bg, xp, fp)
+            self._fast[:] = np.interp(self._fast, xp, fp)
         diff = np.abs(cur - bg)
         changed = (diff > self.p.threshold) & (diff > self.p.noise_factor * self._noise)
         if not self._all_kept:
@@ -167,11 +185,7 @@ class MotionDetector:
         n = int(np.count_nonzero(changed))
         frac = n / self._n_keep
         if frac > self.p.global_fraction:
-            self._bg = cur
-            self._fast = cur.copy()
-            self._settle = self.p.settle_frames
-            self.rebaselines += 1
-            return MotionResult(changed=frac, global_change=True)
+            return self._jump(cur, frac)
         # Background and noise update.
         fast = self._fast
         delta = cur - bg
@@ -192,6 +206,15 @@ class MotionDetector:
         w, h = self.width, self.height
         lboxes = [(x0 * c, y0 * c, min(w, x1 * c), min(h, y1 * c)) for x0, y0, x1, y1 in boxes]
         return MotionResult(boxes=lboxes, changed=frac)
+
+
+    def _jump(self, cur: np.ndarray, frac: float) -> MotionResult:
+        """A light jump: this frame is the new background; the next ones only settle it."""
+        self._bg = cur
+        self._fast = cur.copy()
+        self._settle = self.p.settle_frames
+        self.rebaselines += 1
+        return MotionResult(changed=frac, global_change=True)
 
 
 def grow(mask: np.ndarray) -> np.ndarray:
