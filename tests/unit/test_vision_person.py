@@ -37,7 +37,7 @@ def test_merge_boxes_joins_near_and_keeps_far():
 def test_plan_crops_squares_inside_the_frame():
     (c,) = plan_crops([(700, 10, 730, 60)], 1280, 720)  # small, near the top-right corner
     assert c.w == c.h == int(0.35 * 720)  # at least min_crop of the short side
-    assert 0 <= c.x and c.x + c.w <= 1280 and 0 <= c.y and c.y + c.h <= 720
+    assert c.x >= 0 and c.x + c.w <= 1280 and c.y >= 0 and c.y + c.h <= 720
     assert c.x <= 700 and c.x + c.w >= 730 and c.y <= 10 and c.y + c.h >= 60
 
 
@@ -161,7 +161,7 @@ def test_runtime_and_model_errors_are_explained(tmp_path):
         Detector(tmp_path / "missing.tflite")
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"not a flatbuffer")
-    with pytest.raises(InferError, match="cannot load bad.tflite"):
+    with pytest.raises(InferError, match=r"cannot load bad\.tflite"):
         Detector(bad)
 
 
@@ -170,8 +170,7 @@ def test_person_model_detects_and_rejects_input_size(shared_dir):
     from node.vision.clips import iter_clip
 
     det = Detector(shared_dir / "models" / "ssd_mobilenet_v1_coco_quant.tflite", threads=1)
-    for f in iter_clip(shared_dir / "media" / "videos" / "one-by-one-person-detection.mp4", max_frames=151):
-        pass
+    *_, f = iter_clip(shared_dir / "media" / "videos" / "one-by-one-person-detection.mp4", max_frames=151)
     rgb = crop_rgb(f.main, f.width, f.height, Crop(0, 0, f.width, f.height), det.input_size)
     people = [d for d in det.detect(rgb, 0.5) if d.class_id == 0]
     assert people and 0.3 < people[0].box[0] < 0.7  # standing in the middle of the picture
