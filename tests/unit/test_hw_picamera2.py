@@ -1,0 +1,222 @@
+"""The picamera2 backend's logic against the recorded stand-in (tests/hw_picamera2_standin.py).
+
+The stand-in refuses the orders a real camera refuses (start before configure, capture while
+stopped, leaked requests), so a wrong call order in the backend fails here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import threading
+from datetime import UTC, datetime
+
+import av
+import numpy as np
+import pytest
+
+from hw.camera.picamera2 import CameraTuning, Picamera2Source
+from hw.overlay import TextOverlay
+from node.clock import FakeClock
+from tests.hw_picamera2_standin import Camera, bar_x, module
+
+W, H, FPS = 640, 384, 10.0
+LW, LH = 160, 96
+
+
+def source(pc2, **kw) -> Picamera2Source:
+    clock = kw.pop("clock", None) or FakeClock()
+    args = {"bitrate_kbps": 800, "gop_s": 1.0, "hardware_encoder": True, "module": pc2,
+            "max_frames": 25}
+    args.update(kw)
+    return Picamera2Source(W, H, FPS, (LW, LH), clock, **args)
+
+
+def names(cam: Camera) -> list[str]:
+    return [n for n, _ in cam.calls]
+
+
+def decode(frames) -> list[np.ndarray]:
+    dec = av.CodecContext.create("h264", "r")
+    out = []
+    for f in frames:
+        for vf in dec.decode(av.Packet(f.packet.data)):
+            out.append(vf.to_ndarray()[:H])
+    return out + [vf.to_ndarray()[:H] for vf in dec.decode(None)]
+
+
+def test_call_order_configuration_and_encoder_choice():
+    pc2 = module()
+    src = source(pc2)
+    frames = list(src.frames())
+    (cam,) = Camera.instances
+    seq = names(cam)
+    setup = [n for n in seq if n not in ("capture_request", "get_metadata", "make_array", "release")]
+    assert setup == ["__init__", "create_video_configuration", "configure", "start_encoder",
+                     "start", "stop", "stop_encoder", "close"]
+    assert seq.count("capture_request") == seq.count("release") and cam.held == 0
+    config = dict(cam.calls)["configure"][0]
+    assert config["main"] == {"size": (W, H), "format": "YUV420"}
+    assert config["lores"] == {"size": (LW, LH), "format": "YUV420"}
+    assert config["controls"]["FrameDurationLimits"] == (100_000, 100_000)
+    assert dict(cam.calls)["start_encoder"] == ("H264Encoder", "main")
+    assert len(frames) == 25 and src.describe()["encoder"].startswith("H264Encoder")
+    assert cam.closed and src.describe()["state"] == "closed"
+
+
+def test_encoder_settings_and_pi5_software_encoder():
+    pc2 = module()
+    src = source(pc2, hardware_encoder=False, max_frames=3)
+    captured = {}
+    orig = pc2.encoders.LibavH264Encoder.__init__
+
+    def spy(self, **kw):
+        captured.update(kw)
+        orig(self, **kw)
+
+    pc2.encoders.LibavH264Encoder.__init__ = spy
+    try:
+        list(src.frames())
+    finally:
+        pc2.encoders.LibavH264Encoder.__init__ = orig
+    assert dict(Camera.instances[0].calls)["start_encoder"] == ("LibavH264Encoder", "main")
+    assert captured == {"bitrate": 800_000, "repeat": True, "iperiod": 10, "profile": "high"}
+    assert "software" in src.describe()["encoder"]
+
+
+def test_packets_paired_with_lores_of_the_same_sensor_frame():
+    pc2 = module()
+    Camera.next_lag = 2  # the hardware encoder hands packets two frames late
+    clock = FakeClock()
+    clock.advance(500.0)
+    src = source(pc2, clock=clock, max_frames=20)
+    frames = list(src.frames())
+    assert [f.seq for f in frames] == list(range(len(frames))) and len(frames) >= 20
+    assert all(f.main is None and f.packet is not None for f in frames)
+    assert [f.seq for f in frames if f.packet.keyframe][:2] == [0, 10]
+    # Each lores image is the sensor frame the packet encodes (bar in the same place).
+    for i, f in enumerate(frames):
+        assert f.meta["lores_fresh"], i
+        bright = np.nonzero(f.lores.mean(axis=0) > 150)[0]
+        assert abs(bright.mean() * (W // LW) - (bar_x(i, W) + 16)) <= 2 * (W // LW), i
+    # Sensor timestamps mapped onto the monotonic clock: exact 100 ms spacing, origin = now.
+    monos = [f.mono for f in frames]
+    assert monos[0] == pytest.approx(500.0)
+    assert np.allclose(np.diff(monos), 0.1)
+    assert all(b.packet.pts - a.packet.pts == 9000 for a, b in itertools.pairwise(frames))
+    # The stream decodes to the sensor's picture.
+    pics = decode(frames)
+    assert len(pics) == len(frames)
+    bright = np.nonzero(pics[7].mean(axis=0) > 150)[0]
+    assert abs(bright.mean() - (bar_x(7, W) + 16)) <= 3
+
+
+def test_overlay_is_burned_into_main_only():
+    pc2 = module()
+    ov = TextOverlay("Pole 7", "Asia/Ho_Chi_Minh", position="top-left", scale=2, margin=4)
+    clock = FakeClock(datetime(2026, 11, 22, 0, 5, 9, tzinfo=UTC))
+    src = source(pc2, overlay=ov, clock=clock, max_frames=5)
+    frames = list(src.frames())
+    pic = decode(frames)[0]
+    # White text in the encoded main stream's corner (the sensor ramp there is ≈50-60).
+    assert (pic[4:40, 4:200] > 200).sum() > 200
+    # The lores (analysis) image has no text: it is exactly the sensor's.
+    from tests.hw_picamera2_standin import sensor_image
+
+    expect = sensor_image(0, W, H)[:: H // LH, :: W // LW][:LH, :LW]
+    assert np.array_equal(frames[0].lores, expect)
+    assert ov.renders == 1 and src.describe()["overlay_errors"] == 0
+
+
+def test_overlay_failure_is_counted_not_fatal():
+    class Broken:
+        def apply(self, *a):
+            raise ValueError("boom")
+
+    src = source(module(), overlay=Broken(), max_frames=4)
+    assert len(list(src.frames())) >= 4
+    assert src.describe()["overlay_errors"] >= 4
+
+
+def test_day_night_tuning_controls():
+    pc2 = module()
+    src = source(pc2, max_frames=None)
+    it = src.frames()
+    next(it)
+    src.apply_tuning(CameraTuning.night(max_exposure_us=200_000))
+    src.apply_tuning(CameraTuning.day())
+    src.close()
+    list(it)
+    sets = [args[0] for n, args in Camera.instances[0].calls if n == "set_controls"]
+    assert sets == [
+        {"FrameDurationLimits": (100_000, 200_000), "AeEnable": True, "Saturation": 0.0,
+         "AwbEnable": False, "ColourGains": (1.0, 1.0)},
+        {"FrameDurationLimits": (100_000, 100_000), "AeEnable": True, "Saturation": 1.0,
+         "AwbEnable": True},
+    ]
+    assert not src.describe()["mono"]
+
+
+def test_close_from_another_thread_stops_and_delivers_the_tail():
+    pc2 = module()
+    Camera.next_lag = 3
+    src = source(pc2, max_frames=None)
+    got = []
+    for f in src.frames():
+        got.append(f)
+        if len(got) == 12:
+            threading.Thread(target=src.close).start()
+    cam = Camera.instances[0]
+    assert cam.closed and cam.held == 0
+    # Every frame the sensor captured was delivered: the encoder's lagging tail was drained.
+    assert len(got) == cam.seq
+    assert all(b.seq == a.seq + 1 for a, b in itertools.pairwise(got))
+
+
+def test_packet_backlog_drops_oldest_and_flags_gap():
+    src = source(module(), max_frames=None, max_pending=3)
+    for i in range(6):
+        src._push(b"\x00\x00\x00\x01\x65", i == 0, 1_000 + i)
+    frames = list(src._drain({}, 0))
+    assert [f.packet.pts for f in frames] == [round(t / 1e6 * 90_000) for t in (1003, 1004, 1005)]
+    assert frames[0].meta["gap"] and "gap" not in frames[1].meta
+    assert src.describe()["dropped_packets"] == 3
+
+
+def test_standin_refuses_wrong_orders():
+    pc2 = module()
+    cam = pc2.Picamera2(0)
+    with pytest.raises(RuntimeError, match="not been configured"):
+        cam.start()
+    cfg = cam.create_video_configuration(main={"size": (64, 64), "format": "YUV420"},
+                                         lores={"size": (32, 32), "format": "YUV420"},
+                                         controls={"FrameDurationLimits": (100_000, 100_000)},
+                                         buffer_count=3)
+    with pytest.raises(RuntimeError, match="stopped"):
+        cam.capture_request()
+    cam.configure(cfg)
+    cam.start()
+    with pytest.raises(RuntimeError, match="stopped before configuring"):
+        cam.configure(cfg)
+    r = cam.capture_request()
+    cam.capture_request()
+    with pytest.raises(RuntimeError, match="request leak"):
+        cam.capture_request()
+    r.release()
+    with pytest.raises(RuntimeError, match="after release"):
+        r.make_array("lores")
+    with pytest.raises(RuntimeError, match="close while running"):
+        cam.close()
+
+
+def test_missing_library_is_a_clear_source_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails as on a PC
+    src = Picamera2Source(W, H, FPS, (LW, LH), FakeClock())
+    from hw.camera.base import SourceError
+
+    with pytest.raises(SourceError, match="python3-picamera2"):
+        next(src.frames())
+
+
+def test_import_is_lazy():
+    assert "picamera2" not in sys.modules or sys.modules["picamera2"] is None
