@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from node.clock import FakeClock  # noqa: E402
-from node.record.recorder import Recorder  # noqa: E402
-from node.record.retention import Policy  # noqa: E402
-from node.record.segmenter import to_us  # noqa: E402
-from tests.record_media import T0, clip_packets, retime  # noqa: E402
+from node.clock import FakeClock
+from node.record.recorder import Recorder
+from node.record.retention import Policy
+from node.record.segmenter import to_us
+from tests.record_media import T0, clip_packets, retime
 
 
 def main(argv: list[str]) -> int:

@@ -136,10 +136,15 @@ class Index:
                                    max(r[3] for r in rows))
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             self._max_len_us = max(self._max_len_us, max(r[3] - r[2] for r in rows))
         return added
+
+    def _rollback(self) -> None:
+        """Roll back if SQLite has not already done so (it does on SQLITE_FULL)."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     def _apply_events(self, min_seq: int, lo_us: int, hi_us: int) -> None:
         """Flag segments with seq >= min_seq from every event overlapping [lo, hi) (lock held)."""
@@ -183,7 +188,7 @@ class Index:
                 n = self._flag(event_id, start_us, end_us, int(motion), int(person), int(protect))
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
         return n
 
@@ -272,6 +277,13 @@ class Index:
                 " duration_s FROM segments WHERE deleted_us IS NULL ORDER BY seq DESC LIMIT ?)",
                 (n,)).fetchone()
         return b / d if d > 0 else 0.0
+
+    def recent_max_bytes(self, n: int = 10) -> int:
+        """The largest of the last ``n`` live segments (bytes; 0 when none)."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT COALESCE(MAX(bytes), 0) FROM (SELECT bytes FROM segments"
+                " WHERE deleted_us IS NULL ORDER BY seq DESC LIMIT ?)", (n,)).fetchone()[0]
 
     def prune_tombstones(self) -> int:
         """Drop tombstones older than the oldest live row, keeping the last one (chain anchor)."""

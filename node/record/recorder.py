@@ -56,7 +56,8 @@ class Recorder:
         head_seq, head = self.store.index.head()
         self.writer = SegmentWriter(self.root, segment_s, clock, frag_s=frag_s, signer=self.signer,
                                     next_seq=head_seq + 1, chain_head=head or GENESIS,
-                                    on_closed=self._closed, sync_fragments=sync_fragments)
+                                    on_closed=self._closed, sync_fragments=sync_fragments,
+                                    on_full=self._wait_for_space)
         self.retention = Retention(self.store, clock, policy or Policy(), free_fn=free_fn)
         self.preroll = PreRoll(preroll_s) if preroll_s > 0 else None
         self.sweep_s = sweep_s
@@ -68,11 +69,15 @@ class Recorder:
         self._dropping = False
         self.dropped = 0
         self._wake = threading.Event()
+        self._swept = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.last_error: str | None = None
         self.last_closed: SegmentInfo | None = None
         self.protected_deleted: list[str] = []
+        self._unindexed: list[SegmentInfo] = []
+        self._disk_full = False
+        self.disk_full_events = 0
 
     # ------------------------------------------------------------------ Output
 
@@ -96,7 +101,6 @@ class Recorder:
             self.preroll.write(packet)
         if not self.threaded:
             self.writer.write(packet)
-            self._check_disk()
             return
         with self._cv:
             if self._dropping and packet.keyframe and self._qbytes < self.queue_bytes // 2:
@@ -119,10 +123,11 @@ class Recorder:
             with self._cv:
                 self._q.append(_STOP)
                 self._cv.notify()
+            writer, sweeper = self._threads
+            writer.join(timeout=60)  # retention keeps freeing space while the queue drains
             self._stopping.set()
             self._wake.set()
-            for t in self._threads:
-                t.join(timeout=30)
+            sweeper.join(timeout=30)
             self._threads = []
         else:
             self.writer.stop()
@@ -150,18 +155,24 @@ class Recorder:
                 self._guard(self.writer.gap)
                 continue
             self.writer.write(item)
-            self._check_disk()
 
-    def _check_disk(self) -> None:
-        err = self.writer.last_error
-        if err and ("ENOSPC" in err or "No space" in err or "quota" in err.lower()):
-            self._wake.set()
-            if not self.threaded:
-                self.tick()
+    def _wait_for_space(self) -> None:
+        """Writer thread, card full: run an emergency sweep and wait for it (at most 2 s;
+        packets wait in the queue meanwhile, the encoder is never blocked)."""
+        if not self._disk_full:
+            log.error("card full: %s; asking retention for space", self.writer.last_error)
+        self._disk_full = True
+        if not self.threaded or not self._threads:
+            self._guard(self.tick)
+            return
+        self._swept.clear()
+        self._wake.set()
+        self._swept.wait(2.0)
 
     def _sweep_loop(self) -> None:
         while not self._stopping.is_set():
             self._guard(self.tick)
+            self._swept.set()
             self._wake.wait(self.sweep_s)
             self._wake.clear()
 
@@ -173,19 +184,28 @@ class Recorder:
             log.exception("recorder: %s failed", getattr(fn, "__name__", fn))
 
     def _closed(self, info: SegmentInfo) -> None:
-        """Writer thread: index a segment the writer has made final."""
-        try:
-            self.store.add(info)
-            self.last_closed = info
-        except Exception as exc:  # the file is sealed; the next start indexes it from its seal
-            self.last_error = f"index: {type(exc).__name__}: {exc}"
-            log.exception("indexing %s failed", info.name)
+        """Writer thread: index a segment the writer has made final (retrying earlier ones
+        a full disk kept out of the index; a restart would index them from their seals)."""
+        self._unindexed.append(info)
+        while self._unindexed:
+            try:
+                self.store.add(self._unindexed[0])
+            except Exception as exc:
+                self.last_error = f"index: {type(exc).__name__}: {exc}"
+                log.error("indexing %s failed (%s); retrying at the next segment",
+                          self._unindexed[0].name, exc)
+                self._disk_full = True
+                self._wake.set()
+                break
+            self.last_closed = self._unindexed.pop(0)
         if self.retention.last.free_bytes and self.retention.last.free_bytes < 2 * self.retention.floor():
             self._wake.set()
 
     def tick(self) -> dict[str, Any]:
         """One retention sweep (the retention thread calls this every ``sweep_s``)."""
-        rep = self.retention.sweep()
+        emergency, self._disk_full = self._disk_full, False
+        rep = self.retention.sweep(emergency=emergency)
+        self.disk_full_events += emergency
         self.protected_deleted.extend(rep.protected_deleted)
         del self.protected_deleted[:-20]
         return rep.__dict__
@@ -239,6 +259,7 @@ class Recorder:
             "clock_synced": bool(self.clock.synced()),
             "queue_bytes": self._qbytes,
             "dropped_packets": self.dropped + w["dropped_packets"],
+            "disk_full_events": self.disk_full_events,
             "protected_deleted": list(self.protected_deleted),
             "signed": self.signer.enabled,
             "last_error": w["last_error"] or self.last_error,

@@ -90,7 +90,9 @@ class Retention:
         r = self.rate() if rate is None else rate
         return max(self.policy.min_free_bytes, int(self.policy.headroom_s * r))
 
-    def sweep(self) -> SweepReport:
+    def sweep(self, emergency: bool = False) -> SweepReport:
+        """Delete by age, then for space. ``emergency`` (the writer hit a full disk): the
+        floor is raised to at least two recent segments' worth, whatever the policy says."""
         idx = self.store.index
         assert idx is not None
         rep = SweepReport()
@@ -105,6 +107,8 @@ class Retention:
                 break
         rate = self.rate()
         rep.floor_bytes = self.floor(rate)
+        if emergency:
+            rep.floor_bytes = max(rep.floor_bytes, 2 * idx.recent_max_bytes())
         free = self.free_fn(self.store.root)
         while free < rep.floor_bytes:
             victim = idx.oldest(1, protected=False)

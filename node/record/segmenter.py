@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -257,21 +258,25 @@ class SegmentWriter:
     """An :class:`~hw.encode.base.Output` keeping footage as sealed fMP4 segments under ``root``.
 
     ``on_closed(info)`` is called (on the writer's thread) after each segment is final and
-    fsynced; the recorder indexes it there. ``next_seq``/``chain_head`` continue the store's
-    sequence and hash chain; when None they are read from the files under ``root``.
+    fsynced; the recorder indexes it there. ``on_full()`` is called when the card refuses
+    bytes; it returns once retention has had a chance to free space (the bytes wait in RAM).
+    ``next_seq``/``chain_head`` continue the store's sequence and hash chain; when None they
+    are read from the files under ``root``.
     """
 
     def __init__(self, root: Path, segment_s: float, clock: Any, *, frag_s: float = 2.0,
                  signer: Signer | None = None, next_seq: int | None = None,
                  chain_head: str | None = None,
                  on_closed: Callable[[SegmentInfo], None] | None = None,
-                 sync_fragments: bool = False, max_pending_bytes: int = 16 << 20) -> None:
+                 sync_fragments: bool = False, max_pending_bytes: int = 16 << 20,
+                 on_full: Callable[[], None] | None = None) -> None:
         self.root = Path(root)
         self.segment_s = segment_s
         self.frag_s = frag_s
         self._clock = clock
         self.signer = signer or Signer.none()
         self.on_closed = on_closed
+        self.on_full = on_full
         self.sync_fragments = sync_fragments
         self.max_pending = max_pending_bytes
         if next_seq is None or chain_head is None:
@@ -285,7 +290,9 @@ class SegmentWriter:
         self._seg: _Open | None = None
         self._cut_requested = False
         self._pending_step = 0.0
-        self.closed_segments: list[Path] = []
+        self._unfinished: list[Path] = []
+        self.closed_segments: deque[Path] = deque(maxlen=64)  # the most recent ones
+        self.segments_closed = 0
         self.last_error: str | None = None
         self.dropped = 0
         self._bytes_closed = 0
@@ -333,6 +340,8 @@ class SegmentWriter:
             if not packet.keyframe or not self._params:
                 self.dropped += 1
                 return
+            if self._unfinished:
+                self._retry_unfinished()
             self._seg = seg = _Open(self.root, self.next_seq, self._stream, packet, self._params,
                                     self._clock.synced(), self._pending_step, self.frag_s,
                                     self.max_pending)
@@ -349,8 +358,9 @@ class SegmentWriter:
         grew = seg.sink.on_disk - before
         if seg.sink.error is not None:
             self.last_error = f"{type(seg.sink.error).__name__}: {seg.sink.error}"
-        elif grew and self.last_error and "ENOSPC" not in self.last_error:
-            self.last_error = None
+        if seg.sink.pending and self.on_full is not None:
+            self.on_full()
+            seg.sink.drain()
         if grew and self.sync_fragments:
             os.fdatasync(seg.sink.fd)
 
@@ -372,13 +382,15 @@ class SegmentWriter:
     def stop(self) -> None:
         if self._seg is not None:
             self._close()
+        if self._unfinished:
+            self._retry_unfinished()
 
     def health(self) -> dict[str, Any]:
         seg = self._seg
         return {
             "current_segment": seg.name if seg else None,
             "current_pending_bytes": len(seg.sink.pending) if seg else 0,
-            "segments_closed": len(self.closed_segments),
+            "segments_closed": self.segments_closed,
             "last_error": self.last_error,
             "dropped_packets": self.dropped,
         }
@@ -396,31 +408,71 @@ class SegmentWriter:
             seg_failed = True
         sink = seg.sink
         if not seg_failed:
-            sink.drain()
+            for _ in range(3):  # a full card: let retention free space, then try again
+                if sink.drain() or sink.discard or self.on_full is None:
+                    break
+                self.on_full()
         if seg_failed or sink.discard or sink.pending:
             os.close(sink.fd)
             log.error("segment %s could not be written whole; keeping its last fragment", seg.name)
-            info = recover_part(seg.path, self.signer, self.chain_head)
+            info = self._recover(seg.path)
         else:
             info = SegmentInfo(seg.seq, seg.name, seg.start_us, seg.end_us, seg.frames,
                                seg.keyframes, seg.synced, seg.step, False, sink.on_disk,
                                sink.sha.hexdigest(), self.chain_head).sealed(self.signer)
             try:
-                _write_all(sink.fd, mp4box.seal_box(info.seal_fields()))
-                os.fsync(sink.fd)
+                self._write_seal(sink.fd, mp4box.seal_box(info.seal_fields()), sink.on_disk)
             except OSError as exc:
                 os.close(sink.fd)
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                info = recover_part(seg.path, self.signer, self.chain_head)
+                info = self._recover(seg.path)
             else:
                 os.close(sink.fd)
                 info = _finalise(seg.path, info)
-        if info is None:
-            return
+        if info is not None:
+            self._done(info)
+
+    def _write_seal(self, fd: int, seal: bytes, at: int) -> None:
+        """Append the seal and fsync; on ENOSPC ask for space (``on_full``) and retry."""
+        for attempt in range(3):
+            try:
+                os.ftruncate(fd, at)  # a seal torn by an earlier attempt
+                _write_all(fd, seal)
+                os.fsync(fd)
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC or self.on_full is None or attempt == 2:
+                    raise
+                self.on_full()
+
+    def _recover(self, path: Path) -> SegmentInfo | None:
+        """Close a segment at its last fragment; on a full disk retry later (``_unfinished``)."""
+        try:
+            return recover_part(path, self.signer, self.chain_head)
+        except OSError as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.error("cannot close %s yet (%s); retrying once space is freed", path.name, exc)
+            self._unfinished.append(path)
+            return None
+
+    def _retry_unfinished(self) -> None:
+        while self._unfinished:
+            path = self._unfinished[0]
+            try:
+                info = recover_part(path, self.signer, self.chain_head)
+            except OSError as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                return
+            self._unfinished.pop(0)
+            if info is not None:
+                self._done(info)
+
+    def _done(self, info: SegmentInfo) -> None:
         self.chain_head = info.chain
         if info.path is not None:
             self._bytes_closed += info.path.stat().st_size
         self.closed_segments.append(info.path)  # type: ignore[arg-type]
+        self.segments_closed += 1
         log.info("segment %s closed: %d frames, %.1f s, %d bytes", info.name, info.frames,
                  (info.end_us - info.start_us) / 1e6, info.media_bytes)
         if self.on_closed is not None:

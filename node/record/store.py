@@ -153,22 +153,40 @@ class Store:
         """Delete one segment on purpose: journal, tombstone, then unlink. Returns bytes freed.
 
         The order makes a crash at any point safe: a tombstoned file that still exists is
-        deleted again by :meth:`open`; a journal line without a tombstone is harmless.
+        deleted again by :meth:`open`; a journal line without a tombstone is harmless. On a
+        card so full that even the journal line or the tombstone cannot be written, the file
+        is deleted anyway (recording matters more) and the records are written right after,
+        into the space it freed.
         """
+        import sqlite3
+
         assert self.index is not None
         row = self.index.get(seq)
         if row is None or row["deleted_us"] is not None:
             return 0
         seal = {k: row[k] for k in SegmentInfo.__dataclass_fields__ if k in row and k != "path"}
         seal["synced"], seal["recovered"] = bool(row["synced"]), bool(row["recovered"])
-        self.journal.append({"t": "del", "seal": seal, "bytes": row["bytes"], "reason": reason,
-                             "at_us": self._now_us()})
-        self.index.tombstone(seq, self._now_us(), reason)
+        entry = {"t": "del", "seal": seal, "bytes": row["bytes"], "reason": reason,
+                 "at_us": self._now_us()}
+        late: list[str] = []
+        try:
+            self.journal.append(entry)
+        except OSError:
+            late.append("journal")
+        try:
+            self.index.tombstone(seq, self._now_us(), reason)
+        except sqlite3.OperationalError:
+            late.append("tombstone")
         path = self.path_of(row["name"])
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         with contextlib.suppress(OSError):
             path.parent.rmdir()  # only succeeds once the day directory is empty
+        if "journal" in late:
+            with contextlib.suppress(OSError):
+                self.journal.append(entry)
+        if "tombstone" in late:
+            self.index.tombstone(seq, self._now_us(), reason)
         return int(row["bytes"])
 
     def close(self) -> None:
