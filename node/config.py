@@ -40,7 +40,7 @@ def _check_node_id(v: str) -> str | None:
 
 def check_source(v: str) -> str | None:
     """Validate ``camera.source`` by its form (existence is checked when it opens)."""
-    if v in ("synthetic", "demo"):
+    if v in ("synthetic", "demo", "picamera2", "csi"):
         return None
     if v.startswith("lavfi:"):
         return None if len(v) > 6 else "expected a filter graph after 'lavfi:'"
@@ -112,6 +112,13 @@ class EncoderSection:
     preset: str = setting("ultrafast", "libx264 preset (software fallback only).",
                           choices=("ultrafast", "superfast", "veryfast", "faster", "fast",
                                    "medium"))
+    candidates: list[str] = setting(
+        [], "Encoders to try, in order (FFmpeg names such as 'h264_v4l2m2m', 'libx264'); empty: "
+        "the platform's order (camera's own H.264, hardware encoders, libx264 last).")
+    fallback: str = setting("libx264", "When every listed candidate fails: 'libx264' (software) or "
+                            "'fail' (refuse to start).", choices=("libx264", "fail"))
+    profile: str = setting("high", "H.264 profile (a ceiling for libx264).",
+                           choices=("baseline", "main", "high"))
 
 
 @section("Where and how footage is kept.")
@@ -286,6 +293,57 @@ class DayNightSection:
                                       "returns to automatic.", unit="min", minimum=1.0, maximum=1440.0)
 
 
+@section("GPIO devices: IR illuminator, IR-cut filter, light sensor, status LED (BCM pin numbers; "
+         "-1 = not fitted). See docs/hardware.md for wiring.")
+class GpioSection:
+    factory: str = setting(
+        "auto", "gpiozero pin factory: 'auto' (gpiozero's order; Pi 4), 'lgpio' (Pi 5), 'rpigpio', "
+        "'pigpio', 'native', 'mock' (tests), 'none' (no GPIO, e.g. Jetson).",
+        choices=("auto", "none", "mock", "lgpio", "rpigpio", "pigpio", "native"))
+    chip: int = setting(-1, "gpiochip for lgpio (-1: default; see `make hwcheck`).", minimum=-1,
+                        maximum=64)
+    ir_pin: int = setting(-1, "IR illuminator driver input.", minimum=-1, maximum=63)
+    ir_active_high: bool = setting(True, "IR LEDs light when the pin is high.")
+    ir_pwm: bool = setting(False, "Drive the IR illuminator with PWM (brightness control).")
+    ir_pwm_hz: float = setting(400.0, "IR PWM frequency.", unit="Hz", minimum=10.0, maximum=50_000.0)
+    ir_brightness: float = setting(1.0, "Default IR brightness with PWM.", minimum=0.0, maximum=1.0)
+    ircut_mode: str = setting("none", "IR-cut filter drive: 'none', 'level' (one pin), 'pulse' "
+                              "(latching filter via an H-bridge, two pins).",
+                              choices=("none", "level", "pulse"))
+    ircut_pin: int = setting(-1, "IR-cut pin (level), or H-bridge input A (pulse: towards day).",
+                             minimum=-1, maximum=63)
+    ircut_pin_b: int = setting(-1, "H-bridge input B (pulse: towards night).", minimum=-1, maximum=63)
+    ircut_night_high: bool = setting(True, "Level mode: a high pin moves the filter out (night).")
+    ircut_pulse_ms: float = setting(100.0, "Pulse length for a latching filter.", unit="ms",
+                                    minimum=1.0, maximum=2000.0)
+    light_mode: str = setting("none", "Light sensor: 'none', 'digital' (comparator module), 'ldr' "
+                              "(LDR + capacitor), 'iio' (ADC through the kernel's IIO driver).",
+                              choices=("none", "digital", "ldr", "iio"))
+    light_pin: int = setting(-1, "Light sensor pin (digital, ldr).", minimum=-1, maximum=63)
+    light_dark_high: bool = setting(True, "Digital module: output high means dark.")
+    light_iio_path: str = setting("", "IIO channel file, e.g. "
+                                  "/sys/bus/iio/devices/iio:device0/in_voltage0_raw.")
+    light_iio_full_scale: float = setting(4095.0, "ADC reading at full brightness.", minimum=1.0,
+                                          maximum=1e9)
+    light_iio_invert: bool = setting(False, "ADC reads high in the dark (LDR on the low side).")
+    light_charge_limit_s: float = setting(0.01, "LDR: longest charge time timed (dark).", unit="s",
+                                          minimum=0.001, maximum=1.0)
+    light_queue_len: int = setting(5, "LDR: readings averaged.", minimum=1, maximum=100)
+    led_pin: int = setting(-1, "Status LED.", minimum=-1, maximum=63)
+    led_active_high: bool = setting(True, "Status LED lights when the pin is high.")
+
+
+@section("On-screen text burned into the recorded picture (not into a passed-through IP camera "
+         "stream, which keeps the camera's own).")
+class OverlaySection:
+    enabled: bool = setting(True, "Stamp node name and local date/time (with UTC offset).")
+    position: str = setting("top-left", "Corner of the text.",
+                            choices=("top-left", "top-right", "bottom-left", "bottom-right"))
+    scale: int = setting(0, "Size of a font dot (0: auto, 1 per 240 picture rows).", unit="px",
+                         minimum=0, maximum=16)
+    show_name: bool = setting(True, "Include the node name (node.name) above the time.")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     node: NodeSection = dataclasses.field(default_factory=NodeSection)
@@ -298,6 +356,8 @@ class Config:
     daynight: DayNightSection = dataclasses.field(default_factory=DayNightSection)
     motion: MotionSection = dataclasses.field(default_factory=MotionSection)
     detect: DetectSection = dataclasses.field(default_factory=DetectSection)
+    gpio: GpioSection = dataclasses.field(default_factory=GpioSection)
+    overlay: OverlaySection = dataclasses.field(default_factory=OverlaySection)
 
     def replace(self, **sections: Any) -> Config:
         return dataclasses.replace(self, **sections)
