@@ -19,8 +19,20 @@ def open_source(
     realtime: bool = True,
     loop: bool = True,
     max_frames: int | None = None,
+    options: dict | None = None,
 ) -> FrameSource:
-    """Build the backend named by ``spec`` (see ``camera.source`` in the config)."""
+    """Build the backend named by ``spec`` (see ``camera.source`` in the config).
+
+    ``options``: backend keyword arguments — for ``picamera2``/``csi`` see
+    :class:`hw.camera.picamera2.Picamera2Source` (bitrate_kbps, gop_s, profile,
+    hardware_encoder, overlay...), for PyAV sources :class:`hw.camera.pyav.PyAVSource`
+    (passthrough, analysis_fps, backoff_s, max_retries). Unknown keys raise ``TypeError``.
+    """
+    if spec in ("picamera2", "csi"):
+        from hw.camera.picamera2 import Picamera2Source
+
+        return Picamera2Source(width, height, fps, lores, clock, max_frames=max_frames,
+                               **(options or {}))
     if spec in ("synthetic", "demo"):
         from hw.camera.synthetic import SyntheticSource
 
@@ -28,7 +40,7 @@ def open_source(
     from hw.camera.pyav import PyAVSource
 
     return PyAVSource(spec, width, height, fps, lores, clock, realtime=realtime, loop=loop,
-                      max_frames=max_frames)
+                      max_frames=max_frames, **(options or {}))
 
 
 __all__ = ["Frame", "FrameSource", "SourceError", "open_source"]
