@@ -132,8 +132,7 @@ def probe_encoder(encoder: Encoder, stream: StreamInfo, *, frames: int = 8,
         if result and not result[0][0]:
             said = [m.strip() for lvl, _, m in logs if lvl <= av.logging.ERROR and m.strip()]
             if said:
-                short = result[0][1].split("; last error log", 1)[0]
-                result[0] = (False, f"{'; '.join(said[:2])} [{short}]")
+                result[0] = (False, "; ".join(dict.fromkeys(said[:2])))
 
     def _run() -> None:
         try:
