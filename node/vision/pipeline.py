@@ -241,6 +241,13 @@ class Analyzer:
         else:
             self._rebaseline_pending = True
 
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until the inference worker has finished its job (tests, benchmarks). True if idle.
+
+        The finished result is still picked up by the next :meth:`process` call.
+        """
+        return self._worker.wait_idle(timeout) if self._worker is not None else True
+
     def close(self) -> list[Action]:
         """Stop the worker; end open events. Returns the final actions (publish them)."""
         if self._worker is not None:
@@ -460,17 +467,21 @@ class _Worker:
     def submit(self, job: _Job) -> None:
         with self._cond:
             self._job = job
-            self._cond.notify()
+            self._cond.notify_all()
 
     def take(self) -> _Job | None:
         with self._cond:
             done, self._done = self._done, None
             return done
 
+    def wait_idle(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._job is None and not self._running, timeout)
+
     def stop(self) -> None:
         with self._cond:
             self._stop = True
-            self._cond.notify()
+            self._cond.notify_all()
         self._thread.join(timeout=5.0)
 
     def _run(self) -> None:
@@ -489,6 +500,7 @@ class _Worker:
             with self._cond:
                 self._running = False
                 self._done = job
+                self._cond.notify_all()
 
 
 def _overlap(a: Box, b: Box) -> bool:
