@@ -7,8 +7,11 @@ STAMP := $(VENV)/.installed
 # Debian packages the node, its tests and its tools use (installed by `make install` when
 # running as root and missing). One list, used by CI too.
 APT_PACKAGES := mosquitto mosquitto-clients mtools dosfstools
+# The loopback RTSP "IP camera" of tests/integration/test_hw_rtsp.py (run by the system python3).
+APT_PACKAGES += python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-bad gstreamer1.0-rtsp
 
-.PHONY: install apt run test bench lint clean
+.PHONY: install apt run test bench lint clean hwcheck
 
 install: apt $(STAMP)
 
@@ -37,6 +40,11 @@ test: install
 
 bench: install
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+# On a real board: camera, encoder, IR, IR-cut, light sensor, LED, temperatures (docs/hardware.md).
+# `make hwcheck CONFIG=/etc/camnode/node.toml`
+hwcheck: install
+	$(BIN)/python -m node.hwcheck $(if $(CONFIG),--config $(CONFIG))
 
 lint: install
 	$(BIN)/ruff check .
