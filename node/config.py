@@ -215,7 +215,7 @@ class MotionSection:
         [], "Areas never counted as motion: polygons as flat lists [x0, y0, x1, y1, x2, y2, ...] "
         "in relative coordinates (0..1, origin top-left), e.g. a tree or a busy road.",
         check=_check_masks)
-    min_s: float = setting(0.3, "Motion must last this long to open a motion event.", unit="s",
+    min_s: float = setting(0.2, "Motion must last this long to open a motion event.", unit="s",
                            minimum=0.0, maximum=60.0)
     quiet_s: float = setting(2.0, "A motion event ends after this long without motion.", unit="s",
                              minimum=0.1, maximum=600.0)
