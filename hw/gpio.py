@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -444,7 +444,7 @@ class IIOLightSensor(LightSensor):
 # ---------------------------------------------------------------------------- status LED
 
 
-class LedCode(str, Enum):
+class LedCode(StrEnum):
     """What the status LED shows; each code is a repeating (on_s, off_s) pattern."""
 
     OFF = "off"
@@ -465,6 +465,19 @@ LED_PATTERNS: dict[LedCode, tuple[tuple[bool, float], ...]] = {
     LedCode.FAULT: ((True, 0.2), (False, 0.2), (True, 0.2), (False, 0.2), (True, 0.2),
                     (False, 1.0)),
 }
+
+
+def led_code_for(*, booting: bool, fault: bool, broker_connected: bool, recording: bool) -> LedCode:
+    """The code to show for the node's state; the most urgent wins (fault, then booting, then
+    no broker, then recording). Pure: the heartbeat calls it and hands the result to
+    :meth:`StatusLED.set_code`."""
+    if fault:
+        return LedCode.FAULT
+    if booting:
+        return LedCode.BOOTING
+    if not broker_connected:
+        return LedCode.NO_BROKER
+    return LedCode.RECORDING if recording else LedCode.OFF
 
 
 def led_state_at(code: LedCode, t: float) -> bool:

@@ -105,6 +105,9 @@ class PlatformInfo:
     throttle_file: str | None = None
     undervolt_file: str | None = None
     nvenc: bool = False
+    #: H.264 encoders the PyAV/FFmpeg build *lists* (``probe(encoders=True)``); which one
+    #: works is decided by probing them (:mod:`hw.encode.select`).
+    h264_encoders: list[str] = field(default_factory=list)
     _vcgencmd: Callable[[], str | None] | None = field(default=None, repr=False)
     _cache: dict[str, tuple[float, object]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -199,7 +202,7 @@ class PlatformInfo:
             "model": self.model, "kind": self.kind, "soc": self.soc,
             "pi_revision": self.pi_revision, "memory_mb": self.memory_mb,
             "jetson_release": self.jetson_release,
-            "hardware_h264": self.hardware_h264,
+            "hardware_h264": self.hardware_h264, "h264_encoders": self.h264_encoders,
             "cameras": [d.path for d in self.cameras], "csi": self.csi,
             "video_devices": [{"path": d.path, "name": d.name, "role": d.role}
                               for d in self.video_devices],
@@ -248,11 +251,13 @@ def _read(root: Path, rel: str) -> str | None:
         return None
 
 
-def probe(root: str | Path = "/", *, vcgencmd: Callable[[], str | None] | None = None) -> PlatformInfo:
+def probe(root: str | Path = "/", *, vcgencmd: Callable[[], str | None] | None = None,
+          encoders: bool = False) -> PlatformInfo:
     """Read the board's identity and capabilities from ``root`` (see module docstring).
 
     ``vcgencmd`` is the fallback for throttling flags (default: run the real tool, only on a Pi
-    whose kernel has no sysfs file for them).
+    whose kernel has no sysfs file for them). ``encoders`` also lists the H.264 encoders of the
+    installed PyAV build (imports ``av``: ≈0.1 s the first time).
     """
     r = Path(root)
     model = (_read(r, "proc/device-tree/model") or _read(r, "sys/firmware/devicetree/base/model")
@@ -281,6 +286,10 @@ def probe(root: str | Path = "/", *, vcgencmd: Callable[[], str | None] | None =
         thermal_zones=_thermal_zones(r),
         nvenc=(r / "dev/nvhost-msenc").exists() or (r / "dev/v4l2-nvenc").exists(),
     )
+    if encoders:
+        from hw.encode.select import h264_encoders
+
+        info.h264_encoders = h264_encoders()
     if info.is_pi:
         info.throttle_file = _first(r, ["sys/devices/platform/soc/soc:firmware/get_throttled",
                                         "sys/devices/platform/*/*:firmware/get_throttled"])

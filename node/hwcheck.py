@@ -218,7 +218,7 @@ def run_checks(cfg: Config, *, clock: Clock | None = None, root: str = "/", fram
                vcgencmd=None) -> list[Check]:
     """Run every check; never raises for a hardware problem (it becomes a FAIL)."""
     clock = clock or SystemClock()
-    info = probe(root, vcgencmd=vcgencmd)
+    info = probe(root, vcgencmd=vcgencmd, encoders=True)
     checks = [check_platform(info), check_temperatures(info), check_storage(info)]
     cam_check, got = check_camera(cfg, clock, info, frames, timeout_s)
     checks.append(cam_check)

@@ -55,6 +55,16 @@ def open_args(spec: str) -> tuple[str, dict[str, Any]]:
     return spec, {}
 
 
+def v4l2_options(width: int, height: int, fps: float, input_format: str | None) -> dict[str, str]:
+    """Ask a V4L2 camera for the configured size and rate (the driver picks the nearest mode;
+    frames are scaled to the configured size if it differs). USB cameras deliver 720p and up at
+    full rate only as MJPEG: ``input_format="mjpeg"``."""
+    opts = {"video_size": f"{width}x{height}", "framerate": f"{fps:g}"}
+    if input_format:
+        opts["input_format"] = input_format
+    return opts
+
+
 def is_live(spec: str) -> bool:
     return spec.startswith(("rtsp://", "rtsps://", "/dev/video", "http://", "https://"))
 
@@ -67,6 +77,7 @@ class PyAVSource:
     ``backoff_s``: (first, longest) wait between reconnect attempts of a live source;
     ``max_retries``: give up (raise :class:`SourceError`) after this many failed attempts in a
     row (``None`` = never: a pole node waits for its camera forever).
+    ``v4l2_format``: V4L2 pixel format to request (``"mjpeg"``, ``"yuyv422"``), or the driver's.
     """
 
     def __init__(
@@ -85,6 +96,7 @@ class PyAVSource:
         analysis_fps: float = 0.0,
         backoff_s: tuple[float, float] = (0.5, 30.0),
         max_retries: int | None = None,
+        v4l2_format: str | None = None,
     ) -> None:
         self.name = spec
         self.spec = spec
@@ -100,6 +112,7 @@ class PyAVSource:
         self.analysis_fps = analysis_fps
         self._backoff = backoff_s
         self._max_retries = max_retries
+        self.v4l2_format = v4l2_format
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.frames_out = 0
@@ -136,6 +149,9 @@ class PyAVSource:
         import av
 
         target, kwargs = open_args(self.spec)
+        if self.spec.startswith("/dev/video"):
+            kwargs = {**kwargs, "options": v4l2_options(self.width, self.height, self.fps,
+                                                       self.v4l2_format)}
         try:
             container = av.open(target, **kwargs)
         except (av.error.FFmpegError, OSError) as exc:

@@ -20,6 +20,7 @@ from hw.gpio import (
     StatusLED,
     apply_safe_state,
     build_devices,
+    led_code_for,
     led_state_at,
     make_pin_factory,
 )
@@ -319,3 +320,16 @@ def test_devices_atexit_registration(factory):
         atexit.register = orig
     assert calls == [d.close]
     d.close()
+
+
+@pytest.mark.parametrize("state, code", [
+    ({"booting": True, "fault": False, "broker_connected": False, "recording": False}, LedCode.BOOTING),
+    ({"booting": True, "fault": True, "broker_connected": True, "recording": True}, LedCode.FAULT),
+    ({"booting": False, "fault": False, "broker_connected": False, "recording": True},
+     LedCode.NO_BROKER),
+    ({"booting": False, "fault": False, "broker_connected": True, "recording": True},
+     LedCode.RECORDING),
+    ({"booting": False, "fault": False, "broker_connected": True, "recording": False}, LedCode.OFF),
+])
+def test_led_code_for_node_state(state, code):
+    assert led_code_for(**state) is code

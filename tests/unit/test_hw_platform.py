@@ -99,7 +99,9 @@ def test_undervoltage_hwmon_and_cached_vcgencmd(tmp_path):
 def test_generic_pc_tree(tmp_path):
     (tmp_path / "proc").mkdir()
     (tmp_path / "proc/cpuinfo").write_text("model name\t: Intel(R) Xeon(R)\n")
-    info = probe(tmp_path)
+    assert probe(tmp_path).h264_encoders == []  # not listed unless asked
+    info = probe(tmp_path, encoders=True)
+    assert "libx264" in info.h264_encoders and "h264_v4l2m2m" in info.h264_encoders
     assert info.kind == "generic" and info.model == "unknown"
     assert info.temperatures() == {} and info.throttled() is None and not info.hardware_h264
     assert info.describe()["pin_factory"] == "none"
