@@ -56,6 +56,8 @@ class _Encoder:
         self.ctx = None
         self.output = None
         self.lag = 0
+        self.relative = True
+        self.first_us: int | None = None
         self._held: list[tuple[bytes, bool, int]] = []
 
     def _open(self, width: int, height: int, fps: float) -> None:
@@ -71,6 +73,12 @@ class _Encoder:
         self.ctx = ctx
 
     def _encode(self, main: np.ndarray, ts_us: int) -> None:
+        # Like picamera2's encoders: stamps are µs since the first encoded frame (``relative``)
+        # or, as some releases did, the absolute sensor time.
+        if self.first_us is None:
+            self.first_us = ts_us
+        if self.relative:
+            ts_us -= self.first_us
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(main), format="yuv420p")
         vf.pts = ts_us
         for p in self.ctx.encode(vf):
@@ -140,6 +148,10 @@ class Camera:
     instances: ClassVar[list[Camera]] = []
     #: set by a test: frames of encoder delay for the next camera made
     next_lag = 0
+    #: set by a test: encoder stamps absolute sensor time instead of time since first frame
+    next_absolute = False
+    #: set by a test: sensor frames (by number) whose requests the app never gets (it was late)
+    next_missed: ClassVar[set[int]] = set()
 
     def __init__(self, camera_num: int = 0) -> None:
         self.calls: list[tuple[str, tuple]] = [("__init__", (camera_num,))]
@@ -181,6 +193,7 @@ class Camera:
         w, h = self.config[name]["size"]
         encoder.output = output
         encoder.lag = Camera.next_lag
+        encoder.relative = not Camera.next_absolute
         encoder._open(w, h, 1_000_000 / self.controls["FrameDurationLimits"][0])
         self.encoder = encoder
 
@@ -210,6 +223,8 @@ class Camera:
         if self.encoder is not None:
             self.encoder._encode(main, self.sensor_ns // 1000)
         self.seq += 1
+        if self.seq - 1 in Camera.next_missed:  # produced and encoded, but not handed out
+            return self.capture_request()
         self.held += 1
         return request
 
@@ -235,6 +250,8 @@ def module() -> types.SimpleNamespace:
     """An object shaped like the ``picamera2`` package for the backend's ``module=``."""
     Camera.instances = []
     Camera.next_lag = 0
+    Camera.next_absolute = False
+    Camera.next_missed = set()
     return types.SimpleNamespace(
         Picamera2=Camera, MappedArray=MappedArray,
         encoders=types.SimpleNamespace(H264Encoder=H264Encoder, LibavH264Encoder=LibavH264Encoder),

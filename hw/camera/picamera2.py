@@ -84,7 +84,8 @@ class Picamera2Source:
                  bitrate_kbps: int = 1200, gop_s: float = 2.0, profile: str = "high",
                  hardware_encoder: bool = True, overlay: Any = None, camera_num: int = 0,
                  tuning: CameraTuning | None = None, module: Any = None,
-                 max_frames: int | None = None, max_pending: int = 120) -> None:
+                 max_frames: int | None = None, max_pending: int = 120,
+                 night_max_exposure_us: int = 66_000) -> None:
         self.name = f"picamera2:{camera_num}"
         self.width, self.height, self.fps = width, height, fps
         self.lores_size = lores
@@ -94,6 +95,7 @@ class Picamera2Source:
         self.overlay = overlay
         self.camera_num = camera_num
         self.tuning = tuning or CameraTuning.day()
+        self.night_max_exposure_us = night_max_exposure_us
         self._module = module
         self._max = max_frames
         self._stop = threading.Event()
@@ -104,6 +106,10 @@ class Picamera2Source:
         self._gap = False
         self._cam: Any = None
         self._offset: float | None = None
+        #: sensor time (µs) of the first frame the encoder saw; picamera2's encoders stamp
+        #: packets relative to it (older releases: absolute), see :meth:`_sensor_us`
+        self._first_sensor_us: int | None = None
+        self._relative_ts: bool | None = None
         self.frames_out = 0
         self.dropped_packets = 0
         self.overlay_errors = 0
@@ -179,7 +185,13 @@ class Picamera2Source:
         self._have_packet.set()
 
     def _stamp(self, request: Any) -> None:
-        """picamera2 pre-callback: burn the text into main. Never raises into picamera2."""
+        """picamera2 pre-callback (every frame, before the encoder sees it): note the first
+        sensor timestamp, burn the text into main. Never raises into picamera2."""
+        if self._first_sensor_us is None:
+            try:
+                self._first_sensor_us = int(request.get_metadata()["SensorTimestamp"]) // 1000
+            except Exception:
+                log.debug("no SensorTimestamp in the first request", exc_info=True)
         if self.overlay is None:
             return
         try:
@@ -208,7 +220,7 @@ class Picamera2Source:
             buffer_count=6,
         )
         cam.configure(config)
-        cam.pre_callback = self._stamp
+        cam.pre_callback = self._stamp  # always: it also records the first sensor timestamp
         encoder = self._make_encoder(pc2)
         cam.start_encoder(encoder, self._make_output(pc2), name="main")
         cam.start()
@@ -250,8 +262,9 @@ class Picamera2Source:
                 if not self._packets:
                     self._have_packet.clear()
                     return
-                data, keyframe, ts_us = self._packets.popleft()
+                data, keyframe, enc_ts = self._packets.popleft()
                 gap, self._gap = self._gap, False
+            ts_us = self._sensor_us(enc_ts)
             lores = lores_by_ts.get(ts_us)
             exact = lores is not None
             if lores is None:
@@ -274,6 +287,20 @@ class Picamera2Source:
                         main=None, lores=lores, packet=packet, meta=meta)
             seq += 1
 
+    def _sensor_us(self, enc_ts: int) -> int:
+        """The sensor timestamp (µs) of a packet stamped ``enc_ts`` by the encoder.
+
+        picamera2's encoders give µs since the first encoded frame; some releases gave the
+        absolute sensor time. Decided once, at the first packet: a stamp within 10 s of the
+        first frame's sensor time is absolute, anything else is relative to it.
+        """
+        first = self._first_sensor_us
+        if first is None:
+            return enc_ts
+        if self._relative_ts is None:
+            self._relative_ts = abs(enc_ts - first) > 10_000_000
+        return enc_ts + first if self._relative_ts else enc_ts
+
     def _shutdown(self) -> None:
         cam, self._cam = self._cam, None
         if cam is None:
@@ -294,6 +321,11 @@ class Picamera2Source:
         cam = self._cam
         if cam is not None:
             cam.set_controls(self._controls(tuning))
+
+    def set_night(self, night: bool) -> None:
+        """Day/night hook of ``node.daynight``: mono, fixed AWB and the night exposure limit."""
+        self.apply_tuning(CameraTuning.night(self.night_max_exposure_us) if night
+                          else CameraTuning.day())
 
     def describe(self) -> dict[str, object]:
         with self._lock:

@@ -84,9 +84,11 @@ def test_encoder_settings_and_pi5_software_encoder():
     assert "software" in src.describe()["encoder"]
 
 
-def test_packets_paired_with_lores_of_the_same_sensor_frame():
+@pytest.mark.parametrize("absolute", [False, True])
+def test_packets_paired_with_lores_of_the_same_sensor_frame(absolute):
     pc2 = module()
     Camera.next_lag = 2  # the hardware encoder hands packets two frames late
+    Camera.next_absolute = absolute  # stamps: time since the first frame (picamera2) or absolute
     clock = FakeClock()
     clock.advance(500.0)
     src = source(pc2, clock=clock, max_frames=20)
@@ -109,6 +111,19 @@ def test_packets_paired_with_lores_of_the_same_sensor_frame():
     assert len(pics) == len(frames)
     bright = np.nonzero(pics[7].mean(axis=0) > 150)[0]
     assert abs(bright.mean() - (bar_x(7, W) + 16)) <= 3
+
+
+def test_missed_captures_still_record_every_packet():
+    pc2 = module()
+    Camera.next_lag = 1
+    Camera.next_missed = {3, 4}  # the capture thread was late: two lores images never came
+    frames = list(source(pc2, max_frames=10).frames())
+    assert [f.seq for f in frames] == list(range(10))  # no packet lost
+    stale = [f.seq for f in frames if not f.meta["lores_fresh"]]
+    assert stale == [3, 4]
+    # A stale frame carries the newest older lores (frame 2's), never a newer one.
+    assert np.array_equal(frames[3].lores, frames[2].lores)
+    assert np.array_equal(frames[4].lores, frames[2].lores)
 
 
 def test_overlay_is_burned_into_main_only():
@@ -144,7 +159,7 @@ def test_day_night_tuning_controls():
     it = src.frames()
     next(it)
     src.apply_tuning(CameraTuning.night(max_exposure_us=200_000))
-    src.apply_tuning(CameraTuning.day())
+    src.set_night(False)  # the hook node.daynight calls
     src.close()
     list(it)
     sets = [args[0] for n, args in Camera.instances[0].calls if n == "set_controls"]
