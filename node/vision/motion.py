@@ -21,8 +21,9 @@ Per frame:
    frame is not motion: the background is replaced by the current frame and the next
    ``settle_frames`` frames only re-learn it. :meth:`MotionDetector.rebaseline` asks for the
    same from any thread (the day/night controller calls it when it switches IR).
-4. **Regions.** Changed cells, grown by one cell to join the limbs of one person, are grouped
-   into connected regions by a run-length labelling in Python; regions smaller than
+4. **Regions.** Changed cells are pooled into blocks of 2x2 cells, grown by one block to join
+   the limbs of one person, and grouped into connected regions by a run-length labelling in
+   Python (cost grows with the number of runs, hence the pooling); regions smaller than
    ``min_area`` (fraction of the frame) are dropped. Masked cells (config polygons in
    relative coordinates) never count.
 5. **Background update.** Exponential running average with time constant ``background_s``
@@ -114,8 +115,12 @@ class MotionDetector:
         self._sub = np.arange(0, self.gw * self.gh, step)
         self._mid = len(self._sub) // 2
         self._quantiles = np.linspace(0, len(self._sub) - 1, 65).astype(np.intp)
+        self._thr = np.full((self.gh, self.gw), self.p.threshold, np.float32)
+        self._dt = -1.0
+        self._w = (0.0, 0.0, 0.0)
         self._ramp = np.arange(65, dtype=np.float32) * 1e-3
         self._min_cells = max(1, round(self.p.min_area * self.gw * self.gh))
+        self._min_blocks = max(1, round(self._min_cells / 4))
         self._bg: np.ndarray | None = None
         self._fast = np.zeros((self.gh, self.gw), np.float32)
         self._noise = np.full((self.gh, self.gw), 2.0, np.float32)
@@ -131,13 +136,35 @@ class MotionDetector:
     def cells(self, lores: np.ndarray) -> np.ndarray:
         """The cell grid of a lores frame: mean of four samples per cell, float32."""
         c = self.p.cell_px
-        ys, ye = 0, self.gh * c
-        xe = self.gw * c
-        acc = None
-        for oy, ox in self._offsets:
-            v = lores[ys + oy : ye : c, ox:xe:c]
-            acc = v.astype(np.uint16) if acc is None else acc + v
-        return acc.astype(np.float32) * 0.25  # type: ignore[union-attr]
+        ye, xe = self.gh * c, self.gw * c
+        (a, b), (c1, d), (e, f), (g, h) = self._offsets
+        acc = np.add(lores[a:ye:c, b:xe:c], lores[c1:ye:c, d:xe:c], dtype=np.uint16)
+        acc += lores[e:ye:c, f:xe:c]
+        acc += lores[g:ye:c, h:xe:c]
+        out = acc.astype(np.float32)  # integer sums first: the fastest order here (≈14 µs)
+        out *= 0.25
+        return out
+
+    def _rates(self, dt: float) -> tuple[float, float, float]:
+        """Per-frame weights (background, still cells, fast average) for a frame interval."""
+        if dt != self._dt:
+            dt_ = max(dt, 1e-3)
+            self._dt = dt
+            self._w = (1.0 - math.exp(-dt_ / self.p.background_s), 1.0 - math.exp(-dt_ / self.p.still_s),
+                       1.0 - math.exp(-dt_ / 0.3))
+        return self._w
+
+    def _thresholds(self, cs: np.ndarray) -> None:
+        """Refresh the per-cell threshold: max(scaled ``threshold``, ``noise_factor`` x noise).
+
+        ``threshold`` is meant for a normally lit scene; in a dark one (dusk, night without
+        enough IR) every contrast shrinks with the light, so it is scaled down with the
+        scene's median brightness (≥ 96 counts as normal), as the classic pipeline's contrast
+        stretch does, but never below a quarter of it. Cost ≈5 µs, every 8th frame.
+        """
+        level = float(np.partition(cs, self._mid)[self._mid])
+        scale = min(1.0, max(0.25, level / 96.0))
+        self._thr = np.maximum(self.p.threshold * scale, self.p.noise_factor * self._noise)
 
     def detect(self, lores: np.ndarray, dt: float = 0.1) -> MotionResult:
         """Process one lores luma frame (``(h, w)`` uint8) taken ``dt`` s after the previous one.
@@ -145,7 +172,6 @@ class MotionDetector:
         Runs on the analysis thread.
         """
         cur = self.cells(lores)
-        alpha = 1.0 - math.exp(-max(dt, 1e-3) / self.p.background_s)
         self._count += 1
         if self._bg is None or self._rebaseline.is_set():
             self._rebaseline.clear()
@@ -154,13 +180,14 @@ class MotionDetector:
             self._bg = cur
             self._fast = cur.copy()
             self._settle = self.p.settle_frames
+            self._thresholds(cur.reshape(-1)[self._sub])
             return MotionResult(settling=True)
-        bg = self._bg
+        bg, fast = self._bg, self._fast
         if self._settle > 0:
             # Re-learning after a light jump: follow the scene fast, report nothing.
             self._settle -= 1
             bg += 0.5 * (cur - bg)
-            self._fast[:] = bg
+            fast[:] = bg
             return MotionResult(settling=True)
         cs, bs = cur.reshape(-1)[self._sub], bg.reshape(-1)[self._sub]
         ratio = cs / (bs + 1.0)
@@ -170,43 +197,57 @@ class MotionDetector:
             # switched (IR, lamp, headlights), nothing moved. A tone map cannot follow such a
             # jump exactly (cells that straddle an edge mix two tones), so re-learn instead.
             return self._jump(cur, 1.0)
-        if abs(gain - 1.0) > 0.02:
-            # The light changed as a whole: map the background's tones onto the frame's by
-            # matching quantiles (handles gain, offset, gamma and saturation alike).
+        if abs(gain - 1.0) > 0.1:
+            # The light changed a lot: map the background's tones onto the frame's by matching
+            # quantiles (handles gain, offset, gamma and saturation alike). ≈40 µs.
             q = self._quantiles
             xp = np.sort(bs)[q] + self._ramp  # strictly increasing for np.interp
             fp = np.sort(cs)[q]
             bg[:] = np.interp(bg, xp, fp)
-            self._fast[:] = np.interp(self._fast, xp, fp)
-        diff = np.abs(cur - bg)
-        changed = (diff > self.p.threshold) & (diff > self.p.noise_factor * self._noise)
+            fast[:] = np.interp(fast, xp, fp)
+            self._thresholds(cs)
+        elif abs(gain - 1.0) > 0.02:
+            # Auto-exposure or a cloud: a plain gain is close enough and costs 2 µs.
+            bg *= gain
+            fast *= gain
+        if self._count % 8 == 0:
+            self._thresholds(cs)
+        delta = cur - bg
+        diff = np.abs(delta)
+        changed = diff > self._thr
         if not self._all_kept:
             changed &= self.keep
         n = int(np.count_nonzero(changed))
         frac = n / self._n_keep
         if frac > self.p.global_fraction:
             return self._jump(cur, frac)
-        # Background and noise update.
-        fast = self._fast
-        delta = cur - bg
+        # Background, fast average and noise update.
+        w_bg, w_still, w_fast = self._rates(dt)
         if n:
             still = changed & (np.abs(cur - fast) < self.p.threshold)
-            rate = np.where(still, 1.0 - math.exp(-max(dt, 1e-3) / self.p.still_s), alpha)
-            bg += rate.astype(np.float32) * delta
+            delta *= np.where(still, np.float32(w_still), np.float32(w_bg))
         else:
-            bg += alpha * delta
-        fast += (1.0 - math.exp(-max(dt, 1e-3) / 0.3)) * (cur - fast)
+            delta *= w_bg
+        bg += delta
+        step = cur - fast
+        step *= w_fast
+        fast += step
         if self._count % 4 == 0:
             quiet = ~changed
             self._noise[quiet] += 0.1 * (np.minimum(diff[quiet], 30.0) - self._noise[quiet])
         if n < self._min_cells:
             return MotionResult(changed=frac)
-        boxes = regions(grow(changed), self._min_cells)
-        c = self.p.cell_px
+        # Label on a grid of 2x2 cells (any changed cell marks its block), grown by one block:
+        # four times fewer runs for the Python labelling, boxes still 2 cells fine.
+        ch, cw = self.gh // 2 * 2, self.gw // 2 * 2
+        coarse = changed[0:ch:2, 0:cw:2] | changed[1:ch:2, 0:cw:2]
+        coarse |= changed[0:ch:2, 1:cw:2]
+        coarse |= changed[1:ch:2, 1:cw:2]
+        c2 = 2 * self.p.cell_px
         w, h = self.width, self.height
-        lboxes = [(x0 * c, y0 * c, min(w, x1 * c), min(h, y1 * c)) for x0, y0, x1, y1 in boxes]
-        return MotionResult(boxes=lboxes, changed=frac)
-
+        return MotionResult(changed=frac, boxes=[
+            (x0 * c2, y0 * c2, min(w, x1 * c2), min(h, y1 * c2))
+            for x0, y0, x1, y1 in regions(grow(coarse), self._min_blocks)])
 
     def _jump(self, cur: np.ndarray, frac: float) -> MotionResult:
         """A light jump: this frame is the new background; the next ones only settle it."""
