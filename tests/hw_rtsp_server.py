@@ -4,7 +4,7 @@ Run by the *system* Python (``/usr/bin/python3``), which has the GObject binding
 gst-rtsp-server (packages ``python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good
 gstreamer1.0-plugins-bad gstreamer1.0-rtsp``); a venv does not. Usage::
 
-    /usr/bin/python3 tests/hw_rtsp_server.py FILE.mp4 [PORT] [--shared]
+    /usr/bin/python3 tests/hw_rtsp_server.py FILE.mp4 [PORT] [--shared] [--sdp-only]
 
 Prints ``READY rtsp://127.0.0.1:PORT/cam`` on stdout once listening (PORT 0 picks a free
 one), then serves until killed or stdin closes. The pipeline demuxes and re-packetises the
@@ -29,13 +29,15 @@ def main(argv: list[str]) -> int:
     path = argv[1]
     port = int(argv[2]) if len(argv) > 2 and argv[2].isdigit() else 0
     shared = "--shared" in argv
+    # --sdp-only: SPS/PPS travel only in the SDP (sprop-parameter-sets), as some cameras do.
+    interval = 0 if "--sdp-only" in argv else -1
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(port))
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(
-        f'( filesrc location="{path}" ! qtdemux ! h264parse config-interval=-1 '
+        f'( filesrc location="{path}" ! qtdemux ! h264parse config-interval={interval} '
         "! rtph264pay name=pay0 pt=96 )")
     factory.set_shared(shared)
     server.get_mount_points().add_factory("/cam", factory)

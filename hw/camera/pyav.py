@@ -38,6 +38,7 @@ import numpy as np
 
 from hw.camera.base import Frame, SourceError, luma_downscale
 from hw.encode.base import TIME_BASE, EncodedPacket
+from hw.encode.libav import has_sps
 
 
 def open_args(spec: str) -> tuple[str, dict[str, Any]]:
@@ -291,6 +292,7 @@ class PyAVSource:
             from av.bitstream import BitStreamFilterContext
 
             bsf = BitStreamFilterContext("h264_mp4toannexb", stream)
+        headers = extradata if extradata.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")) else b""
         tb = stream.time_base or TIME_BASE
         step = round(90_000 / (float(stream.average_rate) if stream.average_rate else self.fps))
         lw, lh = self.lores_size
@@ -333,6 +335,10 @@ class PyAVSource:
                 last_dts = dts
                 mono, utc = self._times(pts / 90_000)
                 data = bytes(pkt)
+                if pkt.is_keyframe and headers and not has_sps(data):
+                    # SPS/PPS only in the SDP (sprop-parameter-sets): repeat them before each
+                    # IDR so every segment decodes on its own. The slices stay untouched.
+                    data = headers + data
                 try:
                     decoded = ctx.decode(pkt)
                 except av.error.InvalidDataError:

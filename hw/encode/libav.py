@@ -105,7 +105,7 @@ class LibavEncoder:
             if utc is None:  # cannot happen with zerolatency; keep the packet anyway
                 continue
             data = bytes(p)
-            if p.is_keyframe and self._headers and not _has_sps(data):
+            if p.is_keyframe and self._headers and not has_sps(data):
                 # Some hardware encoders (V4L2 M2M) put SPS/PPS only in extradata: repeat them
                 # before each IDR so every segment and clip decodes on its own.
                 data = self._headers + data
@@ -118,12 +118,18 @@ class LibavEncoder:
         self._meta.clear()
 
 
-def _has_sps(data: bytes, limit: int = 64) -> bool:
-    """True when an SPS NAL (type 7) starts within the first ``limit`` bytes (Annex-B)."""
-    head = data[:limit]
-    i = head.find(b"\x00\x00\x01")
-    while i >= 0 and i + 3 < len(head):
-        if head[i + 3] & 0x1F == 7:
+def has_sps(data: bytes) -> bool:
+    """True when an SPS NAL (type 7) comes before the first slice of this Annex-B access unit.
+
+    Walks start codes only up to the first slice (emulation prevention guarantees no start code
+    inside a NAL), so the cost is the size of the headers, not of the picture.
+    """
+    i = data.find(b"\x00\x00\x01")
+    while 0 <= i < len(data) - 3:
+        kind = data[i + 3] & 0x1F
+        if kind == 7:
             return True
-        i = head.find(b"\x00\x00\x01", i + 3)
+        if 1 <= kind <= 5:
+            return False
+        i = data.find(b"\x00\x00\x01", i + 3)
     return False

@@ -16,7 +16,7 @@ import pytest
 
 from hw.camera.base import Frame
 from hw.encode.base import TIME_BASE, EncoderError, StreamInfo
-from hw.encode.libav import _has_sps
+from hw.encode.libav import has_sps
 from hw.encode.select import (
     HARDWARE_ORDER,
     default_candidates,
@@ -75,7 +75,7 @@ def test_hardware_candidates_rejected_libx264_chosen_and_works():
     assert len(packets) == 25
     keys = [p.seq for p in packets if p.keyframe]
     assert keys == [0, 10, 20]  # GOP = 1 s at 10 fps
-    assert all(_has_sps(p.data) for p in packets if p.keyframe)
+    assert all(has_sps(p.data) for p in packets if p.keyframe)
     # The stream decodes, with the requested profile.
     dec = av.CodecContext.create("h264", "r")
     n = 0

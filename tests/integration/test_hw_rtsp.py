@@ -26,6 +26,7 @@ import pytest
 from hw.camera.base import SourceError
 from hw.camera.pyav import PyAVSource, _redact
 from hw.encode.base import StreamInfo
+from hw.encode.libav import has_sps
 from node.clock import FakeClock, SystemClock
 from node.record.segmenter import SegmentWriter, segment_files
 
@@ -68,8 +69,8 @@ def free_port() -> int:
 
 
 class RtspServer:
-    def __init__(self, clip: Path, port: int = 0) -> None:
-        self.proc = subprocess.Popen(["/usr/bin/python3", str(SERVER), str(clip), str(port)],
+    def __init__(self, clip: Path, port: int = 0, *flags: str) -> None:
+        self.proc = subprocess.Popen(["/usr/bin/python3", str(SERVER), str(clip), str(port), *flags],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().strip()
@@ -111,11 +112,13 @@ def vcl(units: list[bytes]) -> list[bytes]:
     return [u for u in units if u[0] & 0x1F in (1, 5)]
 
 
-def file_slices(path: Path) -> list[bytes]:
+def file_slices(path: Path, frames: int | None = None) -> list[bytes]:
+    """Every slice NAL of the file's first ``frames`` packets (all when None), in order."""
     with av.open(str(path)) as c:
         st = c.streams.video[0]
         avcc = bytes(st.codec_context.extradata or b"")[:1] == b"\x01"
-        return [s for p in c.demux(st) if p.size for s in vcl(nal_units(bytes(p), avcc))]
+        packets = [bytes(p) for p in c.demux(st) if p.size]
+    return [s for p in packets[:frames] for s in vcl(nal_units(p, avcc))]
 
 
 def record(frames, root: Path, fps: float):
@@ -163,6 +166,25 @@ def test_rtsp_passthrough_is_byte_identical_and_feeds_lores(clip, tmp_path):
     pts = [f.packet.pts for f in frames]
     assert pts[0] == 0 and all(b - a == 3600 for a, b in itertools.pairwise(pts))
     assert elapsed < 10.0
+
+
+def test_rtsp_camera_with_parameter_sets_only_in_sdp(clip, tmp_path):
+    server = RtspServer(clip, 0, "--sdp-only")
+    try:
+        src = PyAVSource(server.url, W, H, FPS, (80, 48), SystemClock(), max_frames=30,
+                         max_retries=0)
+        frames = record(src.frames(), tmp_path / "rec", FPS)
+    finally:
+        server.stop()
+    keys = [f for f in frames if f.packet.keyframe]
+    # The stream carried no SPS in-band; the node repeats the SDP's before each IDR...
+    assert keys and all(has_sps(f.packet.data) for f in keys)
+    assert not any(has_sps(f.packet.data) for f in frames if not f.packet.keyframe)
+    # ...so the segment decodes on its own, and the slices are still the clip's.
+    (seg,) = segment_files(tmp_path / "rec")
+    assert file_slices(seg) == file_slices(clip, 30)
+    with av.open(str(seg)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 30
 
 
 def test_rtsp_analysis_rate_limits_lores(clip):
