@@ -142,6 +142,13 @@ class Request:
         self.camera.calls.append(("release", ()))
 
 
+class Job:
+    """What ``capture_request(wait=False)`` returns; ``Camera.wait(job, timeout)`` completes it."""
+
+    def __init__(self, camera: Camera) -> None:
+        self.camera = camera
+
+
 class Camera:
     """Stand-in for ``picamera2.Picamera2``."""
 
@@ -152,6 +159,8 @@ class Camera:
     next_absolute = False
     #: set by a test: sensor frames (by number) whose requests the app never gets (it was late)
     next_missed: ClassVar[set[int]] = set()
+    #: set by a test: frame numbers at which the sensor stops delivering (wait times out)
+    next_stall_at: ClassVar[set[int]] = set()
 
     def __init__(self, camera_num: int = 0) -> None:
         self.calls: list[tuple[str, tuple]] = [("__init__", (camera_num,))]
@@ -203,7 +212,10 @@ class Camera:
         self.calls.append(("start", ()))
         self.started = True
 
-    def capture_request(self) -> Request:
+    def capture_request(self, wait=None) -> Request | Job:
+        if wait is False:  # picamera2: a job to wait on, with a timeout
+            self.calls.append(("capture_request_job", ()))
+            return Job(self)
         if not self.started:
             raise RuntimeError("capture_request while the camera is stopped")
         if self.held >= self.config["buffer_count"] - 1:
@@ -227,6 +239,14 @@ class Camera:
             return self.capture_request()
         self.held += 1
         return request
+
+    def wait(self, job: Job, timeout: float | None = None):
+        if job.camera is not self:
+            raise RuntimeError("job of another camera")
+        if self.seq in Camera.next_stall_at:
+            self.calls.append(("wait_timeout", (timeout,)))
+            raise TimeoutError
+        return self.capture_request()
 
     def stop(self) -> None:
         self.calls.append(("stop", ()))
@@ -252,6 +272,7 @@ def module() -> types.SimpleNamespace:
     Camera.next_lag = 0
     Camera.next_absolute = False
     Camera.next_missed = set()
+    Camera.next_stall_at = set()
     return types.SimpleNamespace(
         Picamera2=Camera, MappedArray=MappedArray,
         encoders=types.SimpleNamespace(H264Encoder=H264Encoder, LibavH264Encoder=LibavH264Encoder),

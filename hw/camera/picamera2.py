@@ -76,6 +76,8 @@ class Picamera2Source:
     ``apply(main, width, height, utc, synced)`` (:class:`hw.overlay.TextOverlay`), or None.
     ``max_pending``: encoded packets kept while the capture thread is late; beyond it the oldest
     are dropped, counted, and the next frame carries ``meta["gap"] = True``.
+    ``frame_timeout_s``: no frame for this long → :class:`SourceError` (the node reopens the
+    camera with backoff).
     """
 
     encoded = True
@@ -85,7 +87,7 @@ class Picamera2Source:
                  hardware_encoder: bool = True, overlay: Any = None, camera_num: int = 0,
                  tuning: CameraTuning | None = None, module: Any = None,
                  max_frames: int | None = None, max_pending: int = 120,
-                 night_max_exposure_us: int = 66_000) -> None:
+                 night_max_exposure_us: int = 66_000, frame_timeout_s: float = 5.0) -> None:
         self.name = f"picamera2:{camera_num}"
         self.width, self.height, self.fps = width, height, fps
         self.lores_size = lores
@@ -96,6 +98,8 @@ class Picamera2Source:
         self.camera_num = camera_num
         self.tuning = tuning or CameraTuning.day()
         self.night_max_exposure_us = night_max_exposure_us
+        self.frame_timeout_s = frame_timeout_s
+        self._job_api = True
         self._module = module
         self._max = max_frames
         self._stop = threading.Event()
@@ -115,6 +119,7 @@ class Picamera2Source:
         self.overlay_errors = 0
         self.encoder_name = ""
         self.state = "idle"
+        self.last_error = ""
 
     # ------------------------------------------------------------------ picamera2 glue
 
@@ -235,7 +240,7 @@ class Picamera2Source:
         seq = 0
         try:
             while not self._stop.is_set():
-                request = cam.capture_request()
+                request = self._next_request(cam)
                 try:
                     ts_ns = int(request.get_metadata()["SensorTimestamp"])
                     yuv = request.make_array("lores")
@@ -255,6 +260,28 @@ class Picamera2Source:
         for frame in self._drain(lores_by_ts, seq):
             seq += 1
             yield frame
+
+    def _next_request(self, cam: Any) -> Any:
+        """The next completed request, waiting at most ``frame_timeout_s``.
+
+        A CSI camera can stall (a loose ribbon cable, the frontend timeout libcamera logs):
+        without a timeout the capture thread would block forever. picamera2 returns a job for
+        ``capture_request(wait=False)`` and ``wait(job, timeout)`` raises ``TimeoutError``; a
+        release without that API is waited on without a timeout (the systemd watchdog is the
+        backstop then).
+        """
+        if self._job_api:
+            try:
+                job = cam.capture_request(wait=False)
+                return cam.wait(job, timeout=self.frame_timeout_s)
+            except TimeoutError:
+                self.last_error = (f"CSI camera {self.camera_num} stalled: no frame for "
+                                   f"{self.frame_timeout_s:g} s")
+                raise SourceError(self.last_error) from None
+            except (TypeError, AttributeError):
+                log.warning("picamera2 without capture jobs: capture has no timeout")
+                self._job_api = False
+        return cam.capture_request()
 
     def _drain(self, lores_by_ts: collections.OrderedDict, seq: int) -> Iterator[Frame]:
         while True:
@@ -334,4 +361,5 @@ class Picamera2Source:
                 "height": self.height, "fps": self.fps, "lores": list(self.lores_size),
                 "encoder": self.encoder_name, "frames": self.frames_out, "state": self.state,
                 "pending_packets": pending, "dropped_packets": self.dropped_packets,
-                "overlay_errors": self.overlay_errors, "mono": self.tuning.mono}
+                "overlay_errors": self.overlay_errors, "mono": self.tuning.mono,
+                "last_error": self.last_error}

@@ -51,7 +51,8 @@ def test_call_order_configuration_and_encoder_choice():
     frames = list(src.frames())
     (cam,) = Camera.instances
     seq = names(cam)
-    setup = [n for n in seq if n not in ("capture_request", "get_metadata", "make_array", "release")]
+    setup = [n for n in seq if n not in ("capture_request", "capture_request_job", "get_metadata",
+                                         "make_array", "release")]
     assert setup == ["__init__", "create_video_configuration", "configure", "start_encoder",
                      "start", "stop", "stop_encoder", "close"]
     assert seq.count("capture_request") == seq.count("release") and cam.held == 0
@@ -124,6 +125,22 @@ def test_missed_captures_still_record_every_packet():
     # A stale frame carries the newest older lores (frame 2's), never a newer one.
     assert np.array_equal(frames[3].lores, frames[2].lores)
     assert np.array_equal(frames[4].lores, frames[2].lores)
+
+
+def test_stalled_camera_raises_and_is_closed():
+    pc2 = module()
+    Camera.next_stall_at = {6}
+    src = source(pc2, max_frames=None, frame_timeout_s=0.5)
+    from hw.camera.base import SourceError
+
+    got = []
+    with pytest.raises(SourceError, match=r"stalled: no frame for 0\.5 s"):
+        for f in src.frames():
+            got.append(f)
+    cam = Camera.instances[0]
+    assert ("wait_timeout", (0.5,)) in cam.calls and cam.closed and cam.held == 0
+    d = src.describe()
+    assert len(got) >= 5 and d["state"] == "closed" and "stalled" in d["last_error"]
 
 
 def test_overlay_is_burned_into_main_only():
