@@ -249,6 +249,3 @@ def test_missing_library_is_a_clear_source_error(monkeypatch):
     with pytest.raises(SourceError, match="python3-picamera2"):
         next(src.frames())
 
-
-def test_import_is_lazy():
-    assert "picamera2" not in sys.modules or sys.modules["picamera2"] is None
