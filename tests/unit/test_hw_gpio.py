@@ -162,10 +162,15 @@ def test_status_led_codes_history(factory):
 
 
 def test_status_led_thread_blinks_and_close_turns_off(factory):
-    led = StatusLED(25, pin_factory=factory)
-    led.start(period_s=0.01)
+    import itertools
+
+    ticks = itertools.count()
+    led = StatusLED(25, pin_factory=factory, monotonic=lambda: next(ticks) * 0.05)  # 50 ms a tick
     led.set_code(LedCode.BOOTING)
-    time.sleep(0.45)  # the only real wait: gpiozero's mock pins record real time
+    led.start(period_s=0.002)
+    deadline = time.monotonic() + 5
+    while states(factory, 25).count(True) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
     led.close()
     hist = states(factory, 25)
     assert hist.count(True) >= 2 and hist[-1] == 0
