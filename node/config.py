@@ -244,14 +244,15 @@ class DetectSection:
     fps: float = setting(5.0, "Inference rate while unexplained motion is present.", unit="1/s",
                          minimum=0.1, maximum=30.0)
     track_s: float = setting(
-        1.0, "Re-check interval of an object already in an event while it moves.", unit="s",
+        2.0, "Re-check interval of an object already in an event while it moves (sooner after "
+        "a miss).", unit="s",
         minimum=0.05, maximum=60.0)
     still_s: float = setting(
-        3.0, "Re-check interval of an object in an event that has stopped moving (a person "
+        8.0, "Re-check interval of an object in an event that has stopped moving (a person "
         "waiting at a gate).", unit="s", minimum=0.1, maximum=600.0)
     threads: int = setting(2, "Interpreter threads.", minimum=1, maximum=8)
     quiet_s: float = setting(
-        2.0, "An object event ends this long after the object was last seen; a new visit after "
+        2.5, "An object event ends this long after the object was last seen; a new visit after "
         "a longer gap is a new event.", unit="s", minimum=0.1, maximum=600.0)
     max_s: float = setting(300.0, "Longest object event; longer presence is split.", unit="s",
                            minimum=1.0, maximum=86400.0)

@@ -101,7 +101,7 @@ class Rules:
 @dataclass(frozen=True, slots=True)
 class EventRules:
     motion: Rules = field(default_factory=lambda: Rules(quiet_s=2.0, min_s=0.2, protect=False))
-    object: Rules = field(default_factory=lambda: Rules(quiet_s=2.0))
+    object: Rules = field(default_factory=lambda: Rules(quiet_s=2.5))
 
 
 # ---------------------------------------------------------------------------- actions

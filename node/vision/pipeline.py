@@ -74,6 +74,9 @@ log = logging.getLogger(__name__)
 #: Mean absolute patch difference (luma levels) below which a tracked box "looks the same".
 SAME_LEVEL = 12.0
 
+#: How long a motion region the model found empty is not looked at again (unless it grows).
+EMPTY_S = 1.0
+
 #: Config names accepted for model labels.
 ALIASES = {"motorbike": "motorcycle", "bike": "bicycle", "people": "person", "pedestrian": "person"}
 
@@ -226,7 +229,12 @@ class Analyzer:
         held = any(self._persist.confirmed(t) and not t.moved and t.misses == 0 for t in self._persist.tracks)
         box = _rel_union(boxes, w, h)
         obs = Obs(motion=m.moving, box=box, seen=tuple(seen), held=held)
+        had_event = self._state.object is not None
         self._state, actions = step(self._state, obs, now, self._rules)
+        if had_event and self._state.object is None:
+            # The event ended: its confirmed tracks went unseen for the quiet period. Left
+            # alive they would "explain" a newcomer's motion at the same spot and slow its check.
+            self._persist.tracks = [t for t in self._persist.tracks if not self._persist.confirmed(t)]
         out = self._carry_out(actions)
         self._pin_best()
         with self._lock:
@@ -294,9 +302,9 @@ class Analyzer:
             return None
         tracks = self._persist.tracks
         due = [b for b in boxes if not any(_overlap(b, _grow(t.box, 0.25)) for t in tracks)]
-        # A motion region inside one the model found empty less than track_s ago is not looked
+        # A motion region inside one the model found empty less than EMPTY_S ago is not looked
         # at again (the fading ghost of someone who left, a curtain): it must grow first.
-        self._empty = [(c, t) for c, t in self._empty if now - t < self.cd.track_s]
+        self._empty = [(c, t) for c, t in self._empty if now - t < EMPTY_S]
         due = [b for b in due if not any(_inside(b, _grow(c, 0.1)) for c, _ in self._empty)]
         if due and self._state.object is not None and now - self._last_unexplained < self.cd.still_s:
             # An object event is open: newcomers only add to it, so look at them less often.
@@ -305,8 +313,8 @@ class Analyzer:
             self._last_unexplained = now
         unexplained = list(due)
         for t in tracks:
-            if not self._persist.confirmed(t):
-                interval = 0.0
+            if not self._persist.confirmed(t) or t.misses:
+                interval = 0.0  # confirm a newcomer, or re-check a missed object, at once
             elif t.moved:
                 interval = self.cd.track_s
             else:
