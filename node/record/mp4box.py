@@ -100,6 +100,12 @@ def read_seal(path: Path) -> tuple[dict[str, Any], int] | None:
 
     ``media_bytes`` is the offset where the seal starts: the bytes the SHA-256 covers.
     """
+    got = read_seal_sized(path)
+    return None if got is None else (got[0], got[1])
+
+
+def read_seal_sized(path: Path) -> tuple[dict[str, Any], int, int] | None:
+    """Like :func:`read_seal`, plus the file's size. Cost: open + fstat + one pread."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -110,7 +116,8 @@ def read_seal(path: Path) -> tuple[dict[str, Any], int] | None:
         tail = os.pread(fd, n, size - n)
     finally:
         os.close(fd)
-    return parse_seal_tail(tail, size)
+    got = parse_seal_tail(tail, size)
+    return None if got is None else (got[0], got[1], size)
 
 
 def parse_seal_tail(tail: bytes, size: int) -> tuple[dict[str, Any], int] | None:

@@ -32,6 +32,7 @@ used bare as an ``Output``); ``health`` from any thread.
 
 from __future__ import annotations
 
+import calendar
 import errno
 import hashlib
 import io
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 
 PART = ".part"
 EXT = ".mp4"
-NAME_RE = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z)-(\d{8,})\.mp4$")
+NAME_RE = re.compile(r"^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)\.(\d{3})Z-(\d{8,})\.mp4(?:\.part)?$")
 STEP_LIMIT_S = 1.0
 
 
@@ -81,24 +82,39 @@ def segment_name(start_us: int, seq: int) -> str:
 
 
 def parse_name(name: str) -> tuple[int, int] | None:
-    """``(start_us, seq)`` from a final or ``.part`` name, or None for a foreign file."""
-    m = NAME_RE.match(name[: -len(PART)] if name.endswith(PART) else name)
+    """``(start_us, seq)`` from a final or ``.part`` name, or None for a foreign file.
+
+    Cost: ~1 µs (a regex and ``timegm``; ``strptime`` was 15x slower and dominated a rebuild).
+    """
+    m = NAME_RE.match(name)
     if not m:
         return None
-    t = datetime.strptime(m.group(1), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
-    return to_us(t), int(m.group(2))
+    y, mo, d, h, mi, sec, ms, seq = map(int, m.groups())
+    return (calendar.timegm((y, mo, d, h, mi, sec)) * 1000 + ms) * 1000, seq
+
+
+def name_seq(name: str) -> int:
+    """The sequence number of a segment name (no validation: names from :func:`segment_files`)."""
+    return int(name.split("-", 1)[1].split(".", 1)[0])
 
 
 def segment_files(root: Path) -> list[Path]:
     """Every segment file (final and ``.part``) under ``root``'s day directories."""
-    out: list[Path] = []
+    return [Path(p) for _n, p in segment_entries(root)]
+
+
+def segment_entries(root: Path) -> list[tuple[str, str]]:
+    """``(name, path)`` strings of every segment file: :func:`segment_files` without the cost
+    of a ``Path`` per file (the rebuild lists 43,200)."""
+    out: list[tuple[str, str]] = []
     if not root.is_dir():
         return out
+    match = NAME_RE.match
     with os.scandir(root) as days:
         for d in days:
             if d.is_dir() and len(d.name) == 8 and d.name.isdigit():
                 with os.scandir(d.path) as files:
-                    out.extend(Path(f.path) for f in files if parse_name(f.name))
+                    out.extend((f.name, f.path) for f in files if match(f.name))
     return out
 
 
@@ -132,14 +148,16 @@ class SegmentInfo:
         return d
 
     @classmethod
-    def from_seal(cls, fields: dict[str, Any], path: Path) -> SegmentInfo:
-        names = set(cls.__dataclass_fields__) - {"path"}
-        return cls(**{k: v for k, v in fields.items() if k in names}, path=path)
+    def from_seal(cls, fields: dict[str, Any], path: Path | None) -> SegmentInfo:
+        return cls(*[fields.get(k) for k in _SEAL_KEYS], path=path)
 
     def sealed(self, signer: Signer) -> SegmentInfo:
         self.chain = chain_hash(self.seal_fields())
         self.sig = signer.sign(self.chain)
         return self
+
+
+_SEAL_KEYS = tuple(k for k in SegmentInfo.__dataclass_fields__ if k != "path")
 
 
 class _SinkFile(io.RawIOBase):

@@ -28,7 +28,7 @@ from typing import Any
 from node.record import mp4box
 from node.record.index import Index, IndexCorrupt, Journal
 from node.record.integrity import GENESIS, Signer
-from node.record.segmenter import PART, SegmentInfo, parse_name, recover_part, segment_files, to_us
+from node.record.segmenter import PART, SegmentInfo, name_seq, recover_part, segment_entries, to_us
 
 log = logging.getLogger(__name__)
 
@@ -77,41 +77,46 @@ class Store:
         if fresh or idx.head()[0] == 0:
             self._replay_journal()
 
-        files = segment_files(self.root)
-        finals = {p.name: p for p in files if not p.name.endswith(PART)}
-        parts = [p for p in files if p.name.endswith(PART)]
+        finals: dict[str, Any] = {}  # name -> path (str: 43,200 Path objects cost 0.3 s)
+        parts: list[Path] = []
+        for name, path in segment_entries(self.root):
+            if name.endswith(PART):
+                parts.append(Path(path))
+            else:
+                finals[name] = path
         live, deleted = idx.live_names(), idx.deleted_names()
 
         for name in finals.keys() & deleted.keys():
-            finals.pop(name).unlink(missing_ok=True)
+            Path(finals.pop(name)).unlink(missing_ok=True)
             report["finished_deletions"] += 1
 
         new: list[tuple[SegmentInfo, int]] = []
-        for name in sorted(finals.keys() - live.keys(), key=lambda n: parse_name(n)[1]):  # type: ignore[index]
+        # The rebuild: one tail read per file, sequential (threads measured slower: the JSON
+        # parsing holds the GIL and the page cache is warm after the directory scan).
+        for name in sorted(finals.keys() - live.keys(), key=name_seq):
             p = finals[name]
-            seal = mp4box.read_seal(p)
+            seal = mp4box.read_seal_sized(p)
             if seal is not None and seal[0].get("name") == name:
-                info = SegmentInfo.from_seal(seal[0], p)
-                new.append((info, p.stat().st_size))
+                new.append((SegmentInfo.from_seal(seal[0], None), seal[2]))
             elif seal is None:
-                parts.append(p)  # final name but no seal: treat as interrupted
+                parts.append(Path(finals.pop(name)))  # final name but no seal: interrupted
             else:
                 log.error("%s carries the seal of %s: not indexed (tampered?)", name, seal[0].get("name"))
         report["indexed_from_files"] = idx.add_many(new)
 
         _head_seq, head = idx.head()
-        for p in sorted(parts, key=lambda q: parse_name(q.name)[1]):  # type: ignore[index]
+        for p in sorted(parts, key=lambda q: name_seq(q.name)):
             info = recover_part(p, self.signer, head or GENESIS)
             if info is None:
                 report["removed_parts"] += 1
                 continue
             idx.add(info, info.path.stat().st_size if info.path else info.media_bytes)
+            finals[info.name] = info.path  # type: ignore[assignment]
             head = info.chain
             report["recovered"] += 1
 
-        present = {p.name for p in segment_files(self.root)}
         for name, seq in idx.live_names().items():
-            if name not in present:
+            if name not in finals:
                 log.error("segment %s is in the index but its file is gone", name)
                 idx.set_missing(seq)
                 report["missing"] += 1
@@ -193,3 +198,4 @@ class Store:
         if self.index is not None:
             self.index.close()
             self.index = None
+
