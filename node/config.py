@@ -230,8 +230,9 @@ class DetectSection:
     enabled: bool = setting(True, "Run object detection when the model file exists.")
     model: str = setting(
         "models/ssd_mobilenet_v1_coco_quant.tflite",
-        "TFLite SSD detection model (COCO SSD MobileNet v1 quantised); relative paths are "
-        "relative to the working directory. Missing file: motion only, said in health.")
+        "TFLite SSD detection model (COCO SSD MobileNet v1 quantised); a relative path is "
+        "relative to the config file's directory (the working directory without a file). "
+        "Missing file: motion only, and health says why.")
     labels: str = setting("models/coco_labels.txt",
                           "Labels file of the model: one label a line, line number = class id.")
     classes: list[str] = setting(
