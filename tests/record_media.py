@@ -6,7 +6,7 @@ Packets are :class:`hw.encode.base.EncodedPacket` exactly as the app's encoders 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -16,7 +16,7 @@ import av
 from hw.encode.base import TIME_BASE, EncodedPacket, StreamInfo
 from node.record import mp4box
 
-T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @lru_cache(maxsize=8)

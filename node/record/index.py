@@ -195,6 +195,16 @@ class Index:
                 raise
         return n
 
+    def close_open_events(self) -> int:
+        """End open-ended events at the end of the recorded footage (after a crash, nobody
+        will close them, and they would protect every future segment)."""
+        with self._lock:
+            end = self._db.execute("SELECT MAX(end_us) FROM segments").fetchone()[0]
+            if end is None:
+                return 0
+            return self._db.execute("UPDATE events SET end_us = MAX(start_us, ?) WHERE end_us IS NULL",
+                                    (end,)).rowcount
+
     def tombstone(self, seq: int, now_us: int, reason: str) -> None:
         with self._lock:
             self._db.execute("UPDATE segments SET deleted_us = ?, delete_reason = ? WHERE seq = ?",

@@ -255,6 +255,7 @@ class Recorder:
             "retention_target_days": self.retention.policy.max_age_days,
             "retention_ok": days >= self.retention.policy.max_age_days,
             "current_segment": w["current_segment"],
+            "segments_closed": w["segments_closed"],
             "last_segment": self.last_closed.name if self.last_closed else None,
             "clock_synced": bool(self.clock.synced()),
             "queue_bytes": self._qbytes,

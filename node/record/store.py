@@ -11,7 +11,8 @@ where *every* segment file is final, sealed and indexed:
    events and tombstones into a fresh index;
 4. recover ``.part`` files (a crash while writing) up to their last complete fragment, seal
    and index them, or remove them when not one fragment survived;
-5. flag indexed segments whose file has vanished (``missing``; ``verify`` names them).
+5. flag indexed segments whose file has vanished (``missing``; ``verify`` names them);
+6. end events left open by a crash at the end of the recorded footage.
 
 Thread: :meth:`open` before the writer starts; :meth:`delete` on the retention thread.
 """
@@ -120,6 +121,7 @@ class Store:
                 log.error("segment %s is in the index but its file is gone", name)
                 idx.set_missing(seq)
                 report["missing"] += 1
+        report["events_closed"] = idx.close_open_events()
         self.report = report
         return report
 

@@ -204,3 +204,25 @@ def test_writer_restart_continues_sequence_and_chain(tmp_path: Path) -> None:
     assert [r["seq"] for r in rows] == [1, 2, 3, 4]
     assert rows[2]["prev"] == head[1]
     rec2.close()
+
+
+def test_event_left_open_by_a_crash_is_closed_at_the_footage_end(tmp_path: Path) -> None:
+    rec, clock, pkts = _recorded(tmp_path, seconds=6)
+    rec.protect("ev-open", T0 + timedelta(seconds=1), None)  # the node dies before the end
+    end = rec.store.index.head()
+    rec.close()
+    store = Store(tmp_path, clock=clock)
+    assert store.open()["events_closed"] == 1
+    [ev] = store.index.events()
+    assert ev["end_us"] == store.index.get(end[0])["end_us"]
+    store.close()
+    # footage recorded after the restart is not protected by the dead event
+    info, _ = encode_packets(6, gop_s=1.0)
+    rec2 = Recorder(tmp_path, clock, segment_s=3.0, threaded=False, preroll_s=0,
+                    policy=Policy(headroom_s=0, min_free_bytes=0))
+    rec2.start(info)
+    for p in retime(pkts, 100.0):
+        rec2.write(p)
+    rec2.stop()
+    assert [r["protected"] for r in rec2.store.index.rows()] == [1, 1, 0, 0]
+    rec2.close()
