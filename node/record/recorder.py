@@ -216,12 +216,18 @@ class Recorder:
         """Keep the footage of ``[start_utc, end_utc]`` (an event clip) until nothing else is
         left to delete. ``end_utc=None``: open-ended, segments still to come are protected
         until the same id is protected again with an end. Returns segments flagged so far."""
+        if self.store.index is None:
+            log.error("protect(%s) after the recorder closed: ignored", event_id)
+            return 0
         return self.store.event(event_id, to_us(start_utc),
                                 None if end_utc is None else to_us(end_utc), protect=True)
 
     def mark(self, event_id: str, start_utc: datetime, end_utc: datetime | None, motion: bool,
              person: bool) -> int:
         """Flag the segments of ``[start_utc, end_utc]`` as holding motion and/or a person."""
+        if self.store.index is None:
+            log.error("mark(%s) after the recorder closed: ignored", event_id)
+            return 0
         return self.store.event(event_id, to_us(start_utc),
                                 None if end_utc is None else to_us(end_utc), motion=motion,
                                 person=person)
@@ -235,7 +241,10 @@ class Recorder:
     def health(self) -> dict[str, Any]:
         """Fields for the heartbeat. Cheap (two small queries + statvfs); any thread."""
         idx = self.store.index
-        assert idx is not None
+        w = self.writer.health()
+        if idx is None:  # closed: what the writer knows
+            return {"closed": True, "segments_closed": w["segments_closed"],
+                    "current_segment": None, "last_error": w["last_error"] or self.last_error}
         tot = idx.totals()
         rate = self.retention.rate()
         try:
@@ -243,7 +252,6 @@ class Recorder:
         except OSError:
             free = 0
         days = self.retention.projected_days(free, rate)
-        w = self.writer.health()
         return {
             "disk_free_bytes": free,
             "footage_bytes": tot["bytes"],
