@@ -46,6 +46,7 @@ from node.events import (
     EventState,
     Instant,
     Obs,
+    PublishEvent,
     PublishSnapshot,
     Rules,
     Sighting,
@@ -136,6 +137,8 @@ class Analyzer:
         self._events = 0
         self._first_mono: float | None = None
         self._last_mono: float | None = None
+        self._last_instant: Instant | None = None
+        self._latency: float | None = None
         self._last_job = float("-inf")
         self._last_unexplained = float("-inf")
         self._empty: list[tuple[Box, float]] = []
@@ -198,6 +201,7 @@ class Analyzer:
         now = Instant(frame.mono, frame.utc)
         dt = 1.0 / 15 if self._last_mono is None else min(2.0, max(1e-3, frame.mono - self._last_mono))
         self._last_mono = frame.mono
+        self._last_instant = now
         if self._first_mono is None:
             self._first_mono = frame.mono
         lh, lw = frame.lores.shape
@@ -261,9 +265,9 @@ class Analyzer:
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
-        if self._last_mono is None:
+        if self._last_instant is None:
             return []
-        state, actions = flush(self._state, Instant(self._last_mono, self.clock.utc()), self._rules)
+        state, actions = flush(self._state, self._last_instant, self._rules)
         self._state = state
         return self._carry_out(actions)
 
@@ -380,9 +384,14 @@ class Analyzer:
                     out.append(snap)
             else:
                 out.append(a)
-                if type(a).__name__ == "PublishEvent" and a.payload.get("phase") == "start":  # type: ignore[union-attr]
+                if isinstance(a, PublishEvent) and a.payload.get("phase") == "start":
                     with self._lock:
                         self._events += 1
+                    ev = self._state.object
+                    if a.payload.get("kind") == "object" and ev is not None and ev.id == a.payload["id"]:
+                        # From the first sighting to now, on the clock frames are stamped with
+                        # (meaningful for live sources, whose frame.mono is the node clock's).
+                        self._latency = self.clock.monotonic() - ev.start.mono
         return out
 
     def _pin_best(self) -> None:
@@ -448,6 +457,7 @@ class Analyzer:
             "frames": frames,
             "fps": round((frames - 1) / span, 2) if span > 0 else None,
             "events_started": events,
+            "object_event_latency_s": None if self._latency is None else round(self._latency, 3),
             "open": {"motion": st.motion.id if st.motion else None,
                      "object": st.object.id if st.object else None},
         }
