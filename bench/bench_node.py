@@ -118,7 +118,7 @@ def run_case(mode: str, n: int, prepared: str = "") -> dict:
             node.join()
             cpu = time.process_time() - t0
             node.stop()
-            dropped = node.encode_q.dropped
+            dropped = node.pipeline.encode_q.dropped
     return {"mode": mode, "frames": n, "dropped": dropped, "cpu_s": cpu, "cpu_per_video_s": cpu / (n / FPS),
             "ms_per_frame": 1000 * cpu / n,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

@@ -1,118 +1,131 @@
 """Composition root: config → probe → build → start → run → stop.
 
-The only module that knows every piece. It builds the camera, the encoder and its outputs,
-the MQTT link and the worker threads, and it owns the shutdown order:
+The only module that knows every piece. It probes the board, builds the GPIO devices, the
+camera, the encoder choice, the recorder, the analyzer, the day/night controller, the MQTT
+link and its commands, wires them (see :mod:`node.pipeline` for the threads), and owns the
+shutdown order: camera stops → encoder flushes → last segment closed → events ended →
+GPIO left safe (IR off, filter to day) → ``offline`` published.
 
-    capture thread ──frames──► [encode queue] ──► encoder thread ──packets──► outputs (recorder…)
-                     └───────► [analysis queue] ──► analysis thread (vision)
-    main thread: heartbeats, systemd watchdog, fault reporting
-
-Queues are bounded and drop the oldest frame (counted), so a slow consumer never stalls the
-camera. A camera that fails is reopened with backoff while the node keeps reporting; a broker
-that is down never stops recording.
+Nothing here runs at import time; ``Node.start()`` does the probing.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from hw.camera import Frame, FrameSource, SourceError, open_source
-from hw.encode.base import EncoderError, FanOut, StreamInfo
-from node import __version__, health
+from hw.camera import Frame, FrameSource, open_source
+from hw.encode.base import FanOut, StreamInfo
+from node import __version__
 from node.clock import Clock, SystemClock
 from node.config import Config
-from node.link import topics as t
+from node.daynight import DayNightController, policy_from_config
+from node.diagnostics import Diagnostics
+from node.events import MarkSegments, ProtectClip, PublishEvent, PublishSnapshot
+from node.link.commands import CommandRouter
 from node.link.mqtt import MqttLink
-from node.queues import Closed, DropOldestQueue
-from node.record.segmenter import SegmentWriter
+from node.pipeline import Faults, Pipeline
+from node.record.recorder import build_recorder
 from node.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Counters:
-    frames_in: int = 0
-    frames_encoded: int = 0
-    packets_out: int = 0
-    encode_errors: int = 0
-    last_encode_mono: float = 0.0
-    faults: dict[str, str] = field(default_factory=dict)
-
-
 class Node:
     """One running camera node. ``start()`` returns once threads run; ``stop()`` is idempotent.
 
-    ``source`` may be given (tests, benchmarks); otherwise it is built from ``cfg.camera``.
+    Test and benchmark seams: ``source`` (a ready FrameSource), ``encoder`` (a ready, unstarted
+    encoder), ``devices`` (GPIO devices on a mock factory), ``detector`` (a loaded model to
+    share), ``platform`` (a probe result, e.g. from a fixture tree).
     """
 
     def __init__(self, cfg: Config, *, clock: Clock | None = None, source: FrameSource | None = None,
-                 notifier: Notifier | None = None, encoder=None) -> None:
+                 notifier: Notifier | None = None, encoder: Any = None, devices: Any = None,
+                 detector: Any = None, platform: Any = None, analysis: bool = True) -> None:
         self.cfg = cfg
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
+        self.faults = Faults()
         self._given_source = source
-        self.source: FrameSource | None = source
-        self.counters = Counters()
-        self._stop = threading.Event()
+        self._given_encoder = encoder
+        self._detector = detector
+        self._analysis_enabled = analysis
+        self.platform = platform
+        self.devices = devices
+        self.encoder_report: Any = None
+        self.analyzer: Any = None
+        self.overlay: Any = None
+        self._stopped = threading.Event()
         self._started_mono = self.clock.monotonic()
-        cam = cfg.camera
-        self.encode_q: DropOldestQueue[Frame] = DropOldestQueue(cam.queue_frames)
+        self.link = MqttLink.from_config(cfg.mqtt, cfg.node.id, self.clock, on_command=self._on_command)
+        self.commands = CommandRouter(lambda topic, payload: self.link.publish(topic, payload, qos=1),
+                                      self.link.topics, self.clock)
+        self.recorder = build_recorder(cfg, self.clock)
         self.fanout = FanOut()
-        self.recorder = SegmentWriter(Path(cfg.storage.path), cfg.storage.segment_s, self.clock)
         self.fanout.add(self.recorder)
-        self.encoder = encoder
-        self.link = MqttLink.from_config(cfg.mqtt, cfg.node.id, self.clock)
-        self._threads: list[threading.Thread] = []
-        self._rates = _Rates()
-        self._source_ended = False
+        self.daynight = DayNightController(policy_from_config(cfg.daynight), self.clock,
+                                           override_max_s=cfg.daynight.override_max_min * 60)
+        self.pipeline = Pipeline(
+            clock=self.clock, fanout=self.fanout, open_source=self._open_source,
+            make_encoder=self._make_encoder, finite=source is not None or not cfg.camera.loop,
+            encode_queue=cfg.camera.queue_frames, faults=self.faults,
+            prepare_frame=self._stamp, analyse=self._analyse if analysis else None)
+        self.diagnostics = Diagnostics(self)
+        from node.commands import register_node_commands
+
+        register_node_commands(self)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
-        log.info("camnode %s starting: node %s, source %s", __version__, self.cfg.node.id,
-                 self.cfg.camera.source)
-        Path(self.cfg.storage.path).mkdir(parents=True, exist_ok=True)
+        cfg = self.cfg
+        log.info("camnode %s starting: node %s, source %s", __version__, cfg.node.id, cfg.camera.source)
+        self._probe_platform()
+        self._build_devices()
+        self._build_overlay()
+        if self._analysis_enabled:
+            self._build_analyzer()
+        self.daynight.devices = self.devices
+        self.daynight.rebaseline = self.analyzer.rebaseline if self.analyzer is not None else None
         self.link.start()
-        for name, target in (("capture", self._capture_loop), ("encoder", self._encode_loop)):
-            th = threading.Thread(target=target, name=name, daemon=True)
-            th.start()
-            self._threads.append(th)
-        self.notifier.ready(f"recording {self.cfg.camera.source}")
+        self.pipeline.start()
+        self.notifier.ready(f"recording {cfg.camera.source}")
 
     def stop(self) -> None:
-        if self._stop.is_set():
+        if self._stopped.is_set():
             return
+        self._stopped.set()
         log.info("stopping")
         self.notifier.stopping()
-        self._stop.set()
-        if self.source is not None:
-            self.source.close()
-        for th in self._threads:
-            th.join(timeout=10)
+        self.pipeline.stop()
+        if self.analyzer is not None:
+            self._dispatch(self.analyzer.close())  # end open events, protect their clips
+        self.recorder.close()
+        if self.devices is not None:
+            self.devices.close()
         self.link.close()
         log.info("stopped")
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait for the worker threads to end (a finite source ran out); True if they did."""
-        for th in self._threads:
-            th.join(timeout)
-        return not any(th.is_alive() for th in self._threads)
+        """Wait for a finite source to be fully recorded; True when the pipeline ended."""
+        return self.pipeline.join(timeout)
 
     def run(self, stop: threading.Event) -> None:
-        """Main thread: heartbeats and watchdog until ``stop`` is set, then a clean stop."""
+        """Main thread: heartbeats, day/night, LED and watchdog until ``stop``, then a clean stop."""
         self.start()
         period = self.cfg.mqtt.heartbeat_s
-        next_beat = self.clock.monotonic() + min(1.0, period)
+        now = self.clock.monotonic()
+        next_beat = now + min(1.0, period)
+        next_light = now
         tick = min(1.0, period / 2, (self.notifier.watchdog_s or 2.0) / 2)
         try:
             while not stop.wait(tick):
                 now = self.clock.monotonic()
                 if self.healthy():
                     self.notifier.watchdog()
+                if now >= next_light:
+                    self.daynight.step(self.pipeline.counters.luma_mean)
+                    next_light = now + self.cfg.daynight.check_s
                 if now >= next_beat:
                     self.publish_heartbeat()
                     next_beat = now + period
@@ -121,151 +134,124 @@ class Node:
 
     # -- state -------------------------------------------------------------------
     def healthy(self) -> bool:
-        """Worker threads alive and the encoder not stuck with frames waiting (for the watchdog)."""
-        if any(not th.is_alive() for th in self._threads) and not self._stop.is_set():
-            return self._finished_cleanly()
-        stuck = (len(self.encode_q) > 0 and self.counters.last_encode_mono
-                 and self.clock.monotonic() - self.counters.last_encode_mono > 30)
-        return not stuck
-
-    def _finished_cleanly(self) -> bool:
-        return self._source_ended
+        """For the systemd watchdog: workers alive and the encoder not stuck."""
+        return self.pipeline.alive() and not self.pipeline.stuck(self.clock.monotonic())
 
     def heartbeat(self) -> dict[str, Any]:
-        c = self.counters
-        now = self.clock.monotonic()
-        fps_in, fps_out = self._rates.update(now, c.frames_in, c.frames_encoded)
-        return {
-            "node_id": self.cfg.node.id,
-            "version": __version__,
-            "uptime_s": round(now - self._started_mono, 1),
-            "utc": t.iso(self.clock.utc()),
-            "clock_synced": self.clock.synced(),
-            "fps_in": fps_in,
-            "fps_out": fps_out,
-            "frames_in": c.frames_in,
-            "frames_dropped": self.encode_q.dropped,
-            "encoder": getattr(self.encoder, "name", None),
-            "disk_free_mb": health.disk_free_mb(self.cfg.storage.path),
-            "cpu_load": health.cpu_load(),
-            "temperatures_c": health.thermal_zones(),
-            "memory": health.memory(),
-            "recorder": self.recorder.health(),
-            "link": self.link.health(),
-            "faults": dict(c.faults),
-        }
+        return self.diagnostics.heartbeat()
 
     def publish_heartbeat(self) -> dict[str, Any]:
         hb = self.heartbeat()
         self.link.publish(self.link.topics.heartbeat, hb, qos=0)
+        if self.devices is not None and self.devices.led is not None:
+            from hw.gpio import led_code_for
+
+            self.devices.led.set_code(led_code_for(
+                booting=False, fault=bool(hb["faults"]), broker_connected=self.link.connected,
+                recording=hb["fps_out"] > 0))
         return hb
 
-    def _fault(self, key: str, message: str | None) -> None:
-        if message is None:
-            if self.counters.faults.pop(key, None) is not None:
-                log.info("fault cleared: %s", key)
-        elif self.counters.faults.get(key) != message:
-            self.counters.faults[key] = message
-            log.error("fault %s: %s", key, message)
+    # -- building ----------------------------------------------------------------
+    def _probe_platform(self) -> None:
+        if self.platform is not None:
+            return
+        from hw.platform import probe
 
-    # -- threads -----------------------------------------------------------------
+        try:
+            self.platform = probe("/")
+        except Exception as exc:  # a strange board must not stop recording
+            log.exception("platform probe failed")
+            self.faults.set("platform", f"probe failed: {exc}")
+
+    def _build_devices(self) -> None:
+        if self.devices is not None:
+            return
+        from hw.gpio import GpioError, build_devices
+        from node.hwcheck import gpio_spec
+
+        try:
+            self.devices = build_devices(gpio_spec(self.cfg))
+        except GpioError as exc:
+            self.faults.set("gpio", str(exc))
+            return
+        if self.devices.led is not None:
+            from hw.gpio import LedCode
+
+            self.devices.led.set_code(LedCode.BOOTING)
+            self.devices.led.start()
+
+    def _build_overlay(self) -> None:
+        ov = self.cfg.overlay
+        if not ov.enabled:
+            return
+        from hw.overlay import TextOverlay
+
+        self.overlay = TextOverlay(self.cfg.node.name, self.cfg.node.timezone, position=ov.position,
+                                   scale=ov.scale, show_name=ov.show_name)
+
+    def _build_analyzer(self) -> None:
+        from node.vision.pipeline import Analyzer
+
+        self.analyzer = Analyzer(self.cfg.motion, self.cfg.detect, self.clock, detector=self._detector)
+        if self.analyzer.reason:
+            log.warning("object detection off: %s", self.analyzer.reason)
+
     def _open_source(self) -> FrameSource:
         if self._given_source is not None:
             return self._given_source
-        cam = self.cfg.camera
-        return open_source(cam.source, cam.width, cam.height, cam.fps,
-                           (cam.lores_width, cam.lores_height), self.clock, realtime=cam.realtime,
-                           loop=cam.loop)
+        cam, enc = self.cfg.camera, self.cfg.encoder
+        options: dict[str, Any] = {}
+        if cam.source in ("picamera2", "csi"):
+            from hw.platform import VC4_KINDS
 
-    def _capture_loop(self) -> None:
-        backoff = 1.0
-        try:
-            while not self._stop.is_set():
-                try:
-                    self.source = self._open_source()
-                    for frame in self.source.frames():
-                        self.counters.frames_in += 1
-                        self.encode_q.put(frame)
-                        if backoff != 1.0 or "camera" in self.counters.faults:
-                            backoff = 1.0
-                            self._fault("camera", None)
-                        if self._stop.is_set():
-                            break
-                    else:
-                        if self._given_source is not None or not self.cfg.camera.loop:
-                            self._source_ended = True
-                            log.info("source ended after %d frames", self.counters.frames_in)
-                            return
-                except SourceError as exc:
-                    self._fault("camera", str(exc))
-                if self._stop.wait(backoff):
-                    return
-                backoff = min(backoff * 2, 30.0)
-        finally:
-            self.encode_q.close()
+            kind = getattr(self.platform, "kind", "")
+            options = dict(bitrate_kbps=enc.bitrate_kbps, gop_s=enc.gop_s, profile=enc.profile,
+                           hardware_encoder=kind in VC4_KINDS, overlay=self.overlay)
+        source = open_source(cam.source, cam.width, cam.height, cam.fps,
+                             (cam.lores_width, cam.lores_height), self.clock, realtime=cam.realtime,
+                             loop=cam.loop, options=options or None)
+        self.daynight.camera = source
+        return source
 
-    def _encode_loop(self) -> None:
-        started = False
-        try:
-            while True:
-                try:
-                    frame = self.encode_q.get(timeout=1.0)
-                except Closed:
-                    break
-                if frame is None:
-                    continue
-                if not started:
-                    self._start_encoder(frame)
-                    started = True
-                try:
-                    for pkt in self.encoder.encode(frame):
-                        self.fanout.write(pkt)
-                        self.counters.packets_out += 1
-                    self.counters.frames_encoded += 1
-                    self.counters.last_encode_mono = self.clock.monotonic()
-                    if "encoder" in self.counters.faults:
-                        self._fault("encoder", None)
-                except EncoderError as exc:
-                    self.counters.encode_errors += 1
-                    self._fault("encoder", str(exc))
-            if started:
-                for pkt in self.encoder.flush():
-                    self.fanout.write(pkt)
-        finally:
-            self.fanout.stop()
-            if self.encoder is not None:
-                self.encoder.close()
+    def _make_encoder(self, frame: Frame, stream: StreamInfo) -> tuple[Any, StreamInfo]:
+        """Encoder thread, first frame: the given encoder, or the probed hardware-first choice."""
+        if self._given_encoder is not None:
+            return self._given_encoder, self._given_encoder.start(stream)
+        from hw.encode.select import open_encoder
 
-    def _start_encoder(self, frame: Frame) -> None:
-        src = self.source
-        fps = src.fps if src is not None else self.cfg.camera.fps
-        stream = StreamInfo("h264", frame.width, frame.height, fps)
-        if self.encoder is None:
-            if frame.packet is not None:
-                from hw.encode.passthrough import PassthroughEncoder
+        enc = self.cfg.encoder
+        encoder, report = open_encoder(
+            list(enc.candidates) or None, stream, bitrate_kbps=enc.bitrate_kbps, gop_s=enc.gop_s,
+            profile=enc.profile, preset=enc.preset, fallback=enc.fallback,
+            source_encoded=frame.packet is not None and frame.main is None)
+        self.encoder_report = report
+        log.info("%s", report.summary())
+        return encoder, StreamInfo("h264", stream.width, stream.height, stream.fps)
 
-                self.encoder = PassthroughEncoder()
-            else:
-                from hw.encode.libav import LibavEncoder
+    # -- per-frame hooks -----------------------------------------------------------
+    def _stamp(self, frame: Frame) -> None:
+        """Encoder thread: burn name and time into the main image (not for passthrough)."""
+        if self.overlay is not None and frame.main is not None and frame.packet is None:
+            self.overlay.apply(frame.main, frame.width, frame.height, frame.utc, self.clock.synced())
 
-                enc = self.cfg.encoder
-                self.encoder = LibavEncoder(enc.bitrate_kbps, enc.gop_s, preset=enc.preset)
-        info = self.encoder.start(stream)
-        log.info("encoder %s: %dx%d @ %.2f fps", self.encoder.name, info.width, info.height, info.fps)
-        self.fanout.start(info)
+    def _analyse(self, frame: Frame) -> None:
+        """Analysis thread: motion, detection, events → recorder and link."""
+        if self.analyzer is not None:
+            self._dispatch(self.analyzer.process(frame))
 
+    def _dispatch(self, actions: list) -> None:
+        topics = self.link.topics
+        for act in actions:
+            if isinstance(act, PublishEvent):
+                self.link.publish(topics.event, act.payload, qos=1)
+            elif isinstance(act, PublishSnapshot):
+                self.link.publish(topics.snapshot(act.event_id), act.jpeg, qos=1)
+            elif isinstance(act, ProtectClip):
+                self.recorder.protect(act.event_id, act.start_utc, act.end_utc)
+            elif isinstance(act, MarkSegments):
+                self.recorder.mark(act.event_id, act.start_utc, act.end_utc, act.motion, act.person)
 
-class _Rates:
-    """fps over the interval between two heartbeats."""
-
-    def __init__(self) -> None:
-        self._last: tuple[float, int, int] | None = None
-
-    def update(self, now: float, n_in: int, n_out: int) -> tuple[float, float]:
-        last, self._last = self._last, (now, n_in, n_out)
-        if last is None or now <= last[0]:
-            return 0.0, 0.0
-        dt = now - last[0]
-        return round((n_in - last[1]) / dt, 2), round((n_out - last[2]) / dt, 2)
+    def _on_command(self, name: str, payload: bytes) -> None:
+        self.commands.handle(name, payload)
 
 

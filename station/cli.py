@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -22,18 +23,73 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _send(args: argparse.Namespace, name: str, payload: dict) -> int:
+    from station.console import NoReply, request
+
+    try:
+        reply = request(args.host, args.port, args.prefix, args.node, name, payload,
+                        timeout_s=args.timeout, username=args.username, password=args.password)
+    except (NoReply, ConnectionError, OSError) as exc:
+        print(f"camnode-station: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(reply, indent=2, sort_keys=True))
+    return 0 if reply.get("ok") else 1
+
+
+def _cmd_cmd(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.args) if args.args else {}
+    except ValueError as exc:
+        print(f"camnode-station: arguments are not JSON: {exc}", file=sys.stderr)
+        return 2
+    return _send(args, args.name, payload)
+
+
+def _cmd_diag(args: argparse.Namespace) -> int:
+    return _send(args, "diag", {})
+
+
+def _cmd_ir(args: argparse.Namespace) -> int:
+    mode = {"on": "night", "off": "day", "auto": "auto"}[args.state]
+    payload: dict = {"mode": mode}
+    if args.minutes is not None:
+        payload["minutes"] = args.minutes
+    return _send(args, "ir", payload)
+
+
+def _connection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=1883)
+    p.add_argument("--prefix", default="camnode")
+    p.add_argument("--username", default="")
+    p.add_argument("--password", default="")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="camnode-station", description="Station and technician console.")
     sub = p.add_subparsers(dest="command", required=True)
     w = sub.add_parser("watch", help="print status, heartbeats and events of every node")
-    w.add_argument("--host", default="127.0.0.1")
-    w.add_argument("--port", type=int, default=1883)
-    w.add_argument("--prefix", default="camnode")
-    w.add_argument("--username", default="")
-    w.add_argument("--password", default="")
+    _connection_args(w)
     w.add_argument("--json", action="store_true", help="print raw JSON payloads")
     w.add_argument("--seconds", type=float, default=None, help="stop after this long")
     w.set_defaults(func=_cmd_watch)
+
+    for name, helptext, func in (
+        ("diag", "full diagnostics of one node", _cmd_diag),
+        ("ir", "switch a node's IR light: on (night), off (day) or auto", _cmd_ir),
+        ("cmd", "send any command (JSON arguments) and print the reply", _cmd_cmd),
+    ):
+        c = sub.add_parser(name, help=helptext)
+        _connection_args(c)
+        c.add_argument("--timeout", type=float, default=10.0)
+        c.add_argument("node", help="node id")
+        if name == "ir":
+            c.add_argument("state", choices=("on", "off", "auto"))
+            c.add_argument("--minutes", type=float, default=None, help="override length")
+        if name == "cmd":
+            c.add_argument("name", help="command name (try 'help')")
+            c.add_argument("args", nargs="?", default="", help="JSON object of arguments")
+        c.set_defaults(func=func)
     return p
 
 

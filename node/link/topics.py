@@ -7,6 +7,7 @@ Topics (``<p>`` = ``mqtt.topic_prefix``, ``<id>`` = ``node.id``)::
                          reason "shutdown" is a clean stop.
     <p>/<id>/heartbeat   QoS 0, every mqtt.heartbeat_s  (see HEARTBEAT_FIELDS)
     <p>/<id>/event       QoS 1  motion/person events (start, update, end)
+    <p>/<id>/snapshot/<event id>  QoS 1  JPEG bytes of the event's best frame
     <p>/<id>/cmd/<name>  to the node, QoS 1; reply on <p>/<id>/reply/<name>
 
 Payloads are UTF-8 JSON objects; times are ISO 8601 UTC with a ``Z``. ``docs/mqtt.md`` is the
@@ -52,6 +53,9 @@ class Topics:
     @property
     def event(self) -> str:
         return f"{self.base}/event"
+
+    def snapshot(self, event_id: str) -> str:
+        return f"{self.base}/snapshot/{event_id}"
 
     def cmd(self, name: str = "+") -> str:
         return f"{self.base}/cmd/{name}"

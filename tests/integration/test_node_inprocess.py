@@ -99,7 +99,7 @@ def test_slow_encoder_drops_oldest_frames_and_counts(tmp_path, broker):
     node = Node(cfg, encoder=SlowEncoder())
     node.start()
     time.sleep(1.5)
-    node.stop()
     hb = node.heartbeat()
+    node.stop()
     assert hb["frames_dropped"] > 0
-    assert hb["frames_in"] > node.counters.frames_encoded
+    assert hb["frames_in"] > node.pipeline.counters.frames_encoded

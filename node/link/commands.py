@@ -1,0 +1,84 @@
+"""Commands from the station and the technician: ``<p>/<id>/cmd/<name>`` → ``reply/<name>``.
+
+Each command is a JSON object (may be empty); an optional ``"id"`` is echoed in the reply so
+a console can match answers to questions. A reply is always sent, also for what is wrong:
+
+    {"ok": true,  "command": "ir", "id": "42", "utc": "...", "result": {...}}
+    {"ok": false, "command": "ir", "id": "42", "utc": "...", "error": "mode must be ..."}
+
+Malformed JSON, an oversized payload (> ``MAX_COMMAND_BYTES``), an unknown command or a bad
+argument get ``ok: false`` with the reason and change nothing. Handlers run on the MQTT network
+thread, so each must be quick (no I/O heavier than reading a few files).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from node.link import topics as t
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class CommandError(ValueError):
+    """A command's arguments are wrong; the message goes back to the sender."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    handler: Handler
+    help: str
+
+
+class CommandRouter:
+    def __init__(self, publish: Callable[[str, dict[str, Any]], Any], topics: t.Topics, clock: Any) -> None:
+        self._publish = publish
+        self._topics = topics
+        self._clock = clock
+        self._commands: dict[str, Command] = {}
+        self.handled = 0
+        self.rejected = 0
+        self.register("help", lambda _: {"commands": {c.name: c.help for c in self._commands.values()}},
+                      "list the commands this node understands")
+
+    def register(self, name: str, handler: Handler, help: str) -> None:
+        self._commands[name] = Command(name, handler, help)
+
+    def handle(self, name: str, payload: bytes) -> dict[str, Any]:
+        """Run one command and publish its reply; returns the reply."""
+        reply: dict[str, Any] = {"command": name, "utc": t.iso(self._clock.utc())}
+        try:
+            args = t.decode(payload)
+            if "id" in args:
+                reply["id"] = str(args.pop("id"))[:64]
+            cmd = self._commands.get(name)
+            if cmd is None:
+                raise CommandError(f"unknown command {name!r}; known: {', '.join(sorted(self._commands))}")
+            reply["result"] = cmd.handler(args)
+            reply["ok"] = True
+            self.handled += 1
+        except (CommandError, ValueError) as exc:
+            reply.update(ok=False, error=str(exc))
+            self.rejected += 1
+            log.warning("command %s rejected: %s", name, exc)
+        except Exception as exc:  # a handler bug must not kill the network thread
+            reply.update(ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
+            self.rejected += 1
+            log.exception("command %s failed", name)
+        safe_name = name if name and "/" not in name and len(name) <= 64 else "invalid"
+        self._publish(self._topics.reply(safe_name), reply)
+        return reply
+
+
+def expect_keys(args: dict[str, Any], allowed: set[str]) -> None:
+    """Reject unknown argument names (a typo must not be silently ignored)."""
+    unknown = sorted(set(args) - allowed)
+    if unknown:
+        expected = ", ".join(sorted(allowed)) or "none"
+        raise CommandError(f"unknown argument(s) {', '.join(unknown)}; expected {expected}")

@@ -1,0 +1,217 @@
+"""The frame pipeline: capture → encode → outputs, and capture → analysis.
+
+    capture thread ──frames──► [encode queue] ──► encoder thread ──packets──► FanOut ─► recorder …
+                     └───────► [analysis queue] ──► analysis thread ──actions──► on_actions()
+
+Queues are bounded and drop the oldest frame (counted): a slow encoder or a busy detector
+never stalls the camera, and the analysis queue is short on purpose (analysis wants the
+newest frame, not a backlog). A camera that fails is reopened with backoff (1 s doubling to
+30 s) while the fault is reported; a finite source (a file without loop, a test) ends the
+pipeline cleanly: the encoder flushes and the outputs close their last segment.
+
+Threads: the three loops below; ``stats``/``faults`` are read from the main thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hw.camera import Frame, FrameSource, SourceError
+from hw.encode.base import EncoderError, FanOut, StreamInfo
+from node.queues import Closed, DropOldestQueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Counters:
+    frames_in: int = 0
+    frames_encoded: int = 0
+    frames_analysed: int = 0
+    packets_out: int = 0
+    encode_errors: int = 0
+    last_encode_mono: float = 0.0
+    last_frame_mono: float = 0.0
+    #: mean of the last lores luma plane (0-255): the day/night controller's picture reading
+    luma_mean: float | None = None
+
+
+@dataclass
+class Faults:
+    """``{area: message}`` of what is wrong now; logged once when it appears and clears."""
+
+    items: dict[str, str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def set(self, key: str, message: str | None) -> None:
+        with self._lock:
+            if message is None:
+                if self.items.pop(key, None) is not None:
+                    log.info("fault cleared: %s", key)
+            elif self.items.get(key) != message:
+                self.items[key] = message
+                log.error("fault %s: %s", key, message)
+
+    def snapshot(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self.items)
+
+
+class Pipeline:
+    """Runs the three worker threads.
+
+    ``open_source()`` builds (or returns) the camera; ``make_encoder(frame, stream)`` returns a
+    started encoder and the :class:`StreamInfo` it produces (called once, on the encoder thread,
+    with the first frame); ``prepare_frame(frame)`` runs on the encoder thread before encoding
+    (the on-screen text); ``analyse(frame)`` runs on the analysis thread.
+    """
+
+    def __init__(self, *, clock: Any, fanout: FanOut, open_source: Callable[[], FrameSource],
+                 make_encoder: Callable[[Frame, StreamInfo], tuple[Any, StreamInfo]],
+                 finite: bool, encode_queue: int, faults: Faults,
+                 prepare_frame: Callable[[Frame], None] | None = None,
+                 analyse: Callable[[Frame], None] | None = None) -> None:
+        self.clock = clock
+        self.fanout = fanout
+        self._open_source = open_source
+        self._make_encoder = make_encoder
+        self._finite = finite
+        self._prepare = prepare_frame
+        self._analyse = analyse
+        self.faults = faults
+        self.counters = Counters()
+        self.encode_q: DropOldestQueue[Frame] = DropOldestQueue(encode_queue)
+        self.analysis_q: DropOldestQueue[Frame] = DropOldestQueue(2)
+        self.source: FrameSource | None = None
+        self.encoder: Any = None
+        self.source_ended = False
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        loops = [("capture", self._capture_loop), ("encoder", self._encode_loop)]
+        if self._analyse is not None:
+            loops.append(("analysis", self._analysis_loop))
+        for name, target in loops:
+            th = threading.Thread(target=target, name=name, daemon=True)
+            th.start()
+            self._threads.append(th)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        if self.source is not None:
+            self.source.close()
+        self.join(timeout)
+
+    def join(self, timeout: float | None = None) -> bool:
+        for th in self._threads:
+            th.join(timeout)
+        return not any(th.is_alive() for th in self._threads)
+
+    def alive(self) -> bool:
+        """Every worker still running, or ended because a finite source ran out."""
+        if self.source_ended:
+            return True
+        return all(th.is_alive() for th in self._threads)
+
+    def stuck(self, now: float, limit_s: float = 30.0) -> bool:
+        """Frames waiting but the encoder has not finished one for ``limit_s``."""
+        c = self.counters
+        return bool(len(self.encode_q) and c.last_encode_mono and now - c.last_encode_mono > limit_s)
+
+    # -- threads -----------------------------------------------------------------
+    def _capture_loop(self) -> None:
+        backoff = 1.0
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.source = self._open_source()
+                    for frame in self.source.frames():
+                        c = self.counters
+                        c.frames_in += 1
+                        c.last_frame_mono = frame.mono
+                        self.encode_q.put(frame)
+                        if self._analyse is not None:
+                            self.analysis_q.put(frame)
+                        if backoff != 1.0:
+                            backoff = 1.0
+                            self.faults.set("camera", None)
+                        if self._stop.is_set():
+                            break
+                    else:
+                        if self._finite:
+                            self.source_ended = True
+                            log.info("source ended after %d frames", self.counters.frames_in)
+                            return
+                        self.faults.set("camera", "camera stream ended; reopening")
+                except SourceError as exc:
+                    self.faults.set("camera", str(exc))
+                if self._stop.wait(backoff):
+                    return
+                backoff = min(backoff * 2, 30.0)
+        finally:
+            self.encode_q.close()
+            self.analysis_q.close()
+
+    def _encode_loop(self) -> None:
+        c = self.counters
+        try:
+            while True:
+                try:
+                    frame = self.encode_q.get(timeout=1.0)
+                except Closed:
+                    break
+                if frame is None:
+                    continue
+                try:
+                    if self.encoder is None:
+                        src = self.source
+                        fps = src.fps if src is not None else 15.0
+                        self.encoder, info = self._make_encoder(
+                            frame, StreamInfo("h264", frame.width, frame.height, fps))
+                        self.fanout.start(info)
+                    if self._prepare is not None and frame.main is not None:
+                        self._prepare(frame)
+                    for pkt in self.encoder.encode(frame):
+                        self.fanout.write(pkt)
+                        c.packets_out += 1
+                    c.frames_encoded += 1
+                    c.last_encode_mono = self.clock.monotonic()
+                    if c.encode_errors:
+                        self.faults.set("encoder", None)
+                except EncoderError as exc:
+                    c.encode_errors += 1
+                    self.faults.set("encoder", str(exc))
+                    if self.encoder is None and self._stop.wait(5.0):
+                        break
+            if self.encoder is not None:
+                for pkt in self.encoder.flush():
+                    self.fanout.write(pkt)
+        finally:
+            self.fanout.stop()
+            if self.encoder is not None:
+                self.encoder.close()
+
+    def _analysis_loop(self) -> None:
+        assert self._analyse is not None
+        c = self.counters
+        while True:
+            try:
+                frame = self.analysis_q.get(timeout=1.0)
+            except Closed:
+                return
+            if frame is None:
+                continue
+            c.luma_mean = float(frame.lores.mean())
+            try:
+                self._analyse(frame)
+                c.frames_analysed += 1
+                if "analysis" in self.faults.items:
+                    self.faults.set("analysis", None)
+            except Exception as exc:  # analysis must never take recording down
+                log.exception("analysis failed")
+                self.faults.set("analysis", f"{type(exc).__name__}: {exc}")
