@@ -199,6 +199,17 @@ class Analyzer:
         worker thread (or inline when not threaded).
         """
         now = Instant(frame.mono, frame.utc)
+        restart: list[Action] = []
+        if self._last_instant is not None and frame.mono < self._last_instant.mono:
+            # Time went backwards (a source restarted its timeline): end what is open and
+            # start afresh rather than let durations and rates go negative.
+            log.warning("frame time went back %.3f s: events ended, schedules reset",
+                        self._last_instant.mono - frame.mono)
+            restart = self.close_events()
+            self._persist.clear()
+            self._last_job = self._last_unexplained = float("-inf")
+            self._empty.clear()
+            self._last_mono = None
         dt = 1.0 / 15 if self._last_mono is None else min(2.0, max(1e-3, frame.mono - self._last_mono))
         self._last_mono = frame.mono
         self._last_instant = now
@@ -221,7 +232,7 @@ class Analyzer:
             self._mark_moved(frame.lores, w, h)
             if self._worker is not None:
                 done = self._worker.take()
-                if done is not None:
+                if done is not None and done.mono <= frame.mono:  # (not from before a restart)
                     seen += self._digest(done, w, h)
             job = self._plan(frame, boxes, colour, w, h)
             if job is not None:
@@ -239,7 +250,7 @@ class Analyzer:
             # The event ended: its confirmed tracks went unseen for the quiet period. Left
             # alive they would "explain" a newcomer's motion at the same spot and slow its check.
             self._persist.tracks = [t for t in self._persist.tracks if not self._persist.confirmed(t)]
-        out = self._carry_out(actions)
+        out = restart + self._carry_out(actions)
         self._pin_best()
         with self._lock:
             self._frames += 1
@@ -265,10 +276,13 @@ class Analyzer:
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
+        return self.close_events()
+
+    def close_events(self) -> list[Action]:
+        """End open events at the last frame's time (analysis thread); returns their actions."""
         if self._last_instant is None:
             return []
-        state, actions = flush(self._state, self._last_instant, self._rules)
-        self._state = state
+        self._state, actions = flush(self._state, self._last_instant, self._rules)
         return self._carry_out(actions)
 
     @property

@@ -124,3 +124,18 @@ def test_close_ends_open_events_at_the_last_frame(shared_dir, street):
     assert final and all(p["phase"] == "end" and p["end_reason"] == "shutdown" for p in final)
     assert all(p["end"] <= (last.utc + timedelta(seconds=0.001)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
                for p in final)
+
+
+def test_a_timeline_going_back_ends_events_and_starts_afresh(shared_dir):
+    from hw.camera.synthetic import Walker
+
+    script = SceneScript(walkers=[Walker(enter_s=0.5, speed=0.3)])
+    an = analyzer(shared_dir, FakeClock(), enabled=False)
+    phases = []
+    for lap in range(2):  # the same 3 s twice, timestamps restarting at 0 (a looped file)
+        src = SyntheticSource(640, 360, 10.0, (320, 180), FakeClock(), script=script, realtime=False,
+                              max_frames=30)
+        for f in src.frames():
+            phases += [(lap, a.payload["phase"], a.payload.get("end_reason"))
+                       for a in an.process(f) if isinstance(a, PublishEvent)]
+    assert phases == [(0, "start", None), (1, "end", "shutdown"), (1, "start", None)]
