@@ -260,6 +260,15 @@ class Index:
                 "SELECT seq, name, bytes, end_us FROM segments WHERE deleted_us IS NULL"
                 " AND protected = ? ORDER BY seq LIMIT ?", (int(protected), limit)))
 
+    def age_horizon(self, cutoff_us: int) -> int:
+        """Highest seq of a segment written with a synchronised clock that ended before
+        ``cutoff_us`` (0 when none): it and everything recorded before it are older."""
+        with self._lock:
+            r = self._db.execute(
+                "SELECT MAX(seq) FROM segments WHERE start_us < ? AND end_us < ? AND synced = 1",
+                (cutoff_us, cutoff_us)).fetchone()[0]
+        return r or 0
+
     def event_ids(self, seq: int) -> list[str]:
         with self._lock:
             return [r[0] for r in self._db.execute(

@@ -134,6 +134,11 @@ class Recorder:
         if self.preroll:
             self.preroll.stop()
 
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until the writer has taken every queued packet; True if it did in time."""
+        with self._cv:
+            return self._cv.wait_for(lambda: not self._q, timeout)
+
     def close(self) -> None:
         self.stop()
         self.store.close()
@@ -148,6 +153,8 @@ class Recorder:
                 item = self._q.popleft()
                 if isinstance(item, EncodedPacket):
                     self._qbytes -= len(item.data)
+                if not self._q:
+                    self._cv.notify_all()  # drain() waiters
             if item is _STOP:
                 self._guard(self.writer.stop)
                 return

@@ -3,7 +3,9 @@
 One :meth:`Retention.sweep`:
 
 1. **age** — delete unprotected segments that ended more than ``max_age_days`` ago, oldest
-   (lowest sequence number) first;
+   (lowest sequence number) first; "ago" is measured on synchronised time only (a segment
+   written with an untrusted clock is as old as the next trusted segment after it), and not
+   at all while the clock itself is unsynchronised;
 2. **space** — keep ``free >= floor`` where ``floor = max(min_free_bytes, headroom_s x measured
    byte rate)`` (by default one hour of recording at the rate the node actually writes):
    delete the oldest unprotected segments; only when none is left, the oldest *protected*
@@ -97,9 +99,14 @@ class Retention:
         assert idx is not None
         rep = SweepReport()
         cutoff = to_us(self.clock.utc()) - int(self.policy.max_age_days * DAY_S * 1_000_000)
-        while True:
+        # Age is judged by synchronised time only: the newest segment written with a trusted
+        # clock that is older than the cutoff, and everything recorded before it (lower seq).
+        # Footage from a node that booted without time (dated 1970, or an hour off) is never
+        # deleted for "age" the moment NTP corrects the clock; only space can take it.
+        horizon = idx.age_horizon(cutoff)
+        while horizon and self.clock.synced():
             batch = idx.oldest(64, protected=False)
-            old = [b for b in batch if b[3] < cutoff]
+            old = [b for b in batch if b[0] <= horizon]
             for seq, _name, _n, _end in old:
                 rep.freed_bytes += self.store.delete(seq, "age")
                 rep.deleted_age += 1
