@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
-
-UTC = timezone.utc
 
 
 class Clock(Protocol):
