@@ -110,11 +110,9 @@ class MotionDetector:
         self.keep = mask_cells(self.p.masks, self.gw, self.gh)
         self._n_keep = max(1, int(self.keep.sum()))
         self._all_kept = bool(self.keep.all())
-        # Fixed subsample (about 600 cells) for the gain median.
-        step = max(1, (self.gw * self.gh) // 600)
-        self._sub = np.arange(0, self.gw * self.gh, step)
-        self._mid = len(self._sub) // 2
-        self._quantiles = np.linspace(0, len(self._sub) - 1, 65).astype(np.intp)
+        n_sub = len(range(1, self.gh, 3)) * len(range(1, self.gw, 3))  # subsample for medians
+        self._mid = n_sub // 2
+        self._quantiles = np.linspace(0, n_sub - 1, 65).astype(np.intp)
         self._thr = np.full((self.gh, self.gw), self.p.threshold, np.float32)
         self._dt = -1.0
         self._w = (0.0, 0.0, 0.0)
@@ -123,6 +121,7 @@ class MotionDetector:
         self._min_blocks = max(1, round(self._min_cells / 4))
         self._bg: np.ndarray | None = None
         self._fast = np.zeros((self.gh, self.gw), np.float32)
+        self._fast_stale = False
         self._noise = np.full((self.gh, self.gw), 2.0, np.float32)
         self._settle = 0
         self._count = 0
@@ -180,7 +179,7 @@ class MotionDetector:
             self._bg = cur
             self._fast = cur.copy()
             self._settle = self.p.settle_frames
-            self._thresholds(cur.reshape(-1)[self._sub])
+            self._thresholds(cur[1::3, 1::3].ravel())
             return MotionResult(settling=True)
         bg, fast = self._bg, self._fast
         if self._settle > 0:
@@ -189,7 +188,7 @@ class MotionDetector:
             bg += 0.5 * (cur - bg)
             fast[:] = bg
             return MotionResult(settling=True)
-        cs, bs = cur.reshape(-1)[self._sub], bg.reshape(-1)[self._sub]
+        cs, bs = cur[1::3, 1::3].ravel(), bg[1::3, 1::3].ravel()  # fixed subsample, 1 cell in 9
         ratio = cs / (bs + 1.0)
         gain = float(np.partition(ratio, self._mid)[self._mid])  # median, without np.median's overhead
         if abs(gain - 1.0) > self.p.jump_gain:
@@ -224,30 +223,49 @@ class MotionDetector:
         # Background, fast average and noise update.
         w_bg, w_still, w_fast = self._rates(dt)
         if n:
+            if self._fast_stale:
+                fast[:] = bg  # nothing moved until now: the recent frames looked like the background
+                self._fast_stale = False
             still = changed & (np.abs(cur - fast) < self.p.threshold)
             delta *= np.where(still, np.float32(w_still), np.float32(w_bg))
+            step = cur - fast
+            step *= w_fast
+            fast += step
         else:
             delta *= w_bg
+            self._fast_stale = True  # only needed while something changes
         bg += delta
-        step = cur - fast
-        step *= w_fast
-        fast += step
         if self._count % 4 == 0:
-            quiet = ~changed
-            self._noise[quiet] += 0.1 * (np.minimum(diff[quiet], 30.0) - self._noise[quiet])
+            # noise += 0.1 * (min(diff, 30) - noise) where nothing changed, without fancy indexing
+            upd = np.minimum(diff, 30.0)
+            upd -= self._noise
+            upd *= ~changed
+            upd *= 0.1
+            self._noise += upd
         if n < self._min_cells:
             return MotionResult(changed=frac)
-        # Label on a grid of 2x2 cells (any changed cell marks its block), grown by one block:
-        # four times fewer runs for the Python labelling, boxes still 2 cells fine.
-        ch, cw = self.gh // 2 * 2, self.gw // 2 * 2
-        coarse = changed[0:ch:2, 0:cw:2] | changed[1:ch:2, 0:cw:2]
-        coarse |= changed[0:ch:2, 1:cw:2]
-        coarse |= changed[1:ch:2, 1:cw:2]
-        c2 = 2 * self.p.cell_px
+        # Label on a grid of 4x4-cell blocks (any changed cell marks its block; 16 px on a
+        # 320 px lores frame): few runs for the Python labelling, and pooling joins the limbs
+        # of one person. A region's area is the count of its changed cells.
+        b = 4
+        bh, bw = self.gh // b, self.gw // b
+        core = changed[: bh * b, : bw * b]
+        half = core[0::2] | core[1::2]  # 2x2 pooling twice with slices: ≈4 µs (reshape.any: ≈15)
+        half = half[:, 0::2] | half[:, 1::2]
+        pooled = half[0::2] | half[1::2]
+        pooled = pooled[:, 0::2] | pooled[:, 1::2]
+        c = self.p.cell_px
         w, h = self.width, self.height
-        return MotionResult(changed=frac, boxes=[
-            (x0 * c2, y0 * c2, min(w, x1 * c2), min(h, y1 * c2))
-            for x0, y0, x1, y1 in regions(grow(coarse), self._min_blocks)])
+        boxes = []
+        for x0, y0, x1, y1 in regions(pooled, 1):
+            cx0, cy0, cx1, cy1 = x0 * b, y0 * b, x1 * b, y1 * b
+            if x1 == bw:
+                cx1 = self.gw  # the leftover cells at the right/bottom edge join the last block
+            if y1 == bh:
+                cy1 = self.gh
+            if np.count_nonzero(changed[cy0:cy1, cx0:cx1]) >= self._min_cells:
+                boxes.append((cx0 * c, cy0 * c, min(w, cx1 * c), min(h, cy1 * c)))
+        return MotionResult(changed=frac, boxes=boxes)
 
     def _jump(self, cur: np.ndarray, frac: float) -> MotionResult:
         """A light jump: this frame is the new background; the next ones only settle it."""
