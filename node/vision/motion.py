@@ -21,11 +21,11 @@ Per frame:
    frame is not motion: the background is replaced by the current frame and the next
    ``settle_frames`` frames only re-learn it. :meth:`MotionDetector.rebaseline` asks for the
    same from any thread (the day/night controller calls it when it switches IR).
-4. **Regions.** Changed cells are pooled into blocks of 2x2 cells, grown by one block to join
-   the limbs of one person, and grouped into connected regions by a run-length labelling in
-   Python (cost grows with the number of runs, hence the pooling); regions smaller than
-   ``min_area`` (fraction of the frame) are dropped. Masked cells (config polygons in
-   relative coordinates) never count.
+4. **Regions.** Changed cells are pooled into blocks of 4x4 cells (16 px on a 320 px lores
+   frame; pooling joins the limbs of one person) and the blocks are grouped into 8-connected
+   regions by a run-length labelling in Python (cost grows with the number of runs, hence
+   the pooling); a region counts when it holds at least ``min_area`` (fraction of the frame)
+   of changed cells. Masked cells (config polygons in relative coordinates) never count.
 5. **Background update.** Exponential running average with time constant ``background_s``
    (the weight of each frame is computed from the frame interval, so the behaviour does not
    depend on the frame rate). The update is the same for moving and still cells: a selective
@@ -39,8 +39,8 @@ Per frame:
    leaves behind after walking away all stop being motion within a few seconds.
    The noise estimate is refreshed every 4th frame.
 
-Cost: ≈30-60 µs per idle 320x180 frame here (a dozen numpy calls on 3,600 cells), plus
-≈20-100 µs for labelling when something moves. Thread: :meth:`detect` on the analysis thread
+Cost: ≈40-50 µs per idle 320x180 frame here (a dozen numpy calls on 3,600 cells), plus
+≈30-40 µs for pooling and labelling when something moves. Thread: :meth:`detect` on the analysis thread
 only; :meth:`rebaseline` from any thread.
 """
 
