@@ -6,6 +6,7 @@ recovery (:meth:`Store.open`, exactly what the recorder runs at start) and check
 
 * no ``.part`` and no file the index does not know (no orphans), no indexed file missing;
 * every segment file decodes completely with PyAV (each new one once);
+* ``verify`` finds the store intact: hashes, seals and the chain across every recovery;
 * the video lost at the cut (fed to the recorder but not on disk after recovery) is at most
   one fragment (2 s) plus a frame.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from node.record.segmenter import PART, segment_files
 from node.record.store import JOURNAL_NAME, Store
+from node.record.verify import verify_store
 from tests.record_media import decode_count
 
 CRASHEE = Path(__file__).with_name("record_crashee.py")
@@ -75,6 +77,9 @@ def check_store(root: Path, decoded: set[str], camp: Campaign, fed_end_us: int |
                 camp.problems.append(f"kill {camp.kills}: {r['name']} decodes {n}/{r['frames']} frames")
             decoded.add(r["name"])
         camp.segments = len(rows)
+        v = verify_store(root)  # the hash chain survives every crash and recovery
+        if not v.ok:
+            camp.problems.append(f"kill {camp.kills}: verify: {v.first}")
         if fed_end_us is not None and rows:
             lost = (fed_end_us - rows[-1]["end_us"]) / 1e6
             camp.losses_s.append(lost)

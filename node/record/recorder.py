@@ -161,7 +161,7 @@ class Recorder:
             if item is None:
                 self._guard(self.writer.gap)
                 continue
-            self.writer.write(item)
+            self._guard(lambda p=item: self.writer.write(p))  # never let this thread die
 
     def _wait_for_space(self) -> None:
         """Writer thread, card full: run an emergency sweep and wait for it (at most 2 s;
