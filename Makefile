@@ -32,8 +32,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[detect,dev]'
 	touch $(STAMP)
 
+# The demo finds the person detector beside the repository when it is there (see README).
+MODEL_DIR ?= $(wildcard ../shared/models)
+
 run: install
-	$(BIN)/camnode demo
+	$(BIN)/camnode demo $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
 
 test: install
 	$(BIN)/pytest -q

@@ -42,7 +42,8 @@ class Node:
 
     def __init__(self, cfg: Config, *, clock: Clock | None = None, source: FrameSource | None = None,
                  notifier: Notifier | None = None, encoder: Any = None, devices: Any = None,
-                 detector: Any = None, platform: Any = None, analysis: bool = True) -> None:
+                 detector: Any = None, platform: Any = None, analysis: bool = True,
+                 base_dir: str | None = None) -> None:
         self.cfg = cfg
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
@@ -51,6 +52,7 @@ class Node:
         self._given_encoder = encoder
         self._detector = detector
         self._analysis_enabled = analysis
+        self._base_dir = base_dir
         self.platform = platform
         self.devices = devices
         self.encoder_report: Any = None
@@ -192,7 +194,8 @@ class Node:
     def _build_analyzer(self) -> None:
         from node.vision.pipeline import Analyzer
 
-        self.analyzer = Analyzer(self.cfg.motion, self.cfg.detect, self.clock, detector=self._detector)
+        self.analyzer = Analyzer(self.cfg.motion, self.cfg.detect, self.clock, detector=self._detector,
+                                 base_dir=self._base_dir)
         if self.analyzer.reason:
             log.warning("object detection off: %s", self.analyzer.reason)
 

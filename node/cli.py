@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from node import __version__
 from node.config import ConfigError, example_toml, load_config, schema
@@ -32,7 +33,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    node = Node(cfg)
+    # relative paths in a config file (model, labels) are relative to the file's directory
+    base_dir = str(Path(args.config).resolve().parent) if args.config else None
+    node = Node(cfg, base_dir=base_dir)
     node.run(stop)
     return 0
 
@@ -55,7 +58,8 @@ def _cmd_config_schema(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from node.demo import run_demo
 
-    return run_demo(storage=args.storage, heartbeat_s=args.heartbeat_s)
+    return run_demo(storage=args.storage, heartbeat_s=args.heartbeat_s, model_dir=args.model_dir,
+                    source=args.source)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="local broker + node on the demo scene + station view")
     demo.add_argument("--storage", default="var/demo", help="where the demo keeps its footage")
     demo.add_argument("--heartbeat-s", type=float, default=3.0)
+    demo.add_argument("--model-dir", default="",
+                      help="directory holding ssd_mobilenet_v1_coco_quant.tflite and coco_labels.txt "
+                      "(person detection); without it the demo runs motion detection only")
+    demo.add_argument("--source", default="synthetic",
+                      help="camera.source for the demo (default: the built-in street scene)")
     demo.set_defaults(func=_cmd_demo)
     return p
 

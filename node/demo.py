@@ -17,17 +17,26 @@ from pathlib import Path
 
 from node.localbroker import LocalBroker
 
+MODEL = "ssd_mobilenet_v1_coco_quant.tflite"
+LABELS = "coco_labels.txt"
 
-def demo_config(port: int, storage: str, heartbeat_s: float) -> str:
-    return (
+
+def demo_config(port: int, storage: str, heartbeat_s: float, model_dir: str = "",
+                source: str = "synthetic") -> str:
+    text = (
         '[node]\nid = "demo-node"\nname = "Demo street, pole 1"\n\n'
-        f'[camera]\nsource = "synthetic"\n\n'
+        f'[camera]\nsource = "{source}"\n\n'
         f'[storage]\npath = "{Path(storage).resolve()}"\nsegment_s = 10.0\n\n'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nheartbeat_s = {heartbeat_s}\n'
     )
+    models = Path(model_dir).resolve() if model_dir else None
+    if models is not None and (models / MODEL).is_file() and (models / LABELS).is_file():
+        text += f'\n[detect]\nmodel = "{models / MODEL}"\nlabels = "{models / LABELS}"\n'
+    return text
 
 
-def run_demo(storage: str = "var/demo", heartbeat_s: float = 3.0) -> int:
+def run_demo(storage: str = "var/demo", heartbeat_s: float = 3.0, model_dir: str = "",
+             source: str = "synthetic") -> int:
     from station.watch import Watcher
 
     stop = threading.Event()
@@ -35,7 +44,7 @@ def run_demo(storage: str = "var/demo", heartbeat_s: float = 3.0) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with LocalBroker() as broker, tempfile.TemporaryDirectory(prefix="camnode-demo-") as tmp:
         cfg = Path(tmp) / "node.toml"
-        cfg.write_text(demo_config(broker.port, storage, heartbeat_s))
+        cfg.write_text(demo_config(broker.port, storage, heartbeat_s, model_dir, source))
         Path(storage).mkdir(parents=True, exist_ok=True)
         log_path = Path(storage).resolve() / "node.log"
         print(f"demo: broker on 127.0.0.1:{broker.port}; footage in {Path(storage).resolve()}; "

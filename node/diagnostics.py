@@ -80,8 +80,6 @@ class Diagnostics:
         days, target = rec.get("projected_days"), n.cfg.record.max_age_days
         if isinstance(days, int | float) and days < target:
             out["retention"] = f"card holds ~{days:.1f} days at the current bitrate, target {target:g}"
-        if n.analyzer is not None and n.analyzer.reason:
-            out["detection"] = n.analyzer.reason
         return out
 
     def full(self) -> dict[str, Any]:

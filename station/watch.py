@@ -26,15 +26,20 @@ def format_line(node_id: str, leaf: str, msg: dict[str, Any]) -> str:
         faults = ", ".join(f"{k}: {v}" for k, v in (msg.get("faults") or {}).items()) or "none"
         temps = msg.get("temperatures_c") or {}
         temp = f" {max(temps.values()):.0f}°C" if temps else ""
+        mode = (msg.get("daynight") or {}).get("mode", "?")
+        det = ((msg.get("vision") or {}).get("detect") or {})
+        detect = "on" if det.get("enabled") else "off"
         return (f"{msg.get('utc', '?')} {node_id:<16} HEARTBEAT fps {msg.get('fps_in', 0):.1f}/"
                 f"{msg.get('fps_out', 0):.1f} dropped {msg.get('frames_dropped', 0)} "
-                f"enc {msg.get('encoder')} disk {msg.get('disk_free_mb', 0):.0f}MB{temp} "
-                f"up {msg.get('uptime_s', 0):.0f}s faults: {faults}")
+                f"enc {msg.get('encoder')} {mode} detect {detect} disk {msg.get('disk_free_mb', 0):.0f}MB"
+                f"{temp} up {msg.get('uptime_s', 0):.0f}s faults: {faults}")
     if leaf == "event":
-        classes = ",".join(msg.get("classes", [])) or msg.get("kind", "?")
-        return (f"{msg.get('utc', msg.get('start_utc', '?'))} {node_id:<16} EVENT     "
-                f"{msg.get('phase', msg.get('type', '?'))} {classes} id {msg.get('id', '?')} "
-                f"score {msg.get('score', '-')}")
+        what = msg.get("label") or msg.get("kind", "?")
+        when = msg.get("end") if msg.get("phase") == "end" else msg.get("start")
+        score = f" score {msg['score']:.2f}" if isinstance(msg.get("score"), int | float) else ""
+        dur = f" {msg['duration_s']:.1f}s" if msg.get("phase") == "end" and "duration_s" in msg else ""
+        return (f"{when or '?'} {node_id:<16} EVENT     {msg.get('phase', '?'):<6} {what}{score}{dur} "
+                f"id {msg.get('id', '?')}")
     return f"{node_id:<16} {leaf} {json.dumps(msg)}"
 
 
