@@ -45,7 +45,8 @@ def test_diag_reports_everything(running):
     assert res["platform"]["kind"]
     assert res["camera"]["backend"] == "synthetic"
     assert res["config"]["mqtt"]["port"] == broker.port
-    assert "detection" in res["faults"] or res["vision"]["detector"]
+    assert res["vision"]["detect"]["enabled"] is False  # no model in this config: motion only
+    assert "labels file not readable" in res["vision"]["detect"]["reason"]
 
 
 def test_ir_override_and_its_errors(running, capsys):
