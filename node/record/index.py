@@ -341,6 +341,28 @@ class Journal:
             finally:
                 os.close(fd)
 
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def rewrite(self, entries: list[dict[str, Any]]) -> None:
+        """Replace the journal atomically (tmp, fsync, rename): compaction."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        body = b"".join((json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n").encode()
+                        for e in entries)
+        with self._lock:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(body)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+
     def entries(self) -> list[dict[str, Any]]:
         """Every readable line (a torn last line after a crash is skipped)."""
         try:

@@ -108,8 +108,9 @@ class Retention:
             batch = idx.oldest(64, protected=False)
             old = [b for b in batch if b[0] <= horizon]
             for seq, _name, _n, _end in old:
-                rep.freed_bytes += self.store.delete(seq, "age")
-                rep.deleted_age += 1
+                freed = self.store.delete(seq, "age")  # 0: protected meanwhile, kept
+                rep.freed_bytes += freed
+                rep.deleted_age += freed > 0
             if len(old) < len(batch) or not batch:
                 break
         rate = self.rate()
@@ -127,10 +128,11 @@ class Retention:
                 rep.short_of_space = True
                 break
             seq, name, _n, _end = victim[0]
-            freed = self.store.delete(seq, "space-protected" if protected else "space")
+            freed = self.store.delete(seq, "space-protected" if protected else "space",
+                                      allow_protected=protected)
             rep.freed_bytes += freed
-            rep.deleted_space += 1
-            if protected:
+            rep.deleted_space += freed > 0
+            if protected and freed:
                 rep.protected_deleted.append(name)
                 self.protected_deleted_total += 1
                 log.error("card full: deleted PROTECTED segment %s (nothing unprotected left)", name)
@@ -138,6 +140,7 @@ class Retention:
         rep.free_bytes = free
         if rep.deleted_age or rep.deleted_space:
             idx.prune_tombstones()
+            self.store.compact_journal()
             log.info("retention: %d by age, %d for space, %.1f MB freed", rep.deleted_age,
                      rep.deleted_space, rep.freed_bytes / 1e6)
         rep.projected_days = self.projected_days(free, rate)

@@ -122,6 +122,7 @@ class Store:
                 idx.set_missing(seq)
                 report["missing"] += 1
         report["events_closed"] = idx.close_open_events()
+        report["journal_compacted"] = self.compact_journal()
         self.report = report
         return report
 
@@ -156,7 +157,7 @@ class Store:
         return self.index.upsert_event(event_id, start_us, end_us, motion=motion, person=person,
                                        protect=protect)
 
-    def delete(self, seq: int, reason: str) -> int:
+    def delete(self, seq: int, reason: str, *, allow_protected: bool = False) -> int:
         """Delete one segment on purpose: journal, tombstone, then unlink. Returns bytes freed.
 
         The order makes a crash at any point safe: a tombstoned file that still exists is
@@ -171,10 +172,9 @@ class Store:
         row = self.index.get(seq)
         if row is None or row["deleted_us"] is not None:
             return 0
-        seal = {k: row[k] for k in SegmentInfo.__dataclass_fields__ if k in row and k != "path"}
-        seal["synced"], seal["recovered"] = bool(row["synced"]), bool(row["recovered"])
-        entry = {"t": "del", "seal": seal, "bytes": row["bytes"], "reason": reason,
-                 "at_us": self._now_us()}
+        if row["protected"] and not allow_protected:
+            return 0  # protected since the caller chose it (an event from the analysis thread)
+        entry = _del_entry(row, reason, self._now_us())
         late: list[str] = []
         try:
             self.journal.append(entry)
@@ -196,8 +196,32 @@ class Store:
             self.index.tombstone(seq, self._now_us(), reason)
         return int(row["bytes"])
 
+    def compact_journal(self, limit_bytes: int = 8 << 20) -> bool:
+        """Rewrite the journal from the index once it passes ``limit_bytes`` (it grows by one
+        line per deleted segment, ~26 MB a month): the events and tombstones the index still
+        holds, i.e. what a rebuild needs. Retention thread or :meth:`open`. Returns True if done.
+        """
+        if self.index is None or self.journal.size() < limit_bytes:
+            return False
+        entries: list[dict[str, Any]] = [
+            {"t": "event", "event_id": e["event_id"], "start_us": e["start_us"], "end_us": e["end_us"],
+             "motion": bool(e["motion"]), "person": bool(e["person"]), "protect": bool(e["protect"])}
+            for e in self.index.events()]
+        entries += [_del_entry(r, r["delete_reason"] or "retention", r["deleted_us"])
+                    for r in self.index.rows() if r["deleted_us"] is not None]
+        before = self.journal.size()
+        self.journal.rewrite(entries)
+        log.info("journal compacted: %d -> %d bytes", before, self.journal.size())
+        return True
+
     def close(self) -> None:
         if self.index is not None:
             self.index.close()
             self.index = None
 
+
+def _del_entry(row: dict[str, Any], reason: str, at_us: int) -> dict[str, Any]:
+    """The journal line of a deletion: the deleted segment's seal fields (chain included)."""
+    seal = {k: row[k] for k in SegmentInfo.__dataclass_fields__ if k in row and k != "path"}
+    seal["synced"], seal["recovered"] = bool(row["synced"]), bool(row["recovered"])
+    return {"t": "del", "seal": seal, "bytes": row["bytes"], "reason": reason, "at_us": at_us}

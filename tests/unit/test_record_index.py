@@ -226,3 +226,38 @@ def test_event_left_open_by_a_crash_is_closed_at_the_footage_end(tmp_path: Path)
     rec2.stop()
     assert [r["protected"] for r in rec2.store.index.rows()] == [1, 1, 0, 0]
     rec2.close()
+
+
+def test_journal_is_compacted_and_still_rebuilds_the_index(tmp_path: Path) -> None:
+    rec, clock, _ = _recorded(tmp_path)
+    rec.protect("ev", T0 + timedelta(seconds=25), T0 + timedelta(seconds=26))
+    for _ in range(3):  # the same event re-sent: three journal lines, one event
+        rec.mark("ev", T0 + timedelta(seconds=25), T0 + timedelta(seconds=26), True, False)
+    for seq in (1, 2, 3, 4):
+        rec.store.delete(seq, "age")
+    rec.store.index.prune_tombstones()  # keeps seq 4, the chain anchor
+    assert len(rec.store.journal.entries()) == 8
+    assert rec.store.compact_journal(limit_bytes=0)
+    kinds = sorted(e["t"] for e in rec.store.journal.entries())
+    assert kinds == ["del", "event"]
+    before = [(r["seq"], r["chain"], r["protected"], r["motion"], r["deleted_us"] is not None)
+              for r in rec.store.index.rows()]
+    rec.close()
+    for p in tmp_path.glob("index.db*"):
+        p.unlink()
+    store = Store(tmp_path, clock=clock)
+    store.open()
+    after = [(r["seq"], r["chain"], r["protected"], r["motion"], r["deleted_us"] is not None)
+             for r in store.index.rows()]
+    assert after == before
+    store.close()
+
+
+def test_a_segment_protected_after_retention_chose_it_is_kept(tmp_path: Path) -> None:
+    rec, _clock, _ = _recorded(tmp_path)
+    r = rec.store.index.get(1)
+    rec.store.index.upsert_event("late", r["start_us"], r["end_us"], protect=True)
+    assert rec.store.delete(1, "space") == 0  # chosen while unprotected, protected since
+    assert rec.store.index.get(1)["deleted_us"] is None
+    assert rec.store.delete(1, "space-protected", allow_protected=True) > 0
+    rec.close()
