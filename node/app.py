@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 from hw.camera import Frame, FrameSource, open_source
@@ -25,6 +26,7 @@ from node.diagnostics import Diagnostics
 from node.events import MarkSegments, ProtectClip, PublishEvent, PublishSnapshot
 from node.link.commands import CommandRouter
 from node.link.mqtt import MqttLink
+from node.link.outbox import Outbox
 from node.pipeline import Faults, Pipeline
 from node.record.recorder import build_recorder
 from node.sdnotify import Notifier
@@ -60,7 +62,9 @@ class Node:
         self.overlay: Any = None
         self._stopped = threading.Event()
         self._started_mono = self.clock.monotonic()
-        self.link = MqttLink.from_config(cfg.mqtt, cfg.node.id, self.clock, on_command=self._on_command)
+        self.outbox = Outbox(Path(cfg.storage.path) / "outbox.sqlite")
+        self.link = MqttLink.from_config(cfg.mqtt, cfg.node.id, self.clock, on_command=self._on_command,
+                                         outbox=self.outbox)
         self.commands = CommandRouter(lambda topic, payload: self.link.publish(topic, payload, qos=1),
                                       self.link.topics, self.clock)
         self.recorder = build_recorder(cfg, self.clock)
@@ -106,6 +110,7 @@ class Node:
         if self.devices is not None:
             self.devices.close()
         self.link.close()
+        self.outbox.close()
         log.info("stopped")
 
     def join(self, timeout: float | None = None) -> bool:
@@ -246,9 +251,9 @@ class Node:
         topics = self.link.topics
         for act in actions:
             if isinstance(act, PublishEvent):
-                self.link.publish(topics.event, act.payload, qos=1)
+                self.link.send_durable(topics.event, act.payload)
             elif isinstance(act, PublishSnapshot):
-                self.link.publish(topics.snapshot(act.event_id), act.jpeg, qos=1)
+                self.link.send_durable(topics.snapshot(act.event_id), act.jpeg)
             elif isinstance(act, ProtectClip):
                 self.recorder.protect(act.event_id, act.start_utc, act.end_utc)
             elif isinstance(act, MarkSegments):

@@ -6,6 +6,8 @@
 * Publishes a retained ``status`` = online on every (re)connect and registers a retained
   ``status`` = offline (reason "lost") as last will, so the station learns of an abrupt death.
 * ``close()`` publishes ``status`` = offline (reason "shutdown") and waits up to 2 s for it.
+* ``send_durable`` goes through an :class:`~node.link.outbox.Outbox` (SQLite): events reach the
+  station after a broker outage, and after a restart in between; rows are deleted on PUBACK.
 * Command messages on ``<p>/<id>/cmd/<name>`` go to ``on_command(name, payload_bytes)``; it
   runs on paho's network thread and must return quickly.
 
@@ -28,6 +30,7 @@ from paho.mqtt.properties import Properties
 
 from node import __version__
 from node.link import topics as t
+from node.link.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ class MqttLink:
         password: str = "",
         tls_ca: str = "",
         on_command: CommandHandler | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.topics = t.Topics(prefix, node_id)
         self._clock = clock
@@ -60,6 +64,9 @@ class MqttLink:
         self.last_error: str | None = None
         self.published = 0
         self.dropped_offline = 0
+        self.outbox = outbox
+        self._inflight: dict[int, int] = {}  # paho mid → outbox row id
+        self._drain_lock = threading.Lock()
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"camnode-{node_id}",
                         protocol=paho.MQTTv5)
         c.reconnect_delay_set(min_delay=1, max_delay=max(1, int(reconnect_max_s)))
@@ -73,17 +80,19 @@ class MqttLink:
         c.on_disconnect = self._handle_disconnect
         c.on_message = self._handle_message
         c.on_connect_fail = self._handle_connect_fail
+        c.on_publish = self._handle_publish
         self._client = c
 
     @classmethod
-    def from_config(cls, mqtt, node_id: str, clock, on_command: CommandHandler | None = None) -> MqttLink:
+    def from_config(cls, mqtt, node_id: str, clock, on_command: CommandHandler | None = None,
+                    outbox: Outbox | None = None) -> MqttLink:
         password = mqtt.password
         if mqtt.password_file:
             password = Path(mqtt.password_file).read_text().strip()
         return cls(host=mqtt.host, port=mqtt.port, node_id=node_id, prefix=mqtt.topic_prefix,
                    clock=clock, keepalive_s=mqtt.keepalive_s, reconnect_max_s=mqtt.reconnect_max_s,
                    username=mqtt.username, password=password, tls_ca=mqtt.tls_ca,
-                   on_command=on_command)
+                   on_command=on_command, outbox=outbox)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -129,10 +138,38 @@ class MqttLink:
             return True
         return qos > 0  # QoS>0 is kept in paho's in-memory queue and sent on reconnect
 
+    def send_durable(self, topic: str, payload: dict[str, Any] | bytes) -> None:
+        """Queue a message that must arrive (QoS 1, survives outages and restarts)."""
+        data = payload if isinstance(payload, bytes) else t.encode(payload)
+        if self.outbox is None:
+            self.publish(topic, data, qos=1)
+            return
+        self.outbox.put(topic, data, 1)
+        if self._connected.is_set():
+            self._drain()
+
+    def _drain(self) -> None:
+        """Publish what the outbox holds and is not yet in flight (any thread)."""
+        if self.outbox is None:
+            return
+        with self._drain_lock:
+            for row_id, topic, payload, qos in self.outbox.pending(100, set(self._inflight.values())):
+                if not self._connected.is_set():
+                    return
+                info = self._client.publish(topic, payload, qos=qos)
+                if info.rc != paho.MQTT_ERR_SUCCESS:
+                    return
+                self._inflight[info.mid] = row_id
+                self.published += 1
+
     def health(self) -> dict[str, Any]:
-        return {"connected": self.connected, "connects": self.connects,
-                "disconnects": self.disconnects, "published": self.published,
-                "dropped_offline": self.dropped_offline, "last_error": self.last_error}
+        h = {"connected": self.connected, "connects": self.connects,
+             "disconnects": self.disconnects, "published": self.published,
+             "dropped_offline": self.dropped_offline, "last_error": self.last_error}
+        if self.outbox is not None:
+            h["outbox"] = len(self.outbox)
+            h["outbox_dropped"] = self.outbox.dropped
+        return h
 
     # -- paho callbacks (network thread) -------------------------------------------
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -147,12 +184,21 @@ class MqttLink:
         client.publish(self.topics.status, t.status_payload("online", self._clock.utc(), __version__),
                        qos=1, retain=True)
         client.subscribe(self.topics.cmd("#"), qos=1)
+        self._inflight.clear()  # whatever was in flight is resent from the outbox
+        threading.Thread(target=self._drain, name="outbox-drain", daemon=True).start()
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._connected.is_set():
             self.disconnects += 1
             log.warning("disconnected from broker: %s", reason_code)
         self._connected.clear()
+
+    def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        row_id = self._inflight.pop(mid, None)
+        if row_id is not None and self.outbox is not None:
+            self.outbox.done(row_id)
+            if not self._inflight:
+                threading.Thread(target=self._drain, name="outbox-drain", daemon=True).start()
 
     def _handle_connect_fail(self, client, userdata) -> None:
         self.last_error = f"broker {self._host}:{self._port} unreachable"

@@ -1,0 +1,46 @@
+"""Events raised while the broker is down reach the station later, even across a restart."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from node.app import Node
+from node.localbroker import LocalBroker, free_port
+from tests.integration.test_node_inprocess import small_config
+
+
+def test_event_survives_outage_and_restart(tmp_path, subscriber_factory):
+    port = free_port()
+    cfg = small_config(tmp_path, port)
+    node = Node(cfg)  # the demo scene: a walker enters at 3 s → a motion event
+    stop = threading.Event()
+    th = threading.Thread(target=node.run, args=(stop,))
+    th.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(node.outbox) == 0:
+            time.sleep(0.1)
+        queued = [json.loads(p) for _, _, p, _ in node.outbox.pending()]
+        assert queued and queued[0]["phase"] == "start", "no event queued while offline"
+    finally:
+        stop.set()
+        th.join(30)
+    event_id = queued[0]["id"]
+    with LocalBroker(port) as broker:
+        live = subscriber_factory(broker.host, broker.port, "camnode/pole-9/event")
+        time.sleep(0.3)
+        again = Node(small_config(tmp_path, port))  # same storage: same outbox
+        stop2 = threading.Event()
+        th2 = threading.Thread(target=again.run, args=(stop2,))
+        th2.start()
+        try:
+            assert live.wait_for(lambda s: any(e["id"] == event_id for e in s.json("event")), 20)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and again.link.health().get("outbox"):
+                time.sleep(0.1)
+            assert again.link.health()["outbox"] == 0  # acknowledged rows are gone
+        finally:
+            stop2.set()
+            th2.join(30)
