@@ -82,10 +82,17 @@ class Recorder:
     # ------------------------------------------------------------------ Output
 
     def start(self, stream: StreamInfo) -> None:
-        self.writer.start(stream)
+        """Begin (or, after a camera reconnect, continue with a new ``stream``: the writer
+        thread closes the open segment if the stream changed, in packet order)."""
         if self.preroll:
             self.preroll.start(stream)
-        if self.threaded and not self._threads:
+        if self.threaded and self._threads:
+            with self._cv:
+                self._q.append(stream)
+                self._cv.notify()
+            return
+        self.writer.start(stream)
+        if self.threaded:
             self._stopping.clear()
             self._threads = [threading.Thread(target=self._write_loop, name="rec-writer", daemon=True),
                              threading.Thread(target=self._sweep_loop, name="rec-retention",
@@ -160,6 +167,9 @@ class Recorder:
                 return
             if item is None:
                 self._guard(self.writer.gap)
+                continue
+            if isinstance(item, StreamInfo):
+                self._guard(lambda st=item: self.writer.start(st))
                 continue
             self._guard(lambda p=item: self.writer.write(p))  # never let this thread die
 

@@ -234,6 +234,10 @@ class SegmentWriter:
     # ------------------------------------------------------------------ Output
 
     def start(self, stream: StreamInfo) -> None:
+        """Set the stream; a different stream (size, rate, parameter sets) closes the open
+        segment first, so one file never mixes two streams."""
+        if self._seg is not None and stream != self._stream:
+            self._close()
         self._stream = stream
         self._params = mp4box.avcc_parameter_sets(stream.extradata)
         self.root.mkdir(parents=True, exist_ok=True)

@@ -135,3 +135,27 @@ def test_build_recorder_from_config(tmp_path: Path) -> None:
     rec2 = build_recorder(missing, FakeClock(T0))  # not provisioned yet: records, unsigned
     assert rec2.health()["signed"] is False
     rec2.close()
+
+
+def test_a_new_stream_after_a_reconnect_starts_a_new_segment(tmp_path: Path) -> None:
+    info, pkts = encode_packets(4, gop_s=1.0)
+    info2, pkts2 = encode_packets(4, size=(640, 360), gop_s=1.0)
+    rec = Recorder(tmp_path, FakeClock(T0), segment_s=60.0, preroll_s=0, sweep_s=60)
+    rec.start(info)
+    for p in pkts:
+        rec.write(p)
+    rec.start(info2)  # the camera came back at another size
+    for p in retime(pkts2, 10.0):
+        rec.write(p)
+    rec.stop()
+    rows = rec.store.index.rows()
+    assert [r["frames"] for r in rows] == [len(pkts), len(pkts2)]
+    import av
+
+    sizes = []
+    for r in rows:
+        with av.open(str(rec.store.path_of(r["name"]))) as c:
+            sizes.append((c.streams.video[0].width, c.streams.video[0].height))
+        assert decode_count(rec.store.path_of(r["name"])) == r["frames"]
+    assert sizes == [(320, 180), (640, 360)]
+    rec.close()
