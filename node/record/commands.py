@@ -117,6 +117,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             return _fail("verify needs --config (the store) or a clip with --manifest", 2)
         v = verify_store(Path(cfg.storage.path), pub, hash_files=not args.quick)
         what = cfg.storage.path
+    for n in getattr(v, "notes", []):
+        print(f"note: {n}")
     if v.ok:
         print(f"{what}: OK ({v.checked} segments checked{', signatures verified' if pub else ''})")
         return 0

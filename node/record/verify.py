@@ -34,6 +34,7 @@ from node.record.store import INDEX_NAME
 class Verdict:
     checked: int = 0
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -69,8 +70,8 @@ def verify_store(root: Path, public_hex: str | None = None, *, hash_files: bool 
         parsed = parse_name(p.name)
         if parsed is None:
             continue
-        if p.name.endswith(PART):
-            v.problems.append(f"in progress or interrupted: {p.name} (recovered on the next start)")
+        if p.name.endswith(PART):  # the segment being written (or a crash's, recovered at start)
+            v.notes.append(f"in progress: {p.name} (not sealed yet, not checked)")
             continue
         files[parsed[1]] = p
     prev: str | None = None
@@ -110,8 +111,10 @@ def verify_store(root: Path, public_hex: str | None = None, *, hash_files: bool 
         if public_hex and not check_signature(public_hex, seal.get("chain", ""), seal.get("sig")):
             v.problems.append(f"forged: {path.name} signature does not verify")
         prev = seal.get("chain")
-    if note and not v.problems and not files:
-        v.problems.append(note)
+    if note:
+        v.notes.append(note)
+    if not rows and not files:
+        v.problems.append(f"no footage found in {root}")
     return v
 
 

@@ -249,3 +249,17 @@ def test_plan_30_days_answer_is_consistent() -> None:
     # field notes: 30 days take ~324 GB per Mbit/s
     assert plan(1e15, 1e6, 1920, 1080, 15).bitrate_for_target_bps > 0
     assert pytest.approx(324e9) == 1e6 / 8 * 86_400 * 30
+
+
+def test_verify_on_a_recording_node_notes_the_open_segment(tmp_path: Path) -> None:
+    info, pkts = encode_packets(6, gop_s=1.0)
+    rec = Recorder(tmp_path, FakeClock(T0), segment_s=4.0, threaded=False, preroll_s=0,
+                   policy=Policy(headroom_s=0, min_free_bytes=0))
+    rec.start(info)
+    for p in pkts:
+        rec.write(p)  # the second segment is still being written
+    v = verify_store(tmp_path)
+    assert v.ok and v.checked == 1
+    assert len(v.notes) == 1 and v.notes[0].startswith("in progress: ")
+    rec.close()
+    assert verify_store(tmp_path / "elsewhere").first == f"no footage found in {tmp_path / 'elsewhere'}"
