@@ -142,14 +142,19 @@ def motion_section(clips: dict[str, list]) -> None:
     makers = {"numpy cells (ours)": Mine,
               "OpenCV classic": CvMotion,
               "OpenCV classic, min/max stretch": lambda w, h: CvMotion(w, h, "minmax")}
-    print("\n1. Motion detection, ms per lores frame (median; p90) and motion events")
+    print("\n1. Motion detection, ms per lores frame (median; p90; best of 3 rounds) and motion events")
     print(f"   {'clip':34s} " + " | ".join(f"{k:>31s}" for k in makers))
     results: dict[str, dict[str, tuple]] = {}
     for name, frames in clips.items():
         row = []
-        for label, make in makers.items():
-            times, events = run_motion(make, frames)
-            results.setdefault(name, {})[label] = (times, events)
+        for _ in range(3):  # rounds, detectors interleaved; the best round counts (others' load)
+            for label, make in makers.items():
+                times, events = run_motion(make, frames)
+                old = results.setdefault(name, {}).get(label)
+                if old is None or statistics.median(times) < statistics.median(old[0]):
+                    results[name][label] = (times, events)
+        for label in makers:
+            times, events = results[name][label]
             med, p90 = statistics.median(times), np.percentile(times, 90)
             row.append(f"{med:6.3f} ms; {p90:6.3f}; {len(events):3d} ev")
         print(f"   {name:34s} " + " | ".join(f"{r:>31s}" for r in row))
@@ -160,12 +165,19 @@ def motion_section(clips: dict[str, list]) -> None:
           f"min/max variant {ref2:.3f} ms ({ref2 / ours:.1f}x ours)")
 
     visits = [(62, 195), (229, 444), (505, 694), (745, 863), (925, 1194), (1237, 1357)]
-    print("   event accuracy on one-by-one (6 visits): visits covered / events overlapping no visit")
+    print("   event accuracy on one-by-one (6 visits): visits covered, events overlapping no visit,")
+    print("   visits with a motion event of their own (not shared with another visit)")
     for label in makers:
         evs = results["one-by-one-person-detection.mp4"][label][1]
-        covered = sum(any(s <= b / 10 and e >= a / 10 for s, e in evs) for a, b in visits)
+
+        def hits(ev, a, b):
+            return ev[0] <= b / 10 and ev[1] >= a / 10
+
+        covered = sum(any(hits(ev, a, b) for ev in evs) for a, b in visits)
         stray = sum(not any(s <= b / 10 + 2 and e >= a / 10 for a, b in visits) for s, e in evs)
-        print(f"     {label:34s} {covered}/6 covered, {stray} stray")
+        own = sum(any(hits(ev, a, b) and sum(hits(ev, *v) for v in visits) == 1 for ev in evs)
+                  for a, b in visits)
+        print(f"     {label:34s} {covered}/6 covered, {stray} stray, {own}/6 with an event of their own")
 
     print("   synthetic street (640x360, 10 fps): IR switch at 3 s (day→night) and 9 s (night→day),")
     print("   walker enters at 5 s: false events around the switches, walker event delay")
