@@ -165,6 +165,21 @@ def parameter_sets(data: bytes) -> bytes:
     return b"".join(b"\x00\x00\x00\x01" + n for n in sets)
 
 
+def is_length_prefixed(data: bytes) -> bool:
+    """True when ``data`` parses exactly as 4-byte-length-prefixed NAL units (MP4 framing).
+
+    A 3-byte Annex-B start code looks like a length of 0x000001xx, so the prefix alone cannot
+    tell; an exact walk of the lengths can (Annex-B data essentially never tiles that way).
+    """
+    i, n = 0, len(data)
+    while i + 5 <= n:
+        length = int.from_bytes(data[i : i + 4], "big")
+        if length == 0 or data[i + 4] & 0x80:  # forbidden_zero_bit set: not a NAL header
+            return False
+        i += 4 + length
+    return i == n
+
+
 def avcc_to_annexb(data: bytes, length_size: int = 4) -> bytes:
     """Length-prefixed (MP4) NAL units to Annex-B (used to feed demuxed MP4 H.264 in tests)."""
     out = bytearray()

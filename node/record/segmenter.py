@@ -32,6 +32,7 @@ used bare as an ``Output``); ``health`` from any thread.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import io
@@ -254,6 +255,10 @@ class SegmentWriter:
             self._abandon()
 
     def _write(self, packet: EncodedPacket) -> None:
+        if not packet.data.startswith(b"\x00\x00\x00\x01") and mp4box.is_length_prefixed(packet.data):
+            # length-prefixed (MP4-style) H.264 from a source that did not convert: the muxer
+            # is told the stream is Annex-B, so convert rather than write garbage
+            packet = dataclasses.replace(packet, data=mp4box.avcc_to_annexb(packet.data))
         seg = self._seg
         if packet.keyframe:
             params = mp4box.parameter_sets(packet.data)

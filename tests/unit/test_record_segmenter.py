@@ -163,3 +163,43 @@ def test_bytes_written_per_byte_of_h264_at_low_bitrate(tmp_path: Path) -> None:
     w, _, _ = _write(tmp_path, 20, 10.0, gop_s=2.0, kbps=300)
     w.stop()
     assert w.bytes_written / w.h264_bytes <= 1.05
+
+
+def test_real_camera_h264_is_written_unchanged(tmp_path: Path, shared_dir: Path) -> None:
+    """A real clip's H.264 (as an IP camera delivers it) is remuxed, never re-encoded."""
+    from tests.record_media import clip_packets
+
+    info, pkts = clip_packets(shared_dir / "media" / "videos" / "car-detection.mp4")
+    closed = []
+    w = SegmentWriter(tmp_path, 10.0, FakeClock(T0), on_closed=closed.append)
+    w.start(info)
+    for p in pkts:
+        w.write(p)
+    w.stop()
+    assert sum(c.frames for c in closed) == len(pkts)
+    # the slices in the files are the camera's, byte for byte (only the framing differs)
+    src = [mp4box.split_nals(p.data) for p in pkts]
+    out = []
+    for c in closed:
+        with av.open(str(c.path)) as cont:
+            out += [mp4box.split_nals(mp4box.avcc_to_annexb(bytes(p)))
+                    for p in cont.demux(video=0) if p.dts is not None]
+    vcl = [[n for n in nals if n[0] & 0x1F in (1, 5)] for nals in src]
+    assert [[n for n in nals if n[0] & 0x1F in (1, 5)] for nals in out] == vcl
+
+
+def test_length_prefixed_packets_are_converted_not_corrupted(tmp_path: Path) -> None:
+    import dataclasses
+
+    info, pkts = encode_packets(3, gop_s=1.0)
+    avcc = []
+    for p in pkts:
+        body = b"".join(len(n).to_bytes(4, "big") + n for n in mp4box.split_nals(p.data))
+        avcc.append(dataclasses.replace(p, data=body))
+    closed = []
+    w = SegmentWriter(tmp_path, 60.0, FakeClock(T0), on_closed=closed.append)
+    w.start(info)
+    for p in avcc:
+        w.write(p)
+    w.stop()
+    assert decode_count(closed[0].path) == len(pkts)
