@@ -118,7 +118,6 @@ class MotionDetector:
         self._w = (0.0, 0.0, 0.0)
         self._ramp = np.arange(65, dtype=np.float32) * 1e-3
         self._min_cells = max(1, round(self.p.min_area * self.gw * self.gh))
-        self._min_blocks = max(1, round(self._min_cells / 4))
         self._bg: np.ndarray | None = None
         self._fast = np.zeros((self.gh, self.gw), np.float32)
         self._fast_stale = False
@@ -274,16 +273,6 @@ class MotionDetector:
         self._settle = self.p.settle_frames
         self.rebaselines += 1
         return MotionResult(changed=frac, global_change=True)
-
-
-def grow(mask: np.ndarray) -> np.ndarray:
-    """Dilate a boolean grid by one cell (4-neighbourhood). Cost: five slices."""
-    out = mask.copy()
-    out[1:] |= mask[:-1]
-    out[:-1] |= mask[1:]
-    out[:, 1:] |= mask[:, :-1]
-    out[:, :-1] |= mask[:, 1:]
-    return out
 
 
 def regions(mask: np.ndarray, min_cells: int) -> list[Box]:

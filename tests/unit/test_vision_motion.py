@@ -11,7 +11,6 @@ from node.vision.motion import (
     MotionDetector,
     MotionParams,
     check_polygons,
-    grow,
     mask_cells,
     regions,
 )
@@ -152,10 +151,7 @@ def test_regions_labelling():
     assert regions(np.zeros((4, 4), bool), 1) == []
 
 
-def test_grow_and_mask_cells():
-    m = np.zeros((5, 5), bool)
-    m[2, 2] = True
-    assert grow(m).sum() == 5
+def test_mask_cells():
     keep = mask_cells([(0.0, 0.0, 1.0, 0.0, 1.0, 0.5, 0.0, 0.5)], 4, 4)  # top half masked
     assert keep.tolist() == [[False] * 4, [False] * 4, [True] * 4, [True] * 4]
     tri = mask_cells([(0.0, 0.0, 1.0, 0.0, 0.0, 1.0)], 10, 10)  # upper-left triangle
