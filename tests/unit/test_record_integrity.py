@@ -263,3 +263,16 @@ def test_verify_on_a_recording_node_notes_the_open_segment(tmp_path: Path) -> No
     assert len(v.notes) == 1 and v.notes[0].startswith("in progress: ")
     rec.close()
     assert verify_store(tmp_path / "elsewhere").first == f"no footage found in {tmp_path / 'elsewhere'}"
+
+
+def test_plan_from_the_measured_bitrate_of_a_node(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "rec"
+    rec = _store(root)
+    rate_bps = rec.retention.rate() * 8
+    rec.close()
+    cfg = _cfg_file(tmp_path, root)
+    assert _cli(["storage", "plan", "--card", "32G", "--config", str(cfg), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["bitrate_source"] == "measured on this node"
+    assert out["bitrate_bps"] == pytest.approx(rate_bps)
+    assert (out["width"], out["height"], out["fps"]) == (1280, 720, 15.0)  # the config's camera
