@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--source", default="synthetic",
                       help="camera.source for the demo (default: the built-in street scene)")
     demo.set_defaults(func=_cmd_demo)
+
+    from node.record import commands as record_commands
+
+    record_commands.register(sub)  # storage plan, clip, verify
     return p
 
 
