@@ -276,3 +276,14 @@ def test_plan_from_the_measured_bitrate_of_a_node(tmp_path: Path, capsys) -> Non
     assert out["bitrate_source"] == "measured on this node"
     assert out["bitrate_bps"] == pytest.approx(rate_bps)
     assert (out["width"], out["height"], out["fps"]) == (1280, 720, 15.0)  # the config's camera
+
+
+def test_camnode_cli_routes_the_recording_commands(tmp_path: Path, capsys) -> None:
+    from node.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[record]\nmax_age_days = -1\n")
+    assert main(["verify", "--config", str(bad)]) == 2
+    assert "record.max_age_days" in capsys.readouterr().err
+    assert main(["storage", "plan", "--card", "64G", "--bitrate", "500k"]) == 0
+    assert "days of continuous footage" in capsys.readouterr().out
