@@ -144,11 +144,16 @@ class PublishSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class ProtectClip:
-    """Recorder: keep the footage from ``start_utc`` to ``end_utc`` (may lie in the future)."""
+    """Recorder: keep the footage from ``start_utc`` to ``end_utc`` (may lie in the future).
+
+    ``end_utc=None`` (sent when an object event starts): open-ended, everything recorded from
+    ``start_utc`` on is kept until the same id is protected again with an end (sent when the
+    event ends); a crash in between leaves the clip protected.
+    """
 
     event_id: str
     start_utc: datetime
-    end_utc: datetime
+    end_utc: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +270,7 @@ def _open_motion_if_due(state: EventState, now: Instant, r: Rules, obs: Obs, out
     ev = Open(eid, "motion", start, pend.last, classes=("motion",), label="motion", box=obs.box)
     out.append(PublishEvent(_payload(ev, "start")))
     if r.protect:
-        out.append(ProtectClip(eid, start.utc - _td(r.pre_roll_s), now.utc + _td(r.post_roll_s)))
+        out.append(ProtectClip(eid, start.utc - _td(r.pre_roll_s), None))
     return replace(state, motion=ev, motion_pending=None)
 
 
@@ -294,7 +299,7 @@ def _step_object(state: EventState, obs: Obs, now: Instant, r: Rules, out: list[
         out.append(TakeSnapshot(eid, ev.seq, ev.box or (0.0, 0.0, 1.0, 1.0), ev.label, ev.score, pend.at.utc))
         ev = replace(ev, snap_seq=ev.seq, dirty=False)
         if r.protect:
-            out.append(ProtectClip(eid, start.utc - _td(r.pre_roll_s), now.utc + _td(r.post_roll_s)))
+            out.append(ProtectClip(eid, start.utc - _td(r.pre_roll_s), None))
         return replace(state, object=ev, object_pending=None)
     if obs.seen:
         ev = _absorb(replace(ev, last=now), obs.seen)

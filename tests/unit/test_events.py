@@ -172,6 +172,8 @@ def test_object_event_fields_and_recorder_actions():
     assert [s.seq for s in snaps] == [10, 20]  # at the start, then the better one at the end
     protects = [a for a in acts if isinstance(a, ProtectClip)]
     assert protects[0].start_utc == T0 + timedelta(seconds=0.6 - 5.0)
+    assert protects[0].end_utc is None  # open-ended until the event ends
+    assert protects[-1].start_utc == protects[0].start_utc
     assert protects[-1].end_utc == T0 + timedelta(seconds=2.0 + 5.0)
     (mark,) = [a for a in acts if isinstance(a, MarkSegments)]
     assert mark.person and mark.motion and mark.start_utc == T0 + timedelta(seconds=0.6)
