@@ -209,6 +209,8 @@ class Analyzer:
             self._persist.clear()
             self._last_job = self._last_unexplained = float("-inf")
             self._empty.clear()
+            self._recent.clear()  # frame numbers may start again too
+            self._pinned = None
             self._last_mono = None
         dt = 1.0 / 15 if self._last_mono is None else min(2.0, max(1e-3, frame.mono - self._last_mono))
         self._last_mono = frame.mono
