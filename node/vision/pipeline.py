@@ -378,6 +378,9 @@ class Analyzer:
             self._infer_ms.append(job.ms)
         out = []
         confirmed = self._persist.update(job.found or [], job.crops, job.mono)
+        # An object that changed look (walking off) and was missed twice in a row is gone;
+        # one that stands still gets a third look (max_misses) before it is given up.
+        self._persist.tracks = [t for t in self._persist.tracks if not (t.moved and t.misses >= 2)]
         if not job.found:
             self._empty += [(b, job.mono) for b in job.motion]
         lh, lw = job.lores.shape
