@@ -10,8 +10,8 @@ found on the lores luma frame:
    ``whole_frame_above`` of the short side means "large motion": the whole frame is used
    (stretched to the model input, as the SSD was trained);
 3. the crop is sampled at the model input size straight from the yuv420p planes and only
-   those samples are converted to RGB (BT.601 limited range): ≈1 ms for 300x300 in numpy,
-   independent of the main resolution.
+   those samples are converted to RGB (BT.601 limited range, lookup tables): ≈0.8 ms for
+   300x300 in numpy, independent of the main resolution.
 
 Why colour and not luma replicated to 3 channels: measured on ``one-by-one-person-detection.mp4``
 (whole frames, person class, score ≥ 0.5), luma-only input loses recall against RGB (see
@@ -104,36 +104,54 @@ def plan_crops(boxes: list[Box], width: int, height: int, *, min_crop: float = 0
     return crops
 
 
+# BT.601 limited range, as lookup tables (int16): R = Y' + Rv, G = Y' + Gu + Gv, B = Y' + Bu.
+_I = np.arange(256, dtype=np.float32)
+_Y = np.round(1.164 * (_I - 16)).astype(np.int16)
+_RV = np.round(1.596 * (_I - 128)).astype(np.int16)
+_GU = np.round(-0.392 * (_I - 128)).astype(np.int16)
+_GV = np.round(-0.813 * (_I - 128)).astype(np.int16)
+_BU = np.round(2.017 * (_I - 128)).astype(np.int16)
+
+
+def _sample_grid(crop: Crop, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre sample positions (rows, columns) of ``crop`` at ``size``."""
+    ow, oh = size
+    xs = crop.x + ((np.arange(ow) + 0.5) * (crop.w / ow)).astype(np.intp)
+    ys = crop.y + ((np.arange(oh) + 0.5) * (crop.h / oh)).astype(np.intp)
+    return ys, xs
+
+
 def crop_rgb(main: np.ndarray, width: int, height: int, crop: Crop, size: tuple[int, int]) -> np.ndarray:
     """Sample ``crop`` of a yuv420p frame (PyAV layout) at ``size`` and convert only that to RGB.
 
-    Nearest-neighbour sampling (pixel centres). BT.601 limited range, as H.264 cameras deliver.
-    Cost: ≈1 ms for 300x300 here, whatever the main resolution.
+    Nearest-neighbour sampling at pixel centres (``take`` along each axis: 3x faster than a 2-D
+    fancy index), BT.601 limited range (as H.264 cameras deliver) through int16 lookup tables.
+    Cost: ≈0.8 ms for 300x300 here, whatever the main resolution.
     """
     ow, oh = size
-    xs = crop.x + ((np.arange(ow) + 0.5) * (crop.w / ow)).astype(np.intp)
-    ys = crop.y + ((np.arange(oh) + 0.5) * (crop.h / oh)).astype(np.intp)
-    y = main[ys[:, None], xs[None, :]].astype(np.float32)
-    cw, ch = width // 2, height // 2
-    planes = main[height:].reshape(2, ch, cw)
-    ys2, xs2 = (ys >> 1)[:, None], (xs >> 1)[None, :]
-    u = planes[0][ys2, xs2].astype(np.float32) - 128.0
-    v = planes[1][ys2, xs2].astype(np.float32) - 128.0
-    y = (y - 16.0) * 1.164
-    rgb = np.empty((oh, ow, 3), np.float32)
-    rgb[..., 0] = y + 1.596 * v
-    rgb[..., 1] = y - 0.392 * u - 0.813 * v
-    rgb[..., 2] = y + 2.017 * u
-    np.clip(rgb, 0, 255, out=rgb)
-    return rgb.astype(np.uint8)
+    ys, xs = _sample_grid(crop, size)
+    y = main[:height].take(ys, axis=0).take(xs, axis=1)
+    planes = main[height:].reshape(2, height // 2, width // 2)
+    ys2, xs2 = ys >> 1, xs >> 1
+    u = planes[0].take(ys2, axis=0).take(xs2, axis=1)
+    v = planes[1].take(ys2, axis=0).take(xs2, axis=1)
+    yy = _Y.take(y)
+    out = np.empty((oh, ow, 3), np.uint8)
+    t = yy + _RV.take(v)
+    out[..., 0] = np.clip(t, 0, 255, out=t)
+    t = yy + _GU.take(u)
+    t += _GV.take(v)
+    out[..., 1] = np.clip(t, 0, 255, out=t)
+    t = yy + _BU.take(u)
+    out[..., 2] = np.clip(t, 0, 255, out=t)
+    return out
 
 
-def crop_luma3(main: np.ndarray, crop: Crop, size: tuple[int, int]) -> np.ndarray:
-    """The same crop as luma replicated to 3 channels (kept to measure against colour)."""
-    ow, oh = size
-    xs = crop.x + ((np.arange(ow) + 0.5) * (crop.w / ow)).astype(np.intp)
-    ys = crop.y + ((np.arange(oh) + 0.5) * (crop.h / oh)).astype(np.intp)
-    y = main[ys[:, None], xs[None, :]]
+def crop_luma3(image: np.ndarray, crop: Crop, size: tuple[int, int]) -> np.ndarray:
+    """The same crop of a luma plane (or of the Y rows of a yuv420p frame), replicated to 3
+    channels: the model input when a source delivers no colour (lores only)."""
+    ys, xs = _sample_grid(crop, size)
+    y = image.take(ys, axis=0).take(xs, axis=1)
     return np.repeat(y[:, :, None], 3, axis=2)
 
 
