@@ -139,3 +139,19 @@ def test_a_timeline_going_back_ends_events_and_starts_afresh(shared_dir):
             phases += [(lap, a.payload["phase"], a.payload.get("end_reason"))
                        for a in an.process(f) if isinstance(a, PublishEvent)]
     assert phases == [(0, "start", None), (1, "end", "shutdown"), (1, "start", None)]
+
+
+def test_a_person_who_stops_moving_stays_in_the_event(shared_dir, street):
+    """People revealed at 1 s, then nothing moves for 30 s: one open event, checked rarely."""
+    clock = FakeClock()
+    an = analyzer(shared_dir, clock)
+    phases = []
+    for f in reveal_frames(street, clock, n=310):
+        phases += [(round(f.mono, 1), a.payload["phase"]) for a in an.process(f)
+                   if isinstance(a, PublishEvent) and a.payload["kind"] == "object"]
+    assert [p for _, p in phases if p != "update"] == ["start"]  # never ended, never split
+    assert an.state.object is not None
+    assert an.health()["motion"]["moving"] is False  # the still people joined the background
+    calls = an.health()["detect"]["inference_calls"]
+    still_s = Config().detect.still_s
+    assert calls <= 6 + 30 / still_s + 2  # confirmation, then one look every still_s
