@@ -56,9 +56,6 @@ CREATE TABLE IF NOT EXISTS segments (
 );
 CREATE INDEX IF NOT EXISTS seg_start ON segments(start_us);
 CREATE INDEX IF NOT EXISTS seg_live ON segments(protected, seq) WHERE deleted_us IS NULL;
--- covers totals(): SUM(bytes) of live footage without touching the rows (2x faster)
-CREATE INDEX IF NOT EXISTS seg_live_bytes ON segments(protected, bytes, start_us)
-    WHERE deleted_us IS NULL AND missing = 0;
 CREATE TABLE IF NOT EXISTS events (
     event_id TEXT PRIMARY KEY,
     start_us INTEGER NOT NULL,
@@ -104,6 +101,7 @@ class Index:
             self._db.executescript(SCHEMA)
             self._max_len_us = self._db.execute(
                 "SELECT COALESCE(MAX(end_us - start_us), 0) FROM segments").fetchone()[0]
+            self._recount()
         except sqlite3.DatabaseError as exc:
             raise IndexCorrupt(f"{path}: {exc}") from None
 
@@ -142,7 +140,27 @@ class Index:
                 self._rollback()
                 raise
             self._max_len_us = max(self._max_len_us, max(r[3] - r[2] for r in rows))
+            if len(rows) == 1 and added == 1 and tombstone_us is None:
+                self._live_bytes += rows[0][5]
+                self._live_count += 1
+            elif added:
+                self._recount()
         return added
+
+    def _recount(self) -> None:
+        """Live bytes and count from the table (lock held). Kept up to date incrementally
+        afterwards: a full SUM costs ~7 ms at 43,200 rows, and the sweep needs it each time."""
+        self._live_bytes, self._live_count = self._db.execute(
+            "SELECT COALESCE(SUM(bytes), 0), COUNT(*) FROM segments"
+            " WHERE deleted_us IS NULL AND missing = 0").fetchone()
+
+    def _unlive(self, seq: int) -> None:
+        """Subtract a row from the live totals if it is live (lock held, before the update)."""
+        r = self._db.execute("SELECT bytes FROM segments WHERE seq = ? AND deleted_us IS NULL"
+                             " AND missing = 0", (seq,)).fetchone()
+        if r is not None:
+            self._live_bytes -= r[0]
+            self._live_count -= 1
 
     def _rollback(self) -> None:
         """Roll back if SQLite has not already done so (it does on SQLITE_FULL)."""
@@ -207,11 +225,21 @@ class Index:
 
     def tombstone(self, seq: int, now_us: int, reason: str) -> None:
         with self._lock:
-            self._db.execute("UPDATE segments SET deleted_us = ?, delete_reason = ? WHERE seq = ?",
-                             (now_us, reason, seq))
+            self._db.execute("BEGIN")
+            try:
+                before = (self._live_bytes, self._live_count)
+                self._unlive(seq)
+                self._db.execute("UPDATE segments SET deleted_us = ?, delete_reason = ? WHERE seq = ?",
+                                 (now_us, reason, seq))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._live_bytes, self._live_count = before
+                self._rollback()
+                raise
 
     def set_missing(self, seq: int) -> None:
         with self._lock:
+            self._unlive(seq)
             self._db.execute("UPDATE segments SET missing = 1 WHERE seq = ?", (seq,))
 
     # ------------------------------------------------------------------ reads
@@ -265,7 +293,10 @@ class Index:
         ``cutoff_us`` (0 when none): it and everything recorded before it are older."""
         with self._lock:
             r = self._db.execute(
-                "SELECT MAX(seq) FROM segments WHERE start_us < ? AND end_us < ? AND synced = 1",
+                # by start time: only the few rows past the cutoff are read (the planner's own
+                # choice walked the whole table backwards by seq: 7 ms at 43,200 rows)
+                "SELECT MAX(seq) FROM segments INDEXED BY seg_start"
+                " WHERE start_us < ? AND end_us < ? AND synced = 1",
                 (cutoff_us, cutoff_us)).fetchone()[0]
         return r or 0
 
@@ -284,12 +315,12 @@ class Index:
     def totals(self) -> dict[str, int]:
         """Live bytes, protected bytes, live count and the oldest live start (µs)."""
         with self._lock:
-            b, n, oldest = self._db.execute(
-                "SELECT COALESCE(SUM(bytes), 0), COUNT(*), MIN(start_us) FROM segments"
-                " WHERE deleted_us IS NULL AND missing = 0").fetchone()
+            first = self._db.execute("SELECT start_us FROM segments WHERE deleted_us IS NULL"
+                                     " AND missing = 0 ORDER BY seq LIMIT 1").fetchone()
             pb = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM segments"
                                   " WHERE deleted_us IS NULL AND protected = 1").fetchone()[0]
-        return {"bytes": b, "segments": n, "protected_bytes": pb, "oldest_start_us": oldest or 0}
+            return {"bytes": self._live_bytes, "segments": self._live_count, "protected_bytes": pb,
+                    "oldest_start_us": first[0] if first else 0}
 
     def recent_rate(self, n: int = 30) -> float:
         """Bytes per second of the last ``n`` live segments (0.0 when none)."""

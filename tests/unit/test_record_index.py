@@ -125,6 +125,12 @@ def test_retention_table(tmp_path: Path, age_days, floor_segs, protect, kept, pr
     # every deletion is journalled and tombstoned (the chain stays verifiable)
     dels = [e for e in rec.store.journal.entries() if e["t"] == "del"]
     assert len(dels) == 10 - len(kept)
+    # the running totals (kept incrementally) agree with the table
+    live = idx.rows(live_only=True)
+    t = idx.totals()
+    assert (t["bytes"], t["segments"]) == (sum(r["bytes"] for r in live), len(live))
+    assert t["protected_bytes"] == sum(r["bytes"] for r in live if r["protected"])
+    assert t["oldest_start_us"] == (live[0]["start_us"] if live else 0)
     rec.close()
 
 
