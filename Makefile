@@ -11,7 +11,7 @@ APT_PACKAGES := mosquitto mosquitto-clients mtools dosfstools
 APT_PACKAGES += python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-rtsp
 
-.PHONY: install apt run test bench lint clean hwcheck
+.PHONY: install apt run test bench soak lint clean hwcheck
 
 install: apt $(STAMP)
 
@@ -48,6 +48,10 @@ bench: install
 # `make hwcheck CONFIG=/etc/camnode/node.toml`
 hwcheck: install
 	$(BIN)/python -m node.hwcheck $(if $(CONFIG),--config $(CONFIG))
+
+# 200 SIGKILLs of a recording process, each followed by recovery and a full check (~5 min)
+soak: install
+	$(BIN)/python bench/bench_record.py --soak 200
 
 lint: install
 	$(BIN)/ruff check .

@@ -4,9 +4,14 @@
 
     <out>/<node id>/node.toml        the node's config (validated before it is written)
     <out>/<node id>/mqtt.password    the node's MQTT password, mode 0600
+    <out>/<node id>/signing.key      the node's Ed25519 evidence key (PEM, mode 0600)
+    <out>/<node id>/signing.pub      its public key (hex): what the station verifies clips with
+    <out>/<node id>/99-camnode.conf  sysctl: dirty pages reach the card within 2 s (power cuts)
+    <out>/<node id>/camnode.service  the systemd unit
     <out>/broker/passwd              the broker's password file (node added or updated)
     <out>/broker/acl                 the broker's ACL (same for every node)
-    <out>/inventory.csv              one line per provisioned node (id, name, UTC time)
+    <out>/inventory.csv              one line per provisioned node (id, name, broker, public key,
+                                     UTC time)
 
 The node config refers to the password file by its path on the node
 (``/etc/camnode/mqtt.password`` by default).
@@ -43,6 +48,7 @@ def node_toml(spec: NodeSpec) -> str:
         f'[node]\nid = "{spec.node_id}"\nname = "{spec.name}"\n\n'
         f'[camera]\nsource = "{spec.source}"\n\n'
         f'[storage]\npath = "{spec.storage}"\n\n'
+        f'[record]\nsigning_key = "{spec.etc_dir}/signing.key"\n\n'
         f'[mqtt]\nhost = "{spec.broker_host}"\nport = {spec.broker_port}\n'
         f'topic_prefix = "{spec.prefix}"\nusername = "{spec.node_id}"\n'
         f'password_file = "{spec.etc_dir}/mqtt.password"\n'
@@ -63,10 +69,11 @@ def provision_node(spec: NodeSpec, out: Path, *, password: str | None = None) ->
     node_dir.mkdir(parents=True, exist_ok=True)
     (node_dir / "node.toml").write_text(text)
     pw = password or new_password()
-    pw_file = node_dir / "mqtt.password"
-    fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(pw + "\n")
+    _write_secret(node_dir / "mqtt.password", (pw + "\n").encode())
+    public_hex = _signing_key(node_dir)
+    (node_dir / "99-camnode.conf").write_text(SYSCTL)
+    (node_dir / "camnode.service").write_bytes(
+        (Path(__file__).resolve().parents[1] / "node" / "systemd" / "camnode.service").read_bytes())
     broker = out / "broker"
     set_password(broker / "passwd", spec.node_id, pw)
     (broker / "acl").write_text(acl_text(spec.prefix))
@@ -75,10 +82,45 @@ def provision_node(spec: NodeSpec, out: Path, *, password: str | None = None) ->
     with inv.open("a", newline="") as fh:
         w = csv.writer(fh)
         if new:
-            w.writerow(["node_id", "name", "broker", "provisioned_utc"])
-        w.writerow([spec.node_id, spec.name, f"{spec.broker_host}:{spec.broker_port}",
+            w.writerow(["node_id", "name", "broker", "signing_public_key", "provisioned_utc"])
+        w.writerow([spec.node_id, spec.name, f"{spec.broker_host}:{spec.broker_port}", public_hex,
                     datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")])
     return node_dir
+
+
+#: Kernel write-back tuned for a camera on a pole: the recorder fsyncs every closed segment;
+#: this bounds what an unannounced power cut can lose of the open one to ~2 s of fragments.
+SYSCTL = (
+    "# camnode: bound what a power cut loses (installed to /etc/sysctl.d/)\n"
+    "vm.dirty_expire_centisecs = 200\n"
+    "vm.dirty_writeback_centisecs = 100\n"
+)
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    path.chmod(0o600)
+
+
+def _signing_key(node_dir: Path) -> str:
+    """Create the node's Ed25519 key once (re-provisioning keeps it); returns the public key hex."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key_file = node_dir / "signing.key"
+    if key_file.exists():
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    else:
+        key = Ed25519PrivateKey.generate()
+        _write_secret(key_file, key.private_bytes(serialization.Encoding.PEM,
+                                                  serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    public_hex = key.public_key().public_bytes(serialization.Encoding.Raw,
+                                               serialization.PublicFormat.Raw).hex()
+    (node_dir / "signing.pub").write_text(public_hex + "\n")
+    return public_hex
 
 
 def provision_station(out: Path, user: str = "station", password: str | None = None) -> str:
@@ -90,9 +132,10 @@ def provision_station(out: Path, user: str = "station", password: str | None = N
 def check_node_dir(node_dir: Path) -> str:
     """Validate a provisioned node directory; returns a one-line summary."""
     cfg = load_config(node_dir / "node.toml")
-    pw = node_dir / "mqtt.password"
-    if not pw.exists():
-        raise ProvisionError(f"{pw}: missing")
-    if pw.stat().st_mode & 0o077:
-        raise ProvisionError(f"{pw}: readable by others (mode {oct(pw.stat().st_mode & 0o777)}), want 0600")
+    for secret in (node_dir / "mqtt.password", node_dir / "signing.key"):
+        if not secret.exists():
+            raise ProvisionError(f"{secret}: missing")
+        if secret.stat().st_mode & 0o077:
+            raise ProvisionError(
+                f"{secret}: readable by others (mode {oct(secret.stat().st_mode & 0o777)}), want 0600")
     return f"{cfg.node.id}: broker {cfg.mqtt.host}:{cfg.mqtt.port} as {cfg.mqtt.username}"

@@ -53,6 +53,10 @@ def ward(tmp_path):
 def test_check_and_bad_id(tmp_path, capsys, ward):
     out, _ = ward
     assert provision(["check", str(out / "pole-7")]) == 0
+    for name in ("mqtt.password", "signing.key"):
+        assert (out / "pole-7" / name).stat().st_mode & 0o777 == 0o600
+    assert "dirty_expire_centisecs" in (out / "pole-7" / "99-camnode.conf").read_text()
+    assert "Type=notify" in (out / "pole-7" / "camnode.service").read_text()
     assert "pole-7" in capsys.readouterr().out
     assert provision(["node", "--id", "Pole 7", "--broker", "x", "--out", str(tmp_path / "o")]) == 2
     assert "node.id" in capsys.readouterr().err
@@ -84,7 +88,8 @@ def test_provisioned_node_reaches_station(tmp_path, ward):
     cfg = cfg.replace(
         mqtt=dataclasses.replace(cfg.mqtt, port=b.port, heartbeat_s=0.3,
                                  password_file=str(out / "pole-7" / "mqtt.password")),
-        storage=dataclasses.replace(cfg.storage, path=str(tmp_path / "rec")),
+        storage=dataclasses.replace(cfg.storage, path=str(tmp_path / "rec"), segment_s=2.0),
+        record=dataclasses.replace(cfg.record, signing_key=str(out / "pole-7" / "signing.key")),
         camera=dataclasses.replace(cfg.camera, width=320, height=240, lores_width=160, lores_height=120),
     )
     station_pw = None
@@ -110,8 +115,19 @@ def test_provisioned_node_reaches_station(tmp_path, ward):
             time.sleep(0.1)
         assert "camnode/pole-7/heartbeat" in seen["messages"]
         assert "camnode/pole-7/status" in seen["messages"]
+        while time.monotonic() < deadline + 10 and node.recorder.health()["segments_closed"] < 2:
+            time.sleep(0.2)
     finally:
         stop.set()
         th.join(20)
         st.disconnect()
         st.loop_stop()
+    # the footage is signed with the provisioned key; the station verifies with the public key
+    from node.record.verify import verify_store
+
+    pub = (out / "pole-7" / "signing.pub").read_text().strip()
+    assert pub in (out / "inventory.csv").read_text()
+    verdict = verify_store(tmp_path / "rec", pub)
+    assert verdict.ok and verdict.checked >= 2, verdict.problems
+    other = (out / "pole-8" / "signing.pub").read_text().strip()
+    assert not verify_store(tmp_path / "rec", other).ok  # another node's key does not match
