@@ -33,7 +33,7 @@ class Diagnostics:
 
     def temperatures(self) -> dict[str, float]:
         p = self.node.platform
-        return p.temperatures() if p is not None else health.thermal_zones()
+        return p.temperatures() if p is not None else {}
 
     def heartbeat(self) -> dict[str, Any]:
         n = self.node

@@ -1,8 +1,7 @@
 """Cheap readings of the node's own state for heartbeats and diagnostics.
 
-Each reader costs one or two small file reads; none spawns a process. Temperatures come from
-a callable (the platform probe supplies the board's sensors; the default reads the kernel's
-thermal zones under ``sys_root``).
+Each reader costs one or two small file reads; none spawns a process. Temperatures and
+throttling come from the platform probe (:mod:`hw.platform`).
 """
 
 from __future__ import annotations
@@ -41,16 +40,4 @@ def memory(proc_root: str = "/proc") -> dict[str, float]:
                     break
     except OSError:
         pass
-    return out
-
-
-def thermal_zones(sys_root: str = "/sys") -> dict[str, float]:
-    """``{zone type: °C}`` from ``/sys/class/thermal/thermal_zone*/``."""
-    out: dict[str, float] = {}
-    for zone in sorted(Path(sys_root, "class/thermal").glob("thermal_zone*")):
-        try:
-            kind = (zone / "type").read_text().strip() or zone.name
-            out[kind] = round(int((zone / "temp").read_text().strip()) / 1000.0, 1)
-        except (OSError, ValueError):
-            continue
     return out
