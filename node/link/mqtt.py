@@ -17,6 +17,7 @@ Thread: paho's network thread runs callbacks; ``publish`` is safe from any threa
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -72,6 +73,7 @@ class MqttLink:
         c.reconnect_delay_set(min_delay=1, max_delay=max(1, int(reconnect_max_s)))
         if username:
             c.username_pw_set(username, password or None)
+        self._tls_ca = tls_ca
         if tls_ca:
             c.tls_set(ca_certs=tls_ca, cert_reqs=ssl.CERT_REQUIRED)
         c.will_set(self.topics.status, t.status_payload("offline", clock.utc(), __version__, "lost"),
@@ -201,7 +203,28 @@ class MqttLink:
                 threading.Thread(target=self._drain, name="outbox-drain", daemon=True).start()
 
     def _handle_connect_fail(self, client, userdata) -> None:
-        self.last_error = f"broker {self._host}:{self._port} unreachable"
+        self.last_error = self._diagnose()
+
+    def _diagnose(self) -> str:
+        """Why the broker cannot be reached, in words for a technician (paho does not say).
+
+        Runs on paho's thread after a failed attempt (so at most once per backoff step): one
+        TCP connect and, with TLS, one handshake, each bounded to 2 s.
+        """
+        where = f"broker {self._host}:{self._port}"
+        try:
+            with socket.create_connection((self._host, self._port), timeout=2) as sock:
+                if self._tls_ca:
+                    ctx = ssl.create_default_context(cafile=self._tls_ca)
+                    with ctx.wrap_socket(sock, server_hostname=self._host):
+                        pass
+        except ssl.SSLCertVerificationError as exc:
+            return f"{where}: TLS certificate rejected ({exc.verify_message})"
+        except ssl.SSLError as exc:
+            return f"{where}: TLS handshake failed ({exc.reason or exc})"
+        except OSError as exc:
+            return f"{where} unreachable: {exc.strerror or exc}"
+        return f"{where} accepted TCP but the MQTT connection failed"
 
     def _handle_message(self, client, userdata, msg) -> None:
         prefix = self.topics.cmd("")
