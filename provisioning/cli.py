@@ -3,6 +3,7 @@
     camnode-provision node --id pole-7 --name "Le Loi 12" --broker 10.8.0.1 --out ward-3/
     camnode-provision station --out ward-3/
     camnode-provision check ward-3/pole-7
+    camnode-provision image --image 2026-11-raspios-lite.img ward-3/pole-7
 
 Exit codes: 0 ok, 2 bad input (named), 1 other failure.
 """
@@ -40,6 +41,14 @@ def _cmd_station(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_image(a: argparse.Namespace) -> int:
+    from provisioning.image import write_node_files
+
+    names = write_node_files(Path(a.image), Path(a.node_dir))
+    print(f"{a.image}: wrote {', '.join(names)} into /camnode on the boot partition")
+    return 0
+
+
 def _cmd_check(a: argparse.Namespace) -> int:
     print(check_node_dir(Path(a.dir)))
     return 0
@@ -60,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--user", default="station")
     s.add_argument("--out", required=True)
     s.set_defaults(func=_cmd_station)
+    i = sub.add_parser("image", help="copy a node's files into the boot partition of an SD image")
+    i.add_argument("--image", required=True, help="the flashed OS image (or the card's device)")
+    i.add_argument("node_dir", help="the node's directory made by 'camnode-provision node'")
+    i.set_defaults(func=_cmd_image)
     c = sub.add_parser("check", help="validate a provisioned node directory")
     c.add_argument("dir")
     c.set_defaults(func=_cmd_check)

@@ -131,3 +131,51 @@ def test_provisioned_node_reaches_station(tmp_path, ward):
     assert verdict.ok and verdict.checked >= 2, verdict.problems
     other = (out / "pole-8" / "signing.pub").read_text().strip()
     assert not verify_store(tmp_path / "rec", other).ok  # another node's key does not match
+
+
+def _sd_image(path, *, partitioned: bool) -> None:
+    """A real FAT file system made by mkfs.vfat, bare or behind an MBR like an OS image."""
+    import struct
+    import subprocess
+
+    fat = path.with_suffix(".fat")
+    subprocess.run(["mkfs.vfat", "-C", str(fat), "8192"], check=True, capture_output=True)
+    if not partitioned:
+        fat.rename(path)
+        return
+    mbr = bytearray(512)
+    mbr[446 + 4] = 0x0C  # FAT32 LBA
+    struct.pack_into("<II", mbr, 446 + 8, 2048, fat.stat().st_size // 512)
+    mbr[510:512] = b"\x55\xaa"
+    path.write_bytes(bytes(mbr) + bytes(2048 * 512 - 512) + fat.read_bytes())
+
+
+@pytest.mark.parametrize("partitioned", [True, False])
+def test_node_files_land_on_the_boot_partition(tmp_path, ward, partitioned):
+    import subprocess
+
+    from provisioning.image import fat_offset
+
+    out, _ = ward
+    img = tmp_path / "sd.img"
+    _sd_image(img, partitioned=partitioned)
+    assert provision(["image", "--image", str(img), str(out / "pole-7")]) == 0
+    target = f"{img}@@{fat_offset(img)}"
+    listing = subprocess.run(["mdir", "-b", "-i", target, "::/camnode"], capture_output=True, text=True,
+                             env={"MTOOLS_SKIP_CHECK": "1"}).stdout
+    for name in ("node.toml", "mqtt.password", "signing.key", "firstboot.sh"):
+        assert name in listing, listing
+    toml = subprocess.run(["mtype", "-i", target, "::/camnode/node.toml"], capture_output=True,
+                          text=True, env={"MTOOLS_SKIP_CHECK": "1"}).stdout
+    assert toml == (out / "pole-7" / "node.toml").read_text()
+    if not partitioned:
+        fsck = subprocess.run(["fsck.vfat", "-n", str(img)], capture_output=True, text=True)
+        assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+
+
+def test_image_errors_are_named(tmp_path, capsys, ward):
+    out, _ = ward
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(b"\0" * 4096)
+    assert provision(["image", "--image", str(junk), str(out / "pole-7")]) == 2
+    assert "not a disk image" in capsys.readouterr().err
