@@ -21,7 +21,9 @@ the sampled pixels are converted.
 :class:`Persistence` turns raw detections into confirmed ones: a track (same class, boxes
 overlapping) must be hit on ``min_hits`` inference calls before it counts, which suppresses
 one-frame false positives (a car's red bonnet scored 0.62 "person" on three frames of
-``car-detection.mp4``).
+``car-detection.mp4``). A confirmed track, looked at only every few seconds, also takes a
+detection within half a box of its last box (a walker who moved on), rather than letting the
+same person start a new track that needs ``min_hits`` more calls.
 
 Thread: everything here runs on the inference side (one thread); nothing is shared.
 """
@@ -216,14 +218,17 @@ class Persistence:
     """Confirms a detection once the same object is hit on ``min_hits`` inference calls.
 
     A track is the same label with boxes overlapping (IoU ≥ ``match_iou``, or the centre of
-    one inside the other, as a walking person's box moves between calls); it is dropped after
-    ``max_misses`` calls without a hit. :meth:`update` returns the confirmed tracks' latest
+    one inside the other, as a walking person's box moves between calls); a *confirmed* track
+    also takes a detection that the gate missed but that overlaps its box grown by ``reach`` of
+    its size on each side (see :meth:`_reach`). A track is dropped after ``max_misses`` calls
+    without a hit. :meth:`update` returns the confirmed tracks' latest
     detections, each with the detection that started the track (its time is the event start).
     """
 
     min_hits: int = 3
     max_misses: int = 2
     match_iou: float = 0.2
+    reach: float = 0.5
     tracks: list[Track] = field(default_factory=list)
 
     def confirmed(self, t: Track) -> bool:
@@ -246,9 +251,14 @@ class Persistence:
                 v = iou(t.box, f.box)
                 if (v >= self.match_iou or _centre_inside(t.box, f.box)) and v > best_v:
                     best_i, best_v = i, v
+            jumped = False
+            if best_i < 0:
+                best_i = self._reach(f, matched)
+                jumped = best_i >= 0
             if best_i >= 0:
                 t = self.tracks[best_i]
-                t.box, t.hits, t.misses, t.last, t.moved = f.box, t.hits + 1, 0, f, False
+                # A track that jumped is on the move: its new box is no still reference look.
+                t.box, t.hits, t.misses, t.last, t.moved = f.box, t.hits + 1, 0, f, jumped
             else:
                 self.tracks.append(Track(f.label, f.box, 1, 0, f, f, checked=mono))
                 best_i = len(self.tracks) - 1
@@ -263,6 +273,30 @@ class Persistence:
                     t.misses += 1
         self.tracks = [t for t in self.tracks if t.misses <= self.max_misses]
         return out
+
+    def _reach(self, f: Found, matched: set[int]) -> int:
+        """The confirmed track a detection the usual gate missed belongs to, or -1.
+
+        A confirmed track is looked at only every few seconds (``[detect] track_s``), in which a
+        walker moves farther than the IoU/centre gate allows; a detection of its label overlapping
+        its box grown by ``reach`` of the box's size on each side is the same object (the nearest
+        such track), marked *moved* (re-checked every ``track_s``, never held as still). Without
+        this the person would start a new track, need ``min_hits`` more calls to be confirmed
+        again, and leave the old track to be missed twice before it is dropped.
+        """
+        best_i, best_d = -1, float("inf")
+        cx, cy = (f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2
+        for i, t in enumerate(self.tracks):
+            if i in matched or t.label != f.label or not self.confirmed(t):
+                continue
+            dx, dy = (t.box[2] - t.box[0]) * self.reach, (t.box[3] - t.box[1]) * self.reach
+            if not (f.box[0] < t.box[2] + dx and t.box[0] - dx < f.box[2]
+                    and f.box[1] < t.box[3] + dy and t.box[1] - dy < f.box[3]):
+                continue
+            d = abs(cx - (t.box[0] + t.box[2]) / 2) + abs(cy - (t.box[1] + t.box[3]) / 2)
+            if d < best_d:
+                best_i, best_d = i, d
+        return best_i
 
     def clear(self) -> None:
         self.tracks.clear()

@@ -8,6 +8,9 @@ When the model looks (all rates in ``[detect]``):
 
 * **unexplained motion** (regions not overlapping an object already tracked): at most
   ``fps`` calls a second, on crops around the regions — this is what finds a newcomer fast;
+  regions inside ones a call found empty less than ``EMPTY_S`` ago are skipped (every region
+  the call's crops covered counts, also on a tracked object's re-check: the motion left
+  where someone just walked out is not looked at again as soon as their event ends);
 * **tentative tracks** (hit fewer than ``min_hits`` times): at ``fps``, to confirm or drop
   them quickly;
 * **confirmed tracks**: every ``track_s`` while motion overlaps them, every ``still_s`` when
@@ -93,7 +96,7 @@ class _Job:
     colour: bool
     crops: list[Crop]
     lores: np.ndarray
-    motion: list[Box]
+    motion: list[Box]  # motion regions the crops cover (known empty if nothing is found)
     found: list[Found] | None = None
     ms: float = 0.0
 
@@ -345,7 +348,11 @@ class Analyzer:
         crops = plan_crops(due, w, h)
         self._last_job = now
         image = frame.main if colour else frame.lores
-        job = _Job(frame.seq, frame.mono, frame.utc, image, w, h, colour, crops, frame.lores, unexplained)  # type: ignore[arg-type]
+        # Every motion region the crops cover is examined, not only the unexplained ones: when
+        # the model finds nothing (a tracked person just left), they are all known empty.
+        looked = unexplained + [b for b in boxes if b not in unexplained
+                                and any(_inside(b, _crop_box(c)) for c in crops)]
+        job = _Job(frame.seq, frame.mono, frame.utc, image, w, h, colour, crops, frame.lores, looked)  # type: ignore[arg-type]
         self._recent[frame.seq] = (image, w, h)  # type: ignore[assignment]
         if len(self._recent) > 8:
             self._recent.pop(next(iter(self._recent)))
@@ -541,6 +548,10 @@ class _Worker:
 
 def _overlap(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _crop_box(c: Crop) -> Box:
+    return (c.x, c.y, c.x + c.w, c.y + c.h)
 
 
 def _inside(a: Box, b: Box) -> bool:

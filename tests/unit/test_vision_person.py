@@ -130,6 +130,26 @@ def test_persistence_one_frame_false_positive_never_confirms():
     assert out == []
 
 
+def test_persistence_a_confirmed_walker_seen_farther_on_keeps_its_track():
+    """Confirmed tracks are re-checked every few seconds: a walker's next box may lie beyond the
+    IoU/centre gate. Within ``reach`` of a confirmed box it is the same object (and on the move);
+    a tentative track, or a box farther away, still starts a new track."""
+    p = Persistence(min_hits=3)
+    for i in range(3):
+        p.update([found((10 * i, 0, 10 * i + 40, 100), t=0.2 * i)], None, 0.2 * i)
+    assert len(p.tracks) == 1 and p.confirmed(p.tracks[0])
+    out = p.update([found((60, 0, 100, 100), t=2.4)], None, 2.4)  # 40 px on: IoU 0, centre outside
+    assert len(p.tracks) == 1 and p.tracks[0].hits == 4 and p.tracks[0].moved
+    assert len(out) == 1 and out[0][0].mono == 0.0  # still the event's first sighting
+    out = p.update([found((150, 0, 190, 100), t=4.4)], None, 4.4)  # beyond half a box: a new track
+    assert out == [] and len(p.tracks) == 2 and p.tracks[1].hits == 1
+
+    q = Persistence(min_hits=3)
+    q.update([found((0, 0, 40, 100))], None, 0.0)
+    q.update([found((60, 0, 100, 100), t=0.2)], None, 0.2)  # tentative: no reach
+    assert [t.hits for t in q.tracks] == [1, 1]
+
+
 def details(names_shapes):
     return [{"name": n, "shape": np.array(s), "index": i} for i, (n, s) in enumerate(names_shapes)]
 
