@@ -12,6 +12,7 @@ Nothing here runs at import time; ``Node.start()`` does the probing.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ from node.record.recorder import build_recorder
 from node.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
+
+#: A live camera silent this long stops the watchdog feed: systemd restarts the node.
+STALL_RESTART_S = 120.0
 
 
 class Node:
@@ -62,7 +66,11 @@ class Node:
         self.overlay: Any = None
         self._stopped = threading.Event()
         self._started_mono = self.clock.monotonic()
-        self.outbox = Outbox(Path(cfg.storage.path) / "outbox.sqlite")
+        try:
+            self.outbox: Outbox | None = Outbox(Path(cfg.storage.path) / "outbox.sqlite")
+        except (sqlite3.Error, OSError) as exc:  # events then go out in memory only; said so
+            self.outbox = None
+            self.faults.set("outbox", f"durable outbox unavailable: {exc}")
         self.link = MqttLink.from_config(cfg.mqtt, cfg.node.id, self.clock, on_command=self._on_command,
                                          outbox=self.outbox)
         self.commands = CommandRouter(lambda topic, payload: self.link.publish(topic, payload, qos=1),
@@ -98,20 +106,34 @@ class Node:
         self.notifier.ready(f"recording {cfg.camera.source}")
 
     def stop(self) -> None:
+        """Camera off → encoder flushed → last segment closed → events ended → GPIO safe →
+        ``offline``. Each step is guarded: a failing one never skips the ones after it."""
         if self._stopped.is_set():
             return
         self._stopped.set()
         log.info("stopping")
         self.notifier.stopping()
-        self.pipeline.stop()
+        steps = [("pipeline", self.pipeline.stop)]
         if self.analyzer is not None:
-            self._dispatch(self.analyzer.close())  # end open events, protect their clips
-        self.recorder.close()
+            steps.append(("events", lambda: self._dispatch(self.analyzer.close())))
+        steps.append(("recorder", self._close_recorder))
         if self.devices is not None:
-            self.devices.close()
-        self.link.close()
-        self.outbox.close()
+            steps.append(("gpio", self.devices.close))
+        steps.append(("link", self.link.close))
+        if self.outbox is not None:
+            steps.append(("outbox", self.outbox.close))
+        for name, step in steps:
+            try:
+                step()
+            except Exception:
+                log.exception("stop: %s failed", name)
         log.info("stopped")
+
+    def _close_recorder(self) -> None:
+        if not self.pipeline.join(0):  # never close the recorder under a live encoder thread
+            log.error("encoder thread still running after the stop timeout: recorder left open")
+            return
+        self.recorder.close()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for a finite source to be fully recorded; True when the pipeline ended."""
@@ -131,18 +153,31 @@ class Node:
                 if self.healthy():
                     self.notifier.watchdog()
                 if now >= next_light:
-                    self.daynight.step(self.pipeline.counters.luma_mean)
                     next_light = now + self.cfg.daynight.check_s
+                    self._guarded("daynight", lambda: self.daynight.step(self.pipeline.counters.luma_mean))
                 if now >= next_beat:
-                    self.publish_heartbeat()
                     next_beat = now + period
+                    self._guarded("heartbeat", self.publish_heartbeat)
         finally:
             self.stop()
 
+    def _guarded(self, area: str, step: Any) -> None:
+        """Run a main-loop step; a failure becomes a fault, never the end of the node."""
+        try:
+            step()
+            if area in self.faults.items:
+                self.faults.set(area, None)
+        except Exception as exc:
+            log.exception("%s failed", area)
+            self.faults.set(area, f"{type(exc).__name__}: {exc}")
+
     # -- state -------------------------------------------------------------------
     def healthy(self) -> bool:
-        """For the systemd watchdog: workers alive and the encoder not stuck."""
-        return self.pipeline.alive() and not self.pipeline.stuck(self.clock.monotonic())
+        """For the systemd watchdog: workers alive, the encoder not stuck, and frames arriving
+        (a camera silent for ``STALL_RESTART_S`` gets the process restarted by systemd)."""
+        now = self.clock.monotonic()
+        return (self.pipeline.alive() and not self.pipeline.stuck(now)
+                and self.pipeline.stalled_for(now) < STALL_RESTART_S)
 
     def heartbeat(self) -> dict[str, Any]:
         return self.diagnostics.heartbeat()
@@ -248,16 +283,23 @@ class Node:
             self._dispatch(self.analyzer.process(frame))
 
     def _dispatch(self, actions: list) -> None:
+        """Recorder actions first (footage protection must not depend on the network or the
+        outbox), then messages; each action guarded on its own."""
         topics = self.link.topics
-        for act in actions:
-            if isinstance(act, PublishEvent):
-                self.link.send_durable(topics.event, act.payload)
-            elif isinstance(act, PublishSnapshot):
-                self.link.send_durable(topics.snapshot(act.event_id), act.jpeg)
-            elif isinstance(act, ProtectClip):
-                self.recorder.protect(act.event_id, act.start_utc, act.end_utc)
-            elif isinstance(act, MarkSegments):
-                self.recorder.mark(act.event_id, act.start_utc, act.end_utc, act.motion, act.person)
+        ordered = sorted(actions, key=lambda a: not isinstance(a, ProtectClip | MarkSegments))
+        for act in ordered:
+            try:
+                if isinstance(act, ProtectClip):
+                    self.recorder.protect(act.event_id, act.start_utc, act.end_utc)
+                elif isinstance(act, MarkSegments):
+                    self.recorder.mark(act.event_id, act.start_utc, act.end_utc, act.motion, act.person)
+                elif isinstance(act, PublishEvent):
+                    self.link.send_durable(topics.event, act.payload)
+                elif isinstance(act, PublishSnapshot):
+                    self.link.send_durable(topics.snapshot(act.event_id), act.jpeg)
+            except Exception as exc:
+                log.exception("event action %s failed", type(act).__name__)
+                self.faults.set("events", f"{type(act).__name__}: {exc}")
 
     def _on_command(self, name: str, payload: bytes) -> None:
         self.commands.handle(name, payload)

@@ -7,8 +7,9 @@ so every schedule and flapping case is a row in a test table. Its inputs:
 * ``luma``: the mean of the lores luma 0..255 (no sensor fitted). While the IR light is on it
   brightens the scene itself, so leaving night needs ``luma_day_above`` — well above what
   entering night needed — or the node would flap at dusk;
-* ``sun_elevation_deg``: from the node's position and the UTC time (no sensor, no picture:
-  the fallback, and the tie-breaker that keeps a street lamp from making "day" at midnight).
+* ``sun_elevation_deg``: from the node's position and the UTC time — in ``auto`` mode the
+  choice when no light sensor is fitted and no picture brightness is available yet; with
+  ``source = "sun"`` the only input (a pole under a street lamp that fools the picture).
 
 A change must hold for ``confirm_s`` (a passing headlight is not dawn) and the node stays at
 least ``min_dwell_s`` in a mode. A technician override (``force``) wins until it expires.
@@ -218,10 +219,10 @@ class DayNightController:
     def step(self, luma: float | None = None) -> list:
         reading = self.read(luma)
         now = self._clock.monotonic()
-        with self._lock:
+        with self._lock:  # decide and apply together: an override cannot interleave its pins
             self.last_reading = reading
             self.state, actions = decide(self.state, reading, now, self.policy)
-        self.apply(actions)
+            self.apply(actions)
         return actions
 
     def force(self, mode: str | None, minutes: float | None = None) -> dict[str, Any]:
@@ -232,11 +233,13 @@ class DayNightController:
         with self._lock:
             self.state = force(self.state, mode, now, dur)
             self.state, actions = decide(self.state, self.last_reading or Reading(), now, self.policy)
-        self.apply(actions)
+            self.apply(actions)
         return self.status()
 
     def apply(self, actions: list) -> None:
+        """Carry out ``actions`` (caller holds the lock). Clears ``error`` when all succeed."""
         dev = self.devices
+        failed = False
         for act in actions:
             try:
                 if isinstance(act, SetIRCut) and dev is not None and dev.ircut is not None:
@@ -251,7 +254,10 @@ class DayNightController:
                 elif isinstance(act, Rebaseline) and self.rebaseline is not None:
                     self.rebaseline()
             except Exception as exc:
+                failed = True
                 self.error = f"{type(act).__name__}: {exc}"
+        if actions and not failed:
+            self.error = None
 
     def status(self) -> dict[str, Any]:
         s = self.state

@@ -22,6 +22,7 @@ class Diagnostics:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._last: tuple[float, int, int] | None = None
+        self._last_fps: tuple[float, float] | None = None
 
     def _rates(self, now: float, n_in: int, n_out: int) -> tuple[float, float]:
         """fps over the interval since the previous heartbeat."""
@@ -35,11 +36,15 @@ class Diagnostics:
         p = self.node.platform
         return p.temperatures() if p is not None else {}
 
-    def heartbeat(self) -> dict[str, Any]:
+    def heartbeat(self, update_rates: bool = True) -> dict[str, Any]:
+        """The heartbeat. Only the periodic heartbeat moves the fps window (``diag`` reads it)."""
         n = self.node
         c = n.pipeline.counters
         now = n.clock.monotonic()
-        fps_in, fps_out = self._rates(now, c.frames_in, c.frames_encoded)
+        fps_in, fps_out = (self._rates(now, c.frames_in, c.frames_encoded) if update_rates
+                           else (self._last_fps if self._last_fps else (0.0, 0.0)))
+        if update_rates:
+            self._last_fps = (fps_in, fps_out)
         rec = n.recorder.health()
         hb: dict[str, Any] = {
             "node_id": n.cfg.node.id,
@@ -53,7 +58,7 @@ class Diagnostics:
             "frames_dropped": n.pipeline.encode_q.dropped,
             "encoder": getattr(n.pipeline.encoder, "name", None),
             "disk_free_mb": health.disk_free_mb(n.cfg.storage.path),
-            "retention_days": rec.get("projected_days"),
+            "retention_days": rec.get("retention_days_projected"),
             "cpu_load": health.cpu_load(),
             "temperatures_c": self.temperatures(),
             "memory": health.memory(),
@@ -77,15 +82,25 @@ class Diagnostics:
         rec = rec if rec is not None else n.recorder.health()
         if rec.get("last_error"):
             out["storage"] = str(rec["last_error"])
-        days, target = rec.get("projected_days"), n.cfg.record.max_age_days
+        days, target = rec.get("retention_days_projected"), n.cfg.record.max_age_days
         if isinstance(days, int | float) and days < target:
             out["retention"] = f"card holds ~{days:.1f} days at the current bitrate, target {target:g}"
+        now = n.clock.monotonic()
+        stalled = n.pipeline.stalled_for(now)
+        if stalled > max(10.0, 5.0 / n.cfg.camera.fps):
+            out["camera"] = f"no frame from the camera for {stalled:.0f} s"
+        for name in n.pipeline.dead_threads():
+            out[f"thread:{name}"] = "stopped unexpectedly"
+        if n.daynight.error:
+            out["daynight"] = n.daynight.error
+        if n.link.config_error:
+            out["link"] = n.link.config_error
         return out
 
     def full(self) -> dict[str, Any]:
         """Everything a technician needs on the pole or from the station."""
         n = self.node
-        out = self.heartbeat()
+        out = self.heartbeat(update_rates=False)
         out["config"] = dataclasses.asdict(n.cfg)
         out["config"]["mqtt"]["password"] = "***" if n.cfg.mqtt.password else ""
         out["platform"] = n.platform.describe() if n.platform is not None else None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +92,7 @@ class Pipeline:
         self.source_ended = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._last_arrival: float | None = None
 
     def start(self) -> None:
         loops = [("capture", self._capture_loop), ("encoder", self._encode_loop)]
@@ -108,9 +110,24 @@ class Pipeline:
         self.join(timeout)
 
     def join(self, timeout: float | None = None) -> bool:
+        """Wait for the workers, ``timeout`` seconds in all (not per thread)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         for th in self._threads:
-            th.join(timeout)
+            th.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not any(th.is_alive() for th in self._threads)
+
+    def dead_threads(self) -> list[str]:
+        """Workers that ended although nothing asked them to (a bug or an unexpected error)."""
+        if self._stop.is_set() or self.source_ended:
+            return []
+        return [th.name for th in self._threads if not th.is_alive()]
+
+    def stalled_for(self, now: float) -> float:
+        """Seconds since the camera delivered a frame (0 before the first one and after a
+        finite source ended). Uses the arrival time on the node's monotonic clock."""
+        if self.source_ended or self._last_arrival is None:
+            return 0.0
+        return max(0.0, now - self._last_arrival)
 
     def alive(self) -> bool:
         """Every worker still running, or ended because a finite source ran out."""
@@ -134,6 +151,7 @@ class Pipeline:
                         c = self.counters
                         c.frames_in += 1
                         c.last_frame_mono = frame.mono
+                        self._last_arrival = self.clock.monotonic()
                         self.encode_q.put(frame)
                         if self._analyse is not None:
                             self.analysis_q.put(frame)
@@ -150,6 +168,9 @@ class Pipeline:
                         self.faults.set("camera", "camera stream ended; reopening")
                 except SourceError as exc:
                     self.faults.set("camera", str(exc))
+                except Exception as exc:  # a backend bug: report, back off, reopen — never die
+                    log.exception("capture failed")
+                    self.faults.set("camera", f"{type(exc).__name__}: {exc}")
                 if self._stop.wait(backoff):
                     return
                 backoff = min(backoff * 2, 30.0)
@@ -183,9 +204,12 @@ class Pipeline:
                     c.last_encode_mono = self.clock.monotonic()
                     if c.encode_errors:
                         self.faults.set("encoder", None)
-                except EncoderError as exc:
+                except Exception as exc:  # EncoderError, or a bug in a frame hook: keep going
+                    if not isinstance(exc, EncoderError):
+                        log.exception("encoding a frame failed")
                     c.encode_errors += 1
-                    self.faults.set("encoder", str(exc))
+                    self.faults.set("encoder", f"{exc}" if isinstance(exc, EncoderError)
+                                    else f"{type(exc).__name__}: {exc}")
                     if self.encoder is None and self._stop.wait(5.0):
                         break
             if self.encoder is not None:

@@ -20,12 +20,21 @@ from provisioning.node import NodeSpec, check_node_dir, provision_node, provisio
 
 
 def _broker(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":") if ":" in value else (value, "", "1883")
-    try:
-        return host, int(port)
-    except ValueError:
+    """``HOST``, ``HOST:PORT``, ``[V6]`` or ``[V6]:PORT`` (a bare IPv6 address needs brackets)."""
+    host, port = value, "1883"
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise argparse.ArgumentTypeError(f"bad broker address {value!r}: expected [IPv6]:PORT")
+        port = rest[1:] or port
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    elif value.count(":") > 1:
+        raise argparse.ArgumentTypeError(f"bad broker address {value!r}: put an IPv6 address in [ ]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(
-            f"bad broker address {value!r}: expected HOST or HOST:PORT") from None
+            f"bad broker address {value!r}: expected HOST, HOST:PORT or [IPv6]:PORT")
+    return host, int(port)
 
 
 def _cmd_node(a: argparse.Namespace) -> int:

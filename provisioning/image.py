@@ -28,9 +28,11 @@ FIRSTBOOT = """#!/bin/sh
 set -eu
 BOOT=$(ls -d /boot/firmware/camnode /boot/camnode 2>/dev/null | head -n 1)
 [ -n "$BOOT" ] || exit 0
-install -d -m 0750 /etc/camnode
-install -m 0640 "$BOOT/node.toml" /etc/camnode/node.toml
-install -m 0600 "$BOOT/mqtt.password" "$BOOT/signing.key" /etc/camnode/
+id camnode >/dev/null 2>&1 || useradd --system --home-dir /var/lib/camnode --shell /usr/sbin/nologin camnode
+for g in video gpio i2c; do getent group "$g" >/dev/null && usermod -aG "$g" camnode; done
+install -d -m 0750 -o root -g camnode /etc/camnode
+install -m 0640 -o root -g camnode "$BOOT/node.toml" /etc/camnode/node.toml
+install -m 0600 -o camnode -g camnode "$BOOT/mqtt.password" "$BOOT/signing.key" /etc/camnode/
 install -m 0644 "$BOOT/signing.pub" /etc/camnode/signing.pub
 install -m 0644 "$BOOT/99-camnode.conf" /etc/sysctl.d/99-camnode.conf
 install -m 0644 "$BOOT/camnode.service" /etc/systemd/system/camnode.service

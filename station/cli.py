@@ -42,6 +42,10 @@ def _cmd_cmd(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"camnode-station: arguments are not JSON: {exc}", file=sys.stderr)
         return 2
+    if not isinstance(payload, dict):
+        print("camnode-station: arguments must be a JSON object, e.g. '{\"mode\": \"night\"}'",
+              file=sys.stderr)
+        return 2
     return _send(args, args.name, payload)
 
 

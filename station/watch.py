@@ -69,18 +69,20 @@ class Watcher:
         self._client.loop_stop()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        for leaf in ("status", "heartbeat", "event"):
+        for leaf in ("status", "heartbeat", "event", "snapshot/+"):
             client.subscribe(t.all_nodes(self.prefix, leaf), qos=1)
 
     def _on_message(self, client, userdata, msg) -> None:
         try:
             _, node_id, leaf = t.split_topic(msg.topic)
-            payload = t.decode(bytes(msg.payload), limit=1 << 20)
-        except ValueError as exc:
-            line = f"unreadable message on {msg.topic}: {exc}"
-        else:
-            line = json.dumps({"topic": msg.topic, **payload}) if self.raw_json else \
-                format_line(node_id, leaf, payload)
+            if leaf.startswith("snapshot/"):
+                line = f"{node_id:<16} SNAPSHOT  {leaf[9:]} ({len(msg.payload)} bytes JPEG)"
+            else:
+                payload = t.decode(bytes(msg.payload), limit=1 << 20)
+                line = json.dumps({"topic": msg.topic, **payload}) if self.raw_json else \
+                    format_line(node_id, leaf, payload)
+        except Exception as exc:  # one odd message must never silence the station's view
+            line = f"unreadable message on {msg.topic}: {type(exc).__name__}: {exc}"
         with self._lock:
             print(line, file=self.out, flush=True)
             self.lines += 1

@@ -48,12 +48,18 @@ class Subscriber:
 
         self.messages: list[tuple[str, bytes, bool]] = []
         self._cond = threading.Condition()
+        subscribed = threading.Event()
         c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
         c.on_connect = lambda cl, *_: cl.subscribe(topic, qos=1)
+        c.on_subscribe = lambda *_: subscribed.set()
         c.on_message = self._on_message
         c.connect(host, port)
         c.loop_start()
         self.client = c
+        # return only once the broker confirmed the subscription: nothing published after
+        # this constructor can be missed
+        if not subscribed.wait(10):
+            raise TimeoutError(f"no SUBACK from the broker for {topic}")
 
     def _on_message(self, client, userdata, msg) -> None:
         with self._cond:

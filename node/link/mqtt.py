@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,7 @@ class MqttLink:
         tls_ca: str = "",
         on_command: CommandHandler | None = None,
         outbox: Outbox | None = None,
+        config_error: str | None = None,
     ) -> None:
         self.topics = t.Topics(prefix, node_id)
         self._clock = clock
@@ -67,15 +70,26 @@ class MqttLink:
         self.dropped_offline = 0
         self.outbox = outbox
         self._inflight: dict[int, int] = {}  # paho mid → outbox row id
+        self._early_acks: dict[int, float] = {}  # PUBACKs that beat _inflight registration
+        self._ack_lock = threading.Lock()  # never held while calling paho
         self._drain_lock = threading.Lock()
+        #: set once the command subscription is acknowledged (commands can be received)
+        self.subscribed = threading.Event()
+        #: a setting that makes connecting impossible (unreadable password/CA file): reported,
+        #: and the node records without a link rather than not at all
+        self.config_error = config_error
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"camnode-{node_id}",
                         protocol=paho.MQTTv5)
+        c.suppress_exceptions = True  # a failing callback must never kill the network thread
         c.reconnect_delay_set(min_delay=1, max_delay=max(1, int(reconnect_max_s)))
         if username:
             c.username_pw_set(username, password or None)
         self._tls_ca = tls_ca
         if tls_ca:
-            c.tls_set(ca_certs=tls_ca, cert_reqs=ssl.CERT_REQUIRED)
+            try:
+                c.tls_set(ca_certs=tls_ca, cert_reqs=ssl.CERT_REQUIRED)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                self.config_error = f"mqtt.tls_ca {tls_ca}: {getattr(exc, 'strerror', None) or exc}"
         c.will_set(self.topics.status, t.status_payload("offline", clock.utc(), __version__, "lost"),
                    qos=1, retain=True)
         c.on_connect = self._handle_connect
@@ -83,22 +97,31 @@ class MqttLink:
         c.on_message = self._handle_message
         c.on_connect_fail = self._handle_connect_fail
         c.on_publish = self._handle_publish
+        c.on_subscribe = lambda *_: self.subscribed.set()
         self._client = c
+        if self.config_error:
+            self.last_error = self.config_error
 
     @classmethod
     def from_config(cls, mqtt, node_id: str, clock, on_command: CommandHandler | None = None,
                     outbox: Outbox | None = None) -> MqttLink:
-        password = mqtt.password
+        password, error = mqtt.password, None
         if mqtt.password_file:
-            password = Path(mqtt.password_file).read_text().strip()
+            try:
+                password = Path(mqtt.password_file).read_text().strip()
+            except OSError as exc:
+                error = f"mqtt.password_file {mqtt.password_file}: {exc.strerror or exc}"
         return cls(host=mqtt.host, port=mqtt.port, node_id=node_id, prefix=mqtt.topic_prefix,
                    clock=clock, keepalive_s=mqtt.keepalive_s, reconnect_max_s=mqtt.reconnect_max_s,
                    username=mqtt.username, password=password, tls_ca=mqtt.tls_ca,
-                   on_command=on_command, outbox=outbox)
+                   on_command=on_command, outbox=outbox, config_error=error)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
         """Begin connecting in the background; returns at once."""
+        if self.config_error:
+            log.error("MQTT link not started: %s", self.config_error)
+            return
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0
         self._client.connect_async(self._host, self._port, keepalive=self._keepalive,
@@ -116,8 +139,9 @@ class MqttLink:
                 info.wait_for_publish(timeout_s)
             except (RuntimeError, ValueError) as exc:
                 log.warning("offline status not confirmed: %s", exc)
-        self._client.disconnect()
-        self._client.loop_stop()
+        if not self.config_error:
+            self._client.disconnect()
+            self._client.loop_stop()
 
     @property
     def connected(self) -> bool:
@@ -146,7 +170,13 @@ class MqttLink:
         if self.outbox is None:
             self.publish(topic, data, qos=1)
             return
-        self.outbox.put(topic, data, 1)
+        try:
+            self.outbox.put(topic, data, 1)
+        except sqlite3.Error as exc:  # the card is full or failing: still try to deliver, in memory
+            self.last_error = f"outbox: {exc}"
+            log.error("outbox write failed (%s): sending without persistence", exc)
+            self.publish(topic, data, qos=1)
+            return
         if self._connected.is_set():
             self._drain()
 
@@ -155,13 +185,25 @@ class MqttLink:
         if self.outbox is None:
             return
         with self._drain_lock:
-            for row_id, topic, payload, qos in self.outbox.pending(100, set(self._inflight.values())):
+            with self._ack_lock:
+                busy = set(self._inflight.values())
+            try:
+                rows = self.outbox.pending(100, busy)
+            except sqlite3.Error as exc:
+                self.last_error = f"outbox: {exc}"
+                return
+            for row_id, topic, payload, qos in rows:
                 if not self._connected.is_set():
                     return
                 info = self._client.publish(topic, payload, qos=qos)
                 if info.rc != paho.MQTT_ERR_SUCCESS:
                     return
-                self._inflight[info.mid] = row_id
+                with self._ack_lock:
+                    acked = self._early_acks.pop(info.mid, None) is not None
+                    if not acked:
+                        self._inflight[info.mid] = row_id
+                if acked:
+                    self._done(row_id)
                 self.published += 1
 
     def health(self) -> dict[str, Any]:
@@ -169,7 +211,10 @@ class MqttLink:
              "disconnects": self.disconnects, "published": self.published,
              "dropped_offline": self.dropped_offline, "last_error": self.last_error}
         if self.outbox is not None:
-            h["outbox"] = len(self.outbox)
+            try:
+                h["outbox"] = len(self.outbox)
+            except sqlite3.Error as exc:
+                h["outbox"] = f"error: {exc}"
             h["outbox_dropped"] = self.outbox.dropped
         return h
 
@@ -186,7 +231,8 @@ class MqttLink:
         client.publish(self.topics.status, t.status_payload("online", self._clock.utc(), __version__),
                        qos=1, retain=True)
         client.subscribe(self.topics.cmd("#"), qos=1)
-        self._inflight.clear()  # whatever was in flight is resent from the outbox
+        with self._ack_lock:
+            self._inflight.clear()  # whatever was in flight is resent from the outbox
         threading.Thread(target=self._drain, name="outbox-drain", daemon=True).start()
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -196,11 +242,31 @@ class MqttLink:
         self._connected.clear()
 
     def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        row_id = self._inflight.pop(mid, None)
-        if row_id is not None and self.outbox is not None:
-            self.outbox.done(row_id)
-            if not self._inflight:
-                threading.Thread(target=self._drain, name="outbox-drain", daemon=True).start()
+        now = time.monotonic()
+        with self._ack_lock:
+            row_id = self._inflight.pop(mid, None)
+            if row_id is None:  # not (yet) known: remember briefly (drain may still register it)
+                self._early_acks[mid] = now
+                for old in [m for m, ts in self._early_acks.items() if now - ts > 10.0]:
+                    del self._early_acks[old]
+            idle = not self._inflight
+        if row_id is None:
+            return
+        if getattr(reason_code, "is_failure", False):
+            # e.g. 135 not authorised: retrying cannot help; say so instead of looping
+            self.last_error = f"broker rejected a queued message: {reason_code}"
+            log.error("%s", self.last_error)
+        self._done(row_id)
+        if idle:
+            threading.Thread(target=self._drain, name="outbox-drain", daemon=True).start()
+
+    def _done(self, row_id: int) -> None:
+        try:
+            if self.outbox is not None:
+                self.outbox.done(row_id)
+        except sqlite3.Error as exc:  # full or failing card: the row is sent again later
+            self.last_error = f"outbox: {exc}"
+            log.error("outbox delete failed: %s", exc)
 
     def _handle_connect_fail(self, client, userdata) -> None:
         self.last_error = self._diagnose()

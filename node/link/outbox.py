@@ -29,9 +29,15 @@ class Outbox:
         self.dropped = 0
         try:
             self._db = self._open()
-        except sqlite3.DatabaseError:
-            # a corrupt outbox must not stop the node: keep the evidence aside, start empty
-            self.path.replace(self.path.with_suffix(".corrupt"))
+        except sqlite3.DatabaseError as exc:
+            msg = str(exc).lower()
+            if "not a database" not in msg and "malformed" not in msg:
+                raise  # locked, unreadable, disk full: the caller reports it; the file stays
+            # a corrupt outbox must not stop the node: keep it (and its WAL) aside, start empty
+            for suffix in ("", "-wal", "-shm"):
+                part = Path(f"{self.path}{suffix}")
+                if part.exists():
+                    part.replace(Path(f"{self.path.with_suffix('.corrupt')}{suffix}"))
             self._db = self._open()
 
     def _open(self) -> sqlite3.Connection:

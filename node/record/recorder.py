@@ -215,6 +215,10 @@ class Recorder:
                 self._wake.set()
                 break
             self.last_closed = self._unindexed.pop(0)
+        if not self._unindexed and not info.recovered:
+            # a whole segment written and indexed: earlier storage errors are over
+            self.last_error = None
+            self.writer.last_error = None
         if self.retention.last.free_bytes and self.retention.last.free_bytes < 2 * self.retention.floor():
             self._wake.set()
 

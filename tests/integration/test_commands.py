@@ -21,7 +21,7 @@ def running(tmp_path, broker):
     th = threading.Thread(target=node.run, args=(stop,))
     th.start()
     assert node.link.wait_connected(10)
-    time.sleep(0.3)  # subscription to cmd/# in place
+    assert node.link.subscribed.wait(10)  # the node's cmd/# subscription is acknowledged
     yield node, broker
     stop.set()
     th.join(30)
@@ -77,6 +77,7 @@ def test_malformed_unknown_and_oversized_commands(running, subscriber_factory):
     assert any("JSON object" in e for e in errors)
     assert any("exceeds" in e for e in errors)
     assert any("unknown command 'selfdestruct'" in e for e in errors)
+    assert node.commands.rejected == 4 and node.daynight.state.force is None  # nothing changed
     # and the node kept recording through all of it
     before = node.pipeline.counters.frames_encoded
     time.sleep(0.5)
@@ -92,3 +93,41 @@ def test_hold_validates_times(running):
     ok = ask(broker, "hold", {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z",
                               "name": "case-17"})
     assert ok["ok"] and ok["result"]["hold"] == "case-17"
+
+
+def test_hold_protects_recorded_footage(running):
+    node, broker = running
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and node.recorder.health()["segments_closed"] < 2:
+        time.sleep(0.2)
+    start = node.clock.utc().replace(microsecond=0) - __import__("datetime").timedelta(seconds=30)
+    r = ask(broker, "hold", {"start": start.isoformat(), "end": node.clock.utc().isoformat(),
+                             "name": "case-18"})
+    assert r["ok"] and r["result"]["segments"] >= 2, r
+    import sqlite3
+
+    db = sqlite3.connect(node.recorder.root / "index.db")
+    assert db.execute("SELECT count(*) FROM segments WHERE protected = 1").fetchone()[0] >= 2
+
+
+def test_ir_command_drives_the_pins(tmp_path, broker):
+    from hw.gpio import GpioSpec, build_devices, make_pin_factory
+
+    factory = make_pin_factory("mock")
+    devices = build_devices(GpioSpec(factory="mock", ir_pin=17, ircut_mode="level", ircut_pin=27),
+                            pin_factory=factory)
+    node = Node(small_config(tmp_path, broker.port), devices=devices)
+    stop = threading.Event()
+    th = threading.Thread(target=node.run, args=(stop,))
+    th.start()
+    try:
+        assert node.link.wait_connected(10) and node.link.subscribed.wait(10)
+        assert ask(broker, "ir", {"mode": "night", "minutes": 1})["ok"]
+        assert factory.pin(17).state == 1 and factory.pin(27).state == 1  # IR on, filter out
+        assert ask(broker, "ir", {"mode": "day"})["ok"]
+        assert factory.pin(17).state == 0 and factory.pin(27).state == 0
+        assert ask(broker, "ir", {"mode": "night"})["ok"]
+    finally:
+        stop.set()
+        th.join(30)
+    assert factory.pin(17).state == 0  # stop leaves the IR off

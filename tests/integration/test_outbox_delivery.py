@@ -44,3 +44,31 @@ def test_event_survives_outage_and_restart(tmp_path, subscriber_factory):
         finally:
             stop2.set()
             th2.join(30)
+
+
+def test_failing_outbox_never_kills_the_link(tmp_path, subscriber_factory, broker):
+    """A full card makes SQLite fail inside paho's callback: the link must live on."""
+    import sqlite3
+
+    node = Node(small_config(tmp_path, broker.port))
+    node.start()
+    try:
+        assert node.link.wait_connected(10)
+        live = subscriber_factory(broker.host, broker.port, "camnode/pole-9/event")
+
+        def full(_row_id):
+            raise sqlite3.OperationalError("database or disk is full")
+
+        node.outbox.done = full
+        node.link.send_durable(node.link.topics.event, {"id": "e1", "phase": "start"})
+        assert live.wait_for(lambda s: s.json("event"), 10)
+        assert "disk is full" in node.link.last_error
+        # the network thread is alive: a broker restart is survived
+        broker.stop()
+        broker.start()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and node.link.connects < 2:
+            time.sleep(0.1)
+        assert node.link.connects >= 2 and node.link.connected
+    finally:
+        node.stop()
