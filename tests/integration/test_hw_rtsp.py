@@ -141,9 +141,7 @@ def test_rtsp_passthrough_is_byte_identical_and_feeds_lores(clip, tmp_path):
     try:
         src = PyAVSource(server.url, 1280, 720, FPS, (80, 48), SystemClock(), max_frames=N,
                          max_retries=0)
-        t0 = time.monotonic()
         frames = record(src.frames(), tmp_path / "rec", FPS)
-        elapsed = time.monotonic() - t0
     finally:
         server.stop()
     d = src.describe()
@@ -165,7 +163,6 @@ def test_rtsp_passthrough_is_byte_identical_and_feeds_lores(clip, tmp_path):
     assert [f.seq for f in frames if f.packet.keyframe] == [0, 25]
     pts = [f.packet.pts for f in frames]
     assert pts[0] == 0 and all(b - a == 3600 for a, b in itertools.pairwise(pts))
-    assert elapsed < 10.0
 
 
 def test_rtsp_camera_with_parameter_sets_only_in_sdp(clip, tmp_path):

@@ -162,18 +162,3 @@ def test_polygon_config_check():
     assert check_polygons([[0, 0, 1, 0, 1, 1]]) is None
     assert "3 points" in check_polygons([[0, 0, 1, 1]])
     assert "relative" in check_polygons([[0, 0, 1, 0, 1, 1.5]])
-
-
-def test_idle_frame_is_cheap():
-    import time
-
-    rng = np.random.default_rng(0)
-    bg = scene()
-    det = MotionDetector(W, H)
-    frames = [frame(bg, rng) for _ in range(50)]
-    feed(det, frames)
-    t0 = time.perf_counter()
-    for f in frames * 4:
-        det.detect(f, 0.1)
-    per_frame_ms = (time.perf_counter() - t0) / 200 * 1000
-    assert per_frame_ms < 1.0  # ≈0.05 ms here; generous for a busy CI machine
