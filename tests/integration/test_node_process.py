@@ -98,3 +98,21 @@ def test_broker_down_at_start_then_up(node_factory, subscriber_factory, tmp_path
         assert hb["uptime_s"] >= 2
         assert hb["recorder"]["segments_closed"] >= 1
         assert node.signal(signal.SIGTERM) == 0
+
+
+def test_model_path_relative_to_the_config_file(broker, subscriber_factory, tmp_path, shared_dir):
+    """Under systemd the working directory is /: a relative model path must follow the config."""
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "models").symlink_to(shared_dir / "models")
+    extra = ('\n[detect]\nmodel = "models/ssd_mobilenet_v1_coco_quant.tflite"\n'
+             'labels = "models/coco_labels.txt"\n')
+    cfg = write_config(tmp_path / "etc" / "node.toml", port=broker.port, storage=tmp_path / "rec",
+                       extra=extra)
+    node = NodeProcess(cfg, tmp_path / "node.log")
+    try:
+        live = subscriber_factory(broker.host, broker.port, "camnode/pole-7/heartbeat")
+        assert live.wait_for(lambda s: len(s.json("heartbeat")) >= 1, 30), node.log()
+        det = live.json("heartbeat")[-1]["vision"]["detect"]
+        assert det["enabled"] is True and det["reason"] is None, det
+    finally:
+        node.close()
