@@ -23,6 +23,30 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fleet(args: argparse.Namespace) -> int:
+    import time
+
+    from node.clock import SystemClock
+    from station.fleet import Fleet, render
+    from station.watch import Watcher
+
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    fleet = Fleet(SystemClock())
+    w = Watcher(args.host, args.port, args.prefix, username=args.username, password=args.password,
+                sink=fleet.feed, quiet=True)
+    w.start()
+    end = None if args.seconds is None else time.monotonic() + args.seconds
+    tty = sys.stdout.isatty()
+    while not stop.wait(args.every):
+        print(("\x1b[H\x1b[2J" if tty else "") + render(fleet.rows()) + ("" if tty else "\n"), flush=True)
+        if end is not None and time.monotonic() >= end:
+            break
+    w.stop()
+    return 0
+
+
 def _send(args: argparse.Namespace, name: str, payload: dict) -> int:
     from station.console import NoReply, request
 
@@ -77,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--json", action="store_true", help="print raw JSON payloads")
     w.add_argument("--seconds", type=float, default=None, help="stop after this long")
     w.set_defaults(func=_cmd_watch)
+
+    f = sub.add_parser("fleet", help="one row per node, worst first (lost, silent, faults)")
+    _connection_args(f)
+    f.add_argument("--every", type=float, default=2.0, help="refresh period (s)")
+    f.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    f.set_defaults(func=_cmd_fleet)
 
     for name, helptext, func in (
         ("diag", "full diagnostics of one node", _cmd_diag),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Callable
 from typing import IO, Any
 
 import paho.mqtt.client as paho
@@ -45,8 +46,14 @@ def format_line(node_id: str, leaf: str, msg: dict[str, Any]) -> str:
 
 class Watcher:
     def __init__(self, host: str, port: int, prefix: str, *, out: IO[str] | None = None,
-                 raw_json: bool = False, username: str = "", password: str = "") -> None:
+                 raw_json: bool = False, username: str = "", password: str = "",
+                 sink: Callable[[str, str, dict[str, Any]], None] | None = None,
+                 quiet: bool = False) -> None:
+        """``sink(node_id, leaf, payload)`` also receives every JSON message (the fleet view);
+        ``quiet`` prints nothing."""
         self.prefix = prefix
+        self.sink = sink
+        self.quiet = quiet
         self.out = out or sys.stdout
         self.raw_json = raw_json
         self.lines = 0
@@ -79,10 +86,14 @@ class Watcher:
                 line = f"{node_id:<16} SNAPSHOT  {leaf[9:]} ({len(msg.payload)} bytes JPEG)"
             else:
                 payload = t.decode(bytes(msg.payload), limit=1 << 20)
+                if self.sink is not None:
+                    self.sink(node_id, leaf, payload)
                 line = json.dumps({"topic": msg.topic, **payload}) if self.raw_json else \
                     format_line(node_id, leaf, payload)
         except Exception as exc:  # one odd message must never silence the station's view
             line = f"unreadable message on {msg.topic}: {type(exc).__name__}: {exc}"
+        if self.quiet:
+            return
         with self._lock:
             print(line, file=self.out, flush=True)
             self.lines += 1

@@ -52,3 +52,22 @@ def test_demo_runs_until_interrupted(tmp_path):
     assert sum("HEARTBEAT" in ln for ln in lines) >= 2, text
     assert "offline (shutdown)" in text, text
     assert (tmp_path / "demo" / "node.log").stat().st_size > 0
+
+
+def test_fleet_view_lists_a_running_node(tmp_path, broker, capsys):
+    from station.cli import main as station
+
+    node = Node(small_config(tmp_path, broker.port))
+    stop = threading.Event()
+    th = threading.Thread(target=node.run, args=(stop,))
+    th.start()
+    try:
+        assert station(["fleet", "--port", str(broker.port), "--every", "0.5", "--seconds", "3"]) == 0
+    finally:
+        stop.set()
+        th.join(20)
+    out = capsys.readouterr().out
+    last = out.strip().split("\n\n")[-1]
+    assert "NODE" in last and "pole-9" in last
+    row = next(line for line in last.splitlines() if line.startswith("pole-9"))
+    assert " OK " in row, row
