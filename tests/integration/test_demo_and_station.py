@@ -55,9 +55,13 @@ def test_demo_runs_until_interrupted(tmp_path):
 
 
 def test_fleet_view_lists_a_running_node(tmp_path, broker, capsys):
+    import dataclasses
+
     from station.cli import main as station
 
-    node = Node(small_config(tmp_path, broker.port))
+    cfg = small_config(tmp_path, broker.port)
+    # a 1-day target so that this machine's free disk holds it (else a real "retention" fault)
+    node = Node(cfg.replace(record=dataclasses.replace(cfg.record, max_age_days=1.0)))
     stop = threading.Event()
     th = threading.Thread(target=node.run, args=(stop,))
     th.start()
