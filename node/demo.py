@@ -27,6 +27,7 @@ def demo_config(port: int, storage: str, heartbeat_s: float, model_dir: str = ""
         '[node]\nid = "demo-node"\nname = "Demo street, pole 1"\n\n'
         f'[camera]\nsource = "{source}"\n\n'
         f'[storage]\npath = "{Path(storage).resolve()}"\nsegment_s = 10.0\n\n'
+        '# the demo keeps one day of footage (a pole node keeps 30)\n[record]\nmax_age_days = 1.0\n\n'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nheartbeat_s = {heartbeat_s}\n'
     )
     models = Path(model_dir).resolve() if model_dir else None
