@@ -39,7 +39,8 @@ def _broker(value: str) -> tuple[str, int]:
 
 def _cmd_node(a: argparse.Namespace) -> int:
     host, port = a.broker
-    d = provision_node(NodeSpec(a.id, a.name or a.id, host, port, a.prefix, a.source), Path(a.out))
+    d = provision_node(NodeSpec(a.id, a.name or a.id, host, port, a.prefix, a.source, tls_ca=a.tls_ca),
+                       Path(a.out))
     print(f"provisioned {a.id}: {d}/node.toml, {d}/mqtt.password; broker files in {Path(a.out) / 'broker'}")
     return 0
 
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--broker", type=_broker, required=True, help="HOST[:PORT] of the ward's broker")
     n.add_argument("--prefix", default="camnode")
     n.add_argument("--source", default="picamera2", help="camera.source for this node")
+    n.add_argument("--tls-ca", default="", help="path ON THE NODE of the broker's CA certificate (TLS)")
     n.add_argument("--out", required=True, help="directory collecting the ward's files")
     n.set_defaults(func=_cmd_node)
     s = sub.add_parser("station", help="add the station's user to the broker password file")
