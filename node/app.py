@@ -84,7 +84,8 @@ class Node:
             clock=self.clock, fanout=self.fanout, open_source=self._open_source,
             make_encoder=self._make_encoder, finite=source is not None or not cfg.camera.loop,
             encode_queue=cfg.camera.queue_frames, faults=self.faults,
-            prepare_frame=self._stamp, analyse=self._analyse if analysis else None)
+            prepare_frame=self._stamp, analyse=self._analyse if analysis else None,
+            analysis_fps=cfg.motion.fps)
         self.diagnostics = Diagnostics(self)
         from node.commands import register_node_commands
 

@@ -75,7 +75,7 @@ class Pipeline:
                  make_encoder: Callable[[Frame, StreamInfo], tuple[Any, StreamInfo]],
                  finite: bool, encode_queue: int, faults: Faults,
                  prepare_frame: Callable[[Frame], None] | None = None,
-                 analyse: Callable[[Frame], None] | None = None) -> None:
+                 analyse: Callable[[Frame], None] | None = None, analysis_fps: float = 10.0) -> None:
         self.clock = clock
         self.fanout = fanout
         self._open_source = open_source
@@ -83,6 +83,9 @@ class Pipeline:
         self._finite = finite
         self._prepare = prepare_frame
         self._analyse = analyse
+        # frames closer together than this skip analysis (5 % slack for jittery timestamps)
+        self._analysis_gap = 0.95 / analysis_fps
+        self._last_analysed: float | None = None
         self.faults = faults
         self.counters = Counters()
         self.encode_q: DropOldestQueue[Frame] = DropOldestQueue(encode_queue)
@@ -153,7 +156,11 @@ class Pipeline:
                         c.last_frame_mono = frame.mono
                         self._last_arrival = self.clock.monotonic()
                         self.encode_q.put(frame)
-                        if self._analyse is not None:
+                        if self._analyse is not None and (
+                                self._last_analysed is None
+                                or frame.mono - self._last_analysed >= self._analysis_gap
+                                or frame.mono < self._last_analysed):
+                            self._last_analysed = frame.mono
                             self.analysis_q.put(frame)
                         if backoff != 1.0:
                             backoff = 1.0

@@ -172,6 +172,9 @@ def _check_cell(v: int) -> str | None:
 @section("Motion detection on the lores stream, and motion events.")
 class MotionSection:
     enabled: bool = setting(True, "Run motion detection (false: no motion and no object events).")
+    fps: float = setting(
+        10.0, "Lores frames per second given to analysis (the rest are skipped): 10 is plenty to "
+        "see a person walk in; more costs CPU on every frame.", unit="1/s", minimum=1.0, maximum=60.0)
     threshold: float = setting(
         14.0, "Sensitivity: smallest change of a cell's brightness that counts as motion; lower is "
         "more sensitive.", unit="luma levels (0-255)", minimum=2.0, maximum=128.0)
