@@ -9,17 +9,65 @@
     rebaseline                         reset the motion background now (after moving the camera)
     hold      {"start": UTC, "end": UTC, "id": ...}
                                        legal hold: protect footage of a range from retention
+    clip      {"start": UTC, "end": UTC}
+                                       export footage of a range (remuxed MP4, signed manifest)
+                                       and stream it to the station on ``clip/<request>/<n>``
+                                       chunks, then ``clip/<request>/done`` (see docs/mqtt.md)
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import secrets
+import shutil
+import tempfile
+import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from node.link.commands import CommandError, expect_keys
 
 if TYPE_CHECKING:
     from node.app import Node
+
+log = logging.getLogger(__name__)
+
+#: Longest clip one request may export (≈ 45 MB at 1.2 Mbit/s for 5 min; 30 min ≈ 270 MB).
+MAX_CLIP_S = 30 * 60
+#: Chunk size on the wire: small enough for any broker's message limit, large for throughput.
+CHUNK_BYTES = 256 * 1024
+
+
+def _stream_clip(node: Node, request: str, start: datetime, end: datetime) -> None:
+    """Worker thread: export (remux, no re-encode) to a temporary file beside the footage, send
+    it in paced chunks, then ``done`` with the manifest, size and SHA-256 — or the error."""
+    from node.record.export import ExportError, export_clip
+
+    topics = node.link.topics
+    work = Path(tempfile.mkdtemp(prefix="clip-", dir=node.cfg.storage.path))
+    done: dict[str, Any] = {"request": request, "ok": False}
+    try:
+        out = work / f"{node.cfg.node.id}-{start.strftime('%Y%m%dT%H%M%SZ')}.mp4"
+        manifest = export_clip(Path(node.cfg.storage.path), start, end, out,
+                               signer=node.recorder.signer, node_id=node.cfg.node.id)
+        sha, n = hashlib.sha256(), 0
+        with out.open("rb") as fh:
+            while chunk := fh.read(CHUNK_BYTES):
+                if not node.link.publish_paced(topics.clip(request, str(n)), chunk):
+                    raise OSError("the link dropped while sending the clip")
+                sha.update(chunk)
+                n += 1
+        done.update(ok=True, name=out.name, chunks=n, bytes=out.stat().st_size, sha256=sha.hexdigest(),
+                    manifest=manifest)
+    except (ExportError, OSError) as exc:
+        done["error"] = str(exc)
+        log.warning("clip %s failed: %s", request, exc)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    node.link.publish_paced(topics.clip(request, "done"), json.dumps(done, default=str).encode())
 
 
 def _utc(value: Any, name: str) -> datetime:
@@ -68,7 +116,21 @@ def register_node_commands(node: Node) -> None:
         segments = node.recorder.hold(name, start, end)
         return {"hold": name, "segments": segments}
 
+    def clip(args: dict[str, Any]) -> dict[str, Any]:
+        expect_keys(args, {"start", "end"})
+        start, end = _utc(args.get("start"), "start"), _utc(args.get("end"), "end")
+        if end <= start:
+            raise CommandError("end must be after start")
+        if (end - start).total_seconds() > MAX_CLIP_S:
+            raise CommandError(f"a clip over MQTT is at most {MAX_CLIP_S // 60} minutes; ask for parts")
+        request = secrets.token_hex(6)
+        threading.Thread(target=_stream_clip, args=(node, request, start, end), name="clip-export",
+                         daemon=True).start()
+        return {"request": request, "topic": node.link.topics.clip(request, "#"),
+                "chunk_bytes": CHUNK_BYTES}
+
     r.register("diag", diag, "full diagnostics of this node")
+    r.register("clip", clip, "export {start, end} (UTC) and stream it on clip/<request>/...")
     r.register("ir", ir, "IR override: {mode: night|day|auto, minutes}")
     r.register("rebaseline", rebaseline, "reset the motion background now")
     r.register("hold", hold, "protect footage of {start, end} (UTC) from deletion")

@@ -35,6 +35,7 @@ def acl_text(prefix: str, station_user: str = "station") -> str:
         f"pattern write {prefix}/%u/event\n"
         f"pattern write {prefix}/%u/snapshot/#\n"
         f"pattern write {prefix}/%u/reply/#\n"
+        f"pattern write {prefix}/%u/clip/#\n"
         f"pattern read {prefix}/%u/cmd/#\n"
     )
 

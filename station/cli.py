@@ -60,6 +60,22 @@ def _send(args: argparse.Namespace, name: str, payload: dict) -> int:
     return 0 if reply.get("ok") else 1
 
 
+def _cmd_clip(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from station.clips import ClipError, fetch_clip
+
+    try:
+        clip, manifest = fetch_clip(args.host, args.port, args.prefix, args.node, args.start, args.end,
+                                    Path(args.out), timeout_s=args.timeout, username=args.username,
+                                    password=args.password)
+    except (ClipError, OSError) as exc:
+        print(f"camnode-station: {exc}", file=sys.stderr)
+        return 1
+    print(f"{clip} ({clip.stat().st_size} bytes), manifest {manifest}")
+    return 0
+
+
 def _cmd_cmd(args: argparse.Namespace) -> int:
     try:
         payload = json.loads(args.args) if args.args else {}
@@ -107,6 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--every", type=float, default=2.0, help="refresh period (s)")
     f.add_argument("--seconds", type=float, default=None, help="stop after this long")
     f.set_defaults(func=_cmd_fleet)
+
+    cl = sub.add_parser("clip", help="pull footage of a UTC range from a node (MP4 + manifest)")
+    _connection_args(cl)
+    cl.add_argument("node")
+    cl.add_argument("--start", required=True, help="UTC, ISO 8601 (e.g. 2026-11-22T18:00:00Z)")
+    cl.add_argument("--end", required=True)
+    cl.add_argument("--out", default=".", help="directory for the clip and its manifest")
+    cl.add_argument("--timeout", type=float, default=300.0)
+    cl.set_defaults(func=_cmd_clip)
 
     for name, helptext, func in (
         ("diag", "full diagnostics of one node", _cmd_diag),

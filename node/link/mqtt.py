@@ -164,6 +164,21 @@ class MqttLink:
             return True
         return qos > 0  # QoS>0 is kept in paho's in-memory queue and sent on reconnect
 
+    def publish_paced(self, topic: str, data: bytes, timeout_s: float = 30.0) -> bool:
+        """QoS 1 publish that waits for the broker's PUBACK: streams large things (a clip) one
+        chunk at a time instead of queueing them all in memory. False if not delivered."""
+        if not self._connected.is_set():
+            return False
+        info = self._client.publish(topic, data, qos=1)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            return False
+        try:
+            info.wait_for_publish(timeout_s)
+        except (RuntimeError, ValueError):
+            return False
+        self.published += 1
+        return info.is_published()
+
     def send_durable(self, topic: str, payload: dict[str, Any] | bytes) -> None:
         """Queue a message that must arrive (QoS 1, survives outages and restarts)."""
         data = payload if isinstance(payload, bytes) else t.encode(payload)

@@ -9,6 +9,7 @@ Topics (``<p>`` = ``mqtt.topic_prefix``, ``<id>`` = ``node.id``)::
     <p>/<id>/event       QoS 1  motion/person events (start, update, end)
     <p>/<id>/snapshot/<event id>  QoS 1  JPEG bytes of the event's best frame
     <p>/<id>/cmd/<name>  to the node, QoS 1; reply on <p>/<id>/reply/<name>
+    <p>/<id>/clip/<request>/<n>, .../done   an exported clip in chunks, then its manifest
 
 Payloads are UTF-8 JSON objects; times are ISO 8601 UTC with a ``Z``. ``docs/mqtt.md`` is the
 human version of this module.
@@ -56,6 +57,10 @@ class Topics:
 
     def snapshot(self, event_id: str) -> str:
         return f"{self.base}/snapshot/{event_id}"
+
+    def clip(self, request: str, part: str) -> str:
+        """``part``: a chunk number, or ``done`` (the manifest and the outcome)."""
+        return f"{self.base}/clip/{request}/{part}"
 
     def cmd(self, name: str = "+") -> str:
         return f"{self.base}/cmd/{name}"

@@ -131,3 +131,37 @@ def test_ir_command_drives_the_pins(tmp_path, broker):
         stop.set()
         th.join(30)
     assert factory.pin(17).state == 0  # stop leaves the IR off
+
+
+def test_station_pulls_a_verified_clip_over_mqtt(running, tmp_path, capsys):
+    """The police post asks for a range; the node remuxes and streams it; the clip plays and its
+    manifest verifies; bad ranges are refused with a reason."""
+    import av
+
+    from node.record.verify import verify_clip
+    from station.cli import main as station
+
+    node, broker = running
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and node.recorder.health()["segments_closed"] < 3:
+        time.sleep(0.2)
+    import sqlite3
+
+    db = sqlite3.connect(node.recorder.root / "index.db")
+    first, last = db.execute("SELECT min(start_us), max(end_us) FROM segments").fetchone()
+    from node.record.export import iso
+
+    args = ["clip", "--port", str(broker.port), "pole-9", "--start", iso(first), "--end", iso(last),
+            "--out", str(tmp_path / "post"), "--timeout", "60"]
+    assert station(args) == 0, capsys.readouterr()
+    (clip,) = (tmp_path / "post").glob("*.mp4")
+    with av.open(str(clip)) as c:
+        frames = sum(1 for _ in c.decode(video=0))
+    assert frames >= 40  # ≥ 3 segments of 2 s at 10 fps, minus GOP alignment
+    verdict = verify_clip(clip, clip.with_suffix(".json"))
+    assert verdict.ok and verdict.checked >= 3, verdict.problems
+    assert station(["clip", "--port", str(broker.port), "pole-9", "--start", "2020-01-01T00:00:00Z",
+                    "--end", "2020-01-01T00:01:00Z", "--out", str(tmp_path / "none")]) == 1
+    assert "no footage" in capsys.readouterr().err
+    too_long = ask(broker, "clip", {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T02:00:00Z"})
+    assert not too_long["ok"] and "at most 30 minutes" in too_long["error"]
