@@ -95,6 +95,7 @@ class Node:
     def start(self) -> None:
         cfg = self.cfg
         log.info("camnode %s starting: node %s, source %s", __version__, cfg.node.id, cfg.camera.source)
+        self._remove_stale_exports()
         self._probe_platform()
         self._build_devices()
         self._build_overlay()
@@ -195,6 +196,15 @@ class Node:
         return hb
 
     # -- building ----------------------------------------------------------------
+    def _remove_stale_exports(self) -> None:
+        """Clip exports interrupted by a stop or a power cut (``clip-*`` work directories)."""
+        import shutil
+
+        for work in Path(self.cfg.storage.path).glob("clip-*"):
+            if work.is_dir():
+                shutil.rmtree(work, ignore_errors=True)
+                log.info("removed an interrupted clip export: %s", work.name)
+
     def _probe_platform(self) -> None:
         if self.platform is not None:
             return
