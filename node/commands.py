@@ -7,7 +7,7 @@
                                        technician override of day/night (IR on = night); it
                                        expires after ``minutes`` (capped by daynight.override_max_min)
     rebaseline                         reset the motion background now (after moving the camera)
-    hold      {"start": UTC, "end": UTC, "id": ...}
+    hold      {"start": UTC, "end": UTC, "name": ...}
                                        legal hold: protect footage of a range from retention
     clip      {"start": UTC, "end": UTC}
                                        export footage of a range (remuxed MP4, signed manifest)
@@ -41,33 +41,48 @@ MAX_CLIP_S = 30 * 60
 CHUNK_BYTES = 256 * 1024
 
 
-def _stream_clip(node: Node, request: str, start: datetime, end: datetime) -> None:
+def _stream_clip(node: Node, request: str, start: datetime, end: datetime, busy: threading.Lock) -> None:
     """Worker thread: export (remux, no re-encode) to a temporary file beside the footage, send
-    it in paced chunks, then ``done`` with the manifest, size and SHA-256 — or the error."""
-    from node.record.export import ExportError, export_clip
+    it in paced chunks, then ``done`` with the manifest, size and SHA-256 — or the error. The
+    range is put under a legal hold first, so retention cannot delete it mid-export (footage
+    the police pulled is evidence)."""
+    from node.record.export import export_clip
 
     topics = node.link.topics
-    work = Path(tempfile.mkdtemp(prefix="clip-", dir=node.cfg.storage.path))
     done: dict[str, Any] = {"request": request, "ok": False}
+    work: Path | None = None
     try:
-        out = work / f"{node.cfg.node.id}-{start.strftime('%Y%m%dT%H%M%SZ')}.mp4"
+        node.recorder.hold(f"clip-{request}", start, end)
+        work = Path(tempfile.mkdtemp(prefix="clip-", dir=node.cfg.storage.path))
+        out = work / f"{node.cfg.node.id}-{start.strftime('%Y%m%dT%H%M%SZ')}-{end.strftime('%H%M%SZ')}.mp4"
         manifest = export_clip(Path(node.cfg.storage.path), start, end, out,
                                signer=node.recorder.signer, node_id=node.cfg.node.id)
         sha, n = hashlib.sha256(), 0
         with out.open("rb") as fh:
             while chunk := fh.read(CHUNK_BYTES):
                 if not node.link.publish_paced(topics.clip(request, str(n)), chunk):
-                    raise OSError("the link dropped while sending the clip")
+                    raise OSError(f"chunk {n} not delivered: {node.link.last_error or 'link down'}")
                 sha.update(chunk)
                 n += 1
         done.update(ok=True, name=out.name, chunks=n, bytes=out.stat().st_size, sha256=sha.hexdigest(),
                     manifest=manifest)
-    except (ExportError, OSError) as exc:
-        done["error"] = str(exc)
+        node.faults.set("clip", None)
+    except Exception as exc:  # ExportError, OSError, a PyAV error on a damaged segment...
+        done["error"] = f"{type(exc).__name__}: {exc}"
         log.warning("clip %s failed: %s", request, exc)
+        node.faults.set("clip", f"last export failed: {done['error']}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-    node.link.publish_paced(topics.clip(request, "done"), json.dumps(done, default=str).encode())
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        busy.release()
+    try:
+        payload = json.dumps(done, default=str).encode()
+        if not node.link.publish_paced(topics.clip(request, "done"), payload):
+            node.link.publish(topics.reply("clip"), {"request": request, "ok": False,
+                                                     "error": done.get("error", "done not delivered")},
+                              qos=1)
+    except Exception:
+        log.exception("clip %s: the outcome could not be sent", request)
 
 
 def _utc(value: Any, name: str) -> datetime:
@@ -116,6 +131,8 @@ def register_node_commands(node: Node) -> None:
         segments = node.recorder.hold(name, start, end)
         return {"hold": name, "segments": segments}
 
+    clip_busy = threading.Lock()  # one export at a time: memory, card space and uplink
+
     def clip(args: dict[str, Any]) -> dict[str, Any]:
         expect_keys(args, {"start", "end"})
         start, end = _utc(args.get("start"), "start"), _utc(args.get("end"), "end")
@@ -123,9 +140,11 @@ def register_node_commands(node: Node) -> None:
             raise CommandError("end must be after start")
         if (end - start).total_seconds() > MAX_CLIP_S:
             raise CommandError(f"a clip over MQTT is at most {MAX_CLIP_S // 60} minutes; ask for parts")
+        if not clip_busy.acquire(blocking=False):
+            raise CommandError("busy: another clip is being exported; ask again when it is done")
         request = secrets.token_hex(6)
-        threading.Thread(target=_stream_clip, args=(node, request, start, end), name="clip-export",
-                         daemon=True).start()
+        threading.Thread(target=_stream_clip, args=(node, request, start, end, clip_busy),
+                         name="clip-export", daemon=True).start()
         return {"request": request, "topic": node.link.topics.clip(request, "#"),
                 "chunk_bytes": CHUNK_BYTES}
 

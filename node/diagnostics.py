@@ -49,6 +49,7 @@ class Diagnostics:
         hb: dict[str, Any] = {
             "node_id": n.cfg.node.id,
             "version": __version__,
+            "heartbeat_s": n.cfg.mqtt.heartbeat_s,
             "uptime_s": round(now - n._started_mono, 1),
             "utc": t.iso(n.clock.utc()),
             "clock_synced": n.clock.synced(),
@@ -86,7 +87,7 @@ class Diagnostics:
         if isinstance(days, int | float) and days < target:
             out["retention"] = f"card holds ~{days:.1f} days at the current bitrate, target {target:g}"
         now = n.clock.monotonic()
-        stalled = n.pipeline.stalled_for(now)
+        stalled = n.pipeline.stalled_for(now, since_start=True)
         if stalled > max(10.0, 5.0 / n.cfg.camera.fps):
             out["camera"] = f"no frame from the camera for {stalled:.0f} s"
         for name in n.pipeline.dead_threads():

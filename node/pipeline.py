@@ -96,8 +96,11 @@ class Pipeline:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._last_arrival: float | None = None
+        self._started_at: float | None = None
+        self._prepare_failed = False
 
     def start(self) -> None:
+        self._started_at = self.clock.monotonic()
         loops = [("capture", self._capture_loop), ("encoder", self._encode_loop)]
         if self._analyse is not None:
             loops.append(("analysis", self._analysis_loop))
@@ -125,11 +128,15 @@ class Pipeline:
             return []
         return [th.name for th in self._threads if not th.is_alive()]
 
-    def stalled_for(self, now: float) -> float:
-        """Seconds since the camera delivered a frame (0 before the first one and after a
-        finite source ended). Uses the arrival time on the node's monotonic clock."""
-        if self.source_ended or self._last_arrival is None:
+    def stalled_for(self, now: float, *, since_start: bool = False) -> float:
+        """Seconds since the camera delivered a frame, on the node's monotonic clock; 0 after a
+        finite source ended. Before the first frame: 0, or with ``since_start`` the time since
+        the pipeline started (a camera that never delivers is a fault, but restarting the node
+        for it would only loop)."""
+        if self.source_ended:
             return 0.0
+        if self._last_arrival is None:
+            return max(0.0, now - self._started_at) if since_start and self._started_at is not None else 0.0
         return max(0.0, now - self._last_arrival)
 
     def alive(self) -> bool:
@@ -203,7 +210,7 @@ class Pipeline:
                             frame, StreamInfo("h264", frame.width, frame.height, fps))
                         self.fanout.start(info)
                     if self._prepare is not None and frame.main is not None:
-                        self._prepare(frame)
+                        self._prepare_guarded(frame)
                     for pkt in self.encoder.encode(frame):
                         self.fanout.write(pkt)
                         c.packets_out += 1
@@ -226,6 +233,20 @@ class Pipeline:
             self.fanout.stop()
             if self.encoder is not None:
                 self.encoder.close()
+
+    def _prepare_guarded(self, frame: Frame) -> None:
+        """The on-screen text: if it fails, the frame is recorded without it (and said once)."""
+        assert self._prepare is not None
+        try:
+            self._prepare(frame)
+            if self._prepare_failed:
+                self._prepare_failed = False
+                self.faults.set("overlay", None)
+        except Exception as exc:
+            if not self._prepare_failed:
+                log.exception("on-screen text failed; recording without it")
+                self._prepare_failed = True
+            self.faults.set("overlay", f"{type(exc).__name__}: {exc}")
 
     def _analysis_loop(self) -> None:
         assert self._analyse is not None

@@ -67,7 +67,7 @@ def _cmd_clip(args: argparse.Namespace) -> int:
 
     try:
         clip, manifest = fetch_clip(args.host, args.port, args.prefix, args.node, args.start, args.end,
-                                    Path(args.out), timeout_s=args.timeout, username=args.username,
+                                    Path(args.out), idle_s=args.timeout, username=args.username,
                                     password=args.password)
     except (ClipError, OSError) as exc:
         print(f"camnode-station: {exc}", file=sys.stderr)
@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--start", required=True, help="UTC, ISO 8601 (e.g. 2026-11-22T18:00:00Z)")
     cl.add_argument("--end", required=True)
     cl.add_argument("--out", default=".", help="directory for the clip and its manifest")
-    cl.add_argument("--timeout", type=float, default=300.0)
+    cl.add_argument("--timeout", type=float, default=60.0,
+                    help="give up when the node sends nothing for this long (s)")
     cl.set_defaults(func=_cmd_clip)
 
     for name, helptext, func in (

@@ -7,7 +7,8 @@ table-driven tests, not by waiting.
 A node is:
   * ``LOST``    — its last will arrived (power cut, crash, network gone);
   * ``OFFLINE`` — it said goodbye (clean stop);
-  * ``SILENT``  — online, but no heartbeat for 3 of its own heartbeat intervals;
+  * ``SILENT``  — online, but no heartbeat for 3 of its own heartbeat periods (the node states
+    its period in every heartbeat; a node never heard beating counts from when it was seen);
   * ``FAULT``   — heartbeats arrive and list faults (camera, storage, retention...);
   * ``OK``.
 """
@@ -17,6 +18,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+
+#: Assumed heartbeat period of a node that has not told its own (the node default).
+DEFAULT_PERIOD_S = 10.0
 
 ORDER = {"LOST": 0, "SILENT": 1, "FAULT": 2, "OFFLINE": 3, "OK": 4, "?": 5}
 
@@ -31,6 +35,7 @@ class NodeView:
     heartbeat: dict[str, Any] = field(default_factory=dict)
     last_event: dict[str, Any] | None = None
     events: int = 0
+    first_seen: float = 0.0
 
 
 class Fleet:
@@ -44,14 +49,15 @@ class Fleet:
     def feed(self, node_id: str, leaf: str, msg: dict[str, Any]) -> None:
         now = self._clock.monotonic()
         with self._lock:
-            v = self._nodes.setdefault(node_id, NodeView(node_id))
+            v = self._nodes.get(node_id)
+            if v is None:
+                v = self._nodes[node_id] = NodeView(node_id, first_seen=now)
             if leaf == "status":
                 v.status, v.reason = str(msg.get("state", "?")), str(msg.get("reason", ""))
             elif leaf == "heartbeat":
-                if v.last_beat is not None and now > v.last_beat:
-                    gap = now - v.last_beat
-                    # the heartbeat period is the shortest gap seen (an outage is not a period)
-                    v.interval_s = gap if v.interval_s is None else min(v.interval_s, gap)
+                period = msg.get("heartbeat_s")
+                if isinstance(period, int | float) and not isinstance(period, bool) and period > 0:
+                    v.interval_s = float(period)  # the node says its own period
                 v.last_beat, v.heartbeat = now, msg
                 if v.status == "?":
                     v.status = "online"
@@ -61,7 +67,9 @@ class Fleet:
     def state(self, v: NodeView, now: float) -> str:
         if v.status == "offline":
             return "LOST" if v.reason == "lost" else "OFFLINE"
-        if v.last_beat is not None and v.interval_s is not None and now - v.last_beat > 3 * v.interval_s:
+        period = v.interval_s or DEFAULT_PERIOD_S
+        since = v.last_beat if v.last_beat is not None else v.first_seen
+        if now - since > 3 * period:  # online by its retained status, but not beating
             return "SILENT"
         if v.heartbeat.get("faults"):
             return "FAULT"
@@ -74,17 +82,27 @@ class Fleet:
         out = []
         for v in views:
             hb = v.heartbeat
-            temps = hb.get("temperatures_c") or {}
+            temps = [x for x in (hb.get("temperatures_c") or {}).values() if _num(x)] \
+                if isinstance(hb.get("temperatures_c"), dict) else []
+            faults = hb.get("faults") if isinstance(hb.get("faults"), dict) else \
+                ({"?": str(hb["faults"])} if hb.get("faults") else {})
+            daynight = hb.get("daynight") if isinstance(hb.get("daynight"), dict) else {}
             out.append({
                 "node": v.node_id, "state": self.state(v, now),
                 "beat_age_s": None if v.last_beat is None else round(now - v.last_beat, 1),
-                "fps": hb.get("fps_out"), "mode": (hb.get("daynight") or {}).get("mode"),
-                "disk_free_mb": hb.get("disk_free_mb"), "retention_days": hb.get("retention_days"),
-                "temp_c": max(temps.values()) if temps else None,
-                "faults": hb.get("faults") or {}, "events": v.events,
+                "fps": _num(hb.get("fps_out")), "mode": daynight.get("mode"),
+                "disk_free_mb": _num(hb.get("disk_free_mb")),
+                "retention_days": _num(hb.get("retention_days")),
+                "temp_c": max(temps) if temps else None,
+                "faults": faults, "events": v.events,
                 "last_event": (v.last_event or {}).get("label") or (v.last_event or {}).get("kind"),
             })
         return sorted(out, key=lambda r: (ORDER.get(r["state"], 9), r["node"]))
+
+
+def _num(v: Any) -> float | None:
+    """A number from a heartbeat field, or None for anything else (odd messages never crash)."""
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 def render(rows: list[dict[str, Any]]) -> str:

@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 CommandHandler = Callable[[str, bytes], None]
 
+#: PUBACK reasons that retrying cannot fix (not authorised, bad topic, bad payload): the outbox
+#: row is dropped and the error reported; any other failure keeps the row for later.
+PERMANENT_REJECTIONS = {0x87, 0x90, 0x99}
+
 
 class MqttLink:
     def __init__(
@@ -71,6 +75,7 @@ class MqttLink:
         self.outbox = outbox
         self._inflight: dict[int, int] = {}  # paho mid → outbox row id
         self._early_acks: dict[int, float] = {}  # PUBACKs that beat _inflight registration
+        self._rejected: dict[int, str] = {}  # mid → failure reason code (for publish_paced)
         self._ack_lock = threading.Lock()  # never held while calling paho
         self._drain_lock = threading.Lock()
         #: set once the command subscription is acknowledged (commands can be received)
@@ -81,6 +86,7 @@ class MqttLink:
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"camnode-{node_id}",
                         protocol=paho.MQTTv5)
         c.suppress_exceptions = True  # a failing callback must never kill the network thread
+        c.enable_logger(logging.getLogger("paho"))  # ...and paho then logs what it suppressed
         c.reconnect_delay_set(min_delay=1, max_delay=max(1, int(reconnect_max_s)))
         if username:
             c.username_pw_set(username, password or None)
@@ -176,6 +182,11 @@ class MqttLink:
             info.wait_for_publish(timeout_s)
         except (RuntimeError, ValueError):
             return False
+        with self._ack_lock:
+            rejected = self._rejected.pop(info.mid, None)
+        if rejected is not None:  # e.g. 135: the broker's ACL does not allow this topic
+            self.last_error = f"broker rejected {topic}: {rejected}"
+            return False
         self.published += 1
         return info.is_published()
 
@@ -214,7 +225,8 @@ class MqttLink:
                 if info.rc != paho.MQTT_ERR_SUCCESS:
                     return
                 with self._ack_lock:
-                    acked = self._early_acks.pop(info.mid, None) is not None
+                    seen = self._early_acks.pop(info.mid, None)
+                    acked = seen is not None and time.monotonic() - seen < 10.0
                     if not acked:
                         self._inflight[info.mid] = row_id
                 if acked:
@@ -258,7 +270,12 @@ class MqttLink:
 
     def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:
         now = time.monotonic()
+        failed = bool(getattr(reason_code, "is_failure", False))
         with self._ack_lock:
+            if failed:
+                self._rejected[mid] = str(reason_code)
+                while len(self._rejected) > 256:
+                    self._rejected.pop(next(iter(self._rejected)))
             row_id = self._inflight.pop(mid, None)
             if row_id is None:  # not (yet) known: remember briefly (drain may still register it)
                 self._early_acks[mid] = now
@@ -267,10 +284,11 @@ class MqttLink:
             idle = not self._inflight
         if row_id is None:
             return
-        if getattr(reason_code, "is_failure", False):
-            # e.g. 135 not authorised: retrying cannot help; say so instead of looping
+        if failed:
             self.last_error = f"broker rejected a queued message: {reason_code}"
             log.error("%s", self.last_error)
+            if getattr(reason_code, "value", 0) not in PERMANENT_REJECTIONS:
+                return  # temporary (quota exceeded...): the row stays and is sent again later
         self._done(row_id)
         if idle:
             threading.Thread(target=self._drain, name="outbox-drain", daemon=True).start()

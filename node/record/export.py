@@ -46,6 +46,30 @@ def manifest_digest(manifest: dict[str, Any]) -> bytes:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).digest()
 
 
+def _open_segment(root: Path, row: dict[str, Any]) -> Any:
+    import av
+
+    path = Path(root) / row["name"][:8] / row["name"]
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise ExportError(f"cannot read {row['name']}: {exc}") from exc
+
+
+def _timed_packets(c: Any, vs: Any) -> Any:
+    """``(pts, dts, packet)`` in 1/90000 for every packet that has both (demux only)."""
+    import av
+
+    try:
+        for p in c.demux(vs):
+            if p.dts is None or p.pts is None:
+                continue
+            yield round(p.pts * p.time_base / TB), round(p.dts * p.time_base / TB), p
+    except av.error.FFmpegError as exc:  # a recovered segment's torn tail ends the stream
+        if not isinstance(exc, av.error.InvalidDataError):
+            raise ExportError(f"cannot read a segment: {exc}") from exc
+
+
 def export_clip(root: Path, start: datetime, end: datetime, out: Path, *,
                 signer: Signer | None = None, node_id: str = "") -> dict[str, Any]:
     """Write ``out`` and ``out.json``; returns the manifest."""
@@ -62,16 +86,13 @@ def export_clip(root: Path, start: datetime, end: datetime, out: Path, *,
     if not rows:
         raise ExportError(f"no footage between {iso(start_us)} and {iso(end_us)}")
 
-    # Pass 1: demux (no decode) every covering packet with its wall time.
-    items: list[tuple[int, int, Any, int]] = []  # (t_us, seg index, packet, dts in 1/90000)
+    # Pass 1: demux (no decode) every covering packet's timing — not its bytes: memory stays
+    # a few tuples per frame whatever the clip's length.
+    items: list[tuple[int, int, int, int, int, bool]] = []  # (t_us, seg, k-th packet, pts, dts, key)
     template = None
     first_container = None
     for si, row in enumerate(rows):
-        path = Path(root) / row["name"][:8] / row["name"]
-        try:
-            c = av.open(str(path))
-        except (av.error.FFmpegError, OSError) as exc:
-            raise ExportError(f"cannot read {row['name']}: {exc}") from exc
+        c = _open_segment(root, row)
         if first_container is None:
             first_container = c  # its stream is the output's template (kept open until pass 2)
         with contextlib.ExitStack() as stack:
@@ -81,51 +102,54 @@ def export_clip(root: Path, start: datetime, end: datetime, out: Path, *,
             if template is None:
                 template = (vs, vs.average_rate or vs.guessed_rate or 15)
             first_pts = None
-            for p in c.demux(vs):
-                if p.dts is None or p.pts is None:
-                    continue
-                pts = round(p.pts * p.time_base / TB)
-                dts = round(p.dts * p.time_base / TB)
+            for k, (pts, dts, p) in enumerate(_timed_packets(c, vs)):
                 if first_pts is None:
                     first_pts = pts
                 t_us = row["start_us"] + (pts - first_pts) * 1_000_000 // 90_000
-                items.append((t_us, si, (bytes(p), pts, dts, bool(p.is_keyframe)), dts))
+                items.append((t_us, si, k, pts, dts, bool(p.is_keyframe)))
     first = 0
-    for i, (t, _si, pk, _d) in enumerate(items):
-        if pk[3] and t <= start_us:
+    for i, it in enumerate(items):
+        if it[5] and it[0] <= start_us:
             first = i
-        if t > start_us:
+        if it[0] > start_us:
             break
-    while first < len(items) and not items[first][2][3]:
+    while first < len(items) and not items[first][5]:
         first += 1
     chosen = [it for it in items[first:] if it[0] < end_us]
     if not chosen:
         raise ExportError("no decodable frame in the range")
 
-    # Pass 2: mux with continuous timestamps.
+    # Pass 2: read the chosen packets again, segment by segment, and mux them with continuous
+    # timestamps.
     assert template is not None and first_container is not None
     in_stream, rate = template
     frame = round(90_000 / float(rate))
     used = sorted({it[1] for it in chosen})
+    wanted: dict[int, set[int]] = {}
+    for it in chosen:
+        wanted.setdefault(it[1], set()).add(it[2])
     # A stream made from the recorded one (add_stream_from_template): PyAV's plain
     # add_stream("h264") loses packets when muxing a non-fragmented MP4 (measured, av 18).
     with first_container, av.open(str(out), "w", format="mp4",
                                   options={"movflags": "+faststart"}) as oc:
-        vs = oc.add_stream_from_template(in_stream)
-        offset = 0
-        cur_seg = -1
+        vs_out = oc.add_stream_from_template(in_stream)
         last_out = -frame
-        for _t, si, (data, pts, dts, key), _d in chosen:
-            if si != cur_seg:  # continue one frame after the previous segment's last frame
-                offset = last_out + frame - dts
-                cur_seg = si
-            p = av.Packet(data)
-            p.dts, p.pts = dts + offset, pts + offset
-            p.time_base = TB
-            p.stream = vs
-            p.is_keyframe = key
-            oc.mux(p)
-            last_out = p.dts
+        for si in used:
+            with _open_segment(root, rows[si]) as c:
+                offset = None
+                for k, (pts, dts, p) in enumerate(_timed_packets(c, c.streams.video[0])):
+                    if k not in wanted[si]:
+                        continue
+                    if offset is None:  # continue one frame after the previous segment's last
+                        offset = last_out + frame - dts
+                    key = bool(p.is_keyframe)
+                    q = av.Packet(bytes(p))
+                    q.dts, q.pts = dts + offset, pts + offset
+                    q.time_base = TB
+                    q.stream = vs_out
+                    q.is_keyframe = key
+                    oc.mux(q)
+                    last_out = q.dts
     segs = []
     for si in used:
         row = rows[si]

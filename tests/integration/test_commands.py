@@ -133,10 +133,14 @@ def test_ir_command_drives_the_pins(tmp_path, broker):
     assert factory.pin(17).state == 0  # stop leaves the IR off
 
 
-def test_station_pulls_a_verified_clip_over_mqtt(running, tmp_path, capsys):
+def test_station_pulls_a_verified_clip_over_mqtt(running, tmp_path, capsys, monkeypatch):
     """The police post asks for a range; the node remuxes and streams it; the clip plays and its
     manifest verifies; bad ranges are refused with a reason."""
     import av
+
+    import node.commands
+
+    monkeypatch.setattr(node.commands, "CHUNK_BYTES", 16 * 1024)  # many chunks for a small clip
 
     from node.record.verify import verify_clip
     from station.cli import main as station
@@ -155,6 +159,7 @@ def test_station_pulls_a_verified_clip_over_mqtt(running, tmp_path, capsys):
             "--out", str(tmp_path / "post"), "--timeout", "60"]
     assert station(args) == 0, capsys.readouterr()
     (clip,) = (tmp_path / "post").glob("*.mp4")
+    assert clip.stat().st_size > 3 * 16 * 1024  # it really came in several chunks
     with av.open(str(clip)) as c:
         frames = sum(1 for _ in c.decode(video=0))
     assert frames >= 40  # ≥ 3 segments of 2 s at 10 fps, minus GOP alignment

@@ -11,7 +11,7 @@ ONLINE = {"state": "online", "reason": ""}
 
 
 def beat(**kw):
-    return {"fps_out": 15.0, "faults": {}, "temperatures_c": {"cpu-thermal": 61.5},
+    return {"heartbeat_s": 10.0, "fps_out": 15.0, "faults": {}, "temperatures_c": {"cpu-thermal": 61.5},
             "daynight": {"mode": "night"}, "disk_free_mb": 80000, "retention_days": 41.2, **kw}
 
 
@@ -24,9 +24,12 @@ def beat(**kw):
     ([(0, "heartbeat", beat(faults={"camera": "no frame for 30 s"}))], "FAULT"),
     ([(0, "status", ONLINE), (5, "status", {"state": "offline", "reason": "lost"})], "LOST"),
     ([(0, "status", ONLINE), (5, "status", {"state": "offline", "reason": "shutdown"})], "OFFLINE"),
-    # an outage does not stretch the period: silence is still judged on the 10 s beat
-    ([(0, "heartbeat", beat()), (10, "heartbeat", beat()), (300, "heartbeat", beat()), (31, None, None)],
-     "SILENT"),
+    # an outage or a quick restart does not change the period: the node states it
+    ([(0, "heartbeat", beat()), (0.5, "heartbeat", beat()), (10, "heartbeat", beat()), (12, None, None)],
+     "OK"),
+    # online (retained) but never a heartbeat: silent after 3 default periods
+    ([(0, "status", ONLINE), (31, None, None)], "SILENT"),
+    ([(0, "status", ONLINE), (29, None, None)], "OK"),
 ])
 def test_states(script, expected):
     clock = FakeClock()
@@ -37,6 +40,15 @@ def test_states(script, expected):
             fleet.feed("pole-7", leaf, msg)
     (row,) = fleet.rows()
     assert row["state"] == expected
+
+
+def test_odd_heartbeats_never_crash_the_view():
+    fleet = Fleet(FakeClock())
+    fleet.feed("pole-5", "heartbeat", {"faults": ["camera"], "temperatures_c": {"a": None, "b": 40},
+                                        "fps_out": "fast", "daynight": "night"})
+    (row,) = fleet.rows()
+    assert row["state"] == "FAULT" and row["temp_c"] == 40 and row["fps"] is None
+    assert "pole-5" in render([row])
 
 
 def test_worst_first_and_rendered():
