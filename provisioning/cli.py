@@ -54,8 +54,11 @@ def _cmd_station(a: argparse.Namespace) -> int:
 def _cmd_image(a: argparse.Namespace) -> int:
     from provisioning.image import write_node_files
 
-    names = write_node_files(Path(a.image), Path(a.node_dir))
-    print(f"{a.image}: wrote {', '.join(names)} into /camnode on the boot partition")
+    names, hooked = write_node_files(Path(a.image), Path(a.node_dir),
+                                     wheels=Path(a.wheels) if a.wheels else None)
+    print(f"{a.image}: wrote {len(names)} files into /camnode on the boot partition")
+    print("first boot runs camnode/firstboot.sh (cmdline.txt)" if hooked else
+          "no cmdline.txt on this image: run /boot/firmware/camnode/firstboot.sh once as root on the node")
     return 0
 
 
@@ -73,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--broker", type=_broker, required=True, help="HOST[:PORT] of the ward's broker")
     n.add_argument("--prefix", default="camnode")
     n.add_argument("--source", default="picamera2", help="camera.source for this node")
-    n.add_argument("--tls-ca", default="", help="path ON THE NODE of the broker's CA certificate (TLS)")
+    n.add_argument("--tls-ca", default="", help="the broker's CA certificate (TLS); installed on the node")
     n.add_argument("--out", required=True, help="directory collecting the ward's files")
     n.set_defaults(func=_cmd_node)
     s = sub.add_parser("station", help="add the station's user to the broker password file")
@@ -83,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("image", help="copy a node's files into the boot partition of an SD image")
     i.add_argument("--image", required=True, help="the flashed OS image (or the card's device)")
     i.add_argument("node_dir", help="the node's directory made by 'camnode-provision node'")
+    i.add_argument("--wheels", default="",
+                   help="directory of wheels for the board (camnode and its dependencies, e.g. "
+                   "`pip download --platform manylinux2014_aarch64 --only-binary=:all: -d DIR "
+                   "numpy av paho-mqtt gpiozero ai-edge-litert cryptography` plus `pip wheel . -w DIR`); "
+                   "first boot installs them into /opt/camnode/.venv")
     i.set_defaults(func=_cmd_image)
     c = sub.add_parser("check", help="validate a provisioned node directory")
     c.add_argument("dir")

@@ -40,6 +40,7 @@ class NodeSpec:
     source: str = "picamera2"
     storage: str = "/var/lib/camnode/recordings"
     etc_dir: str = "/etc/camnode"
+    #: the broker's CA certificate on THIS machine; copied to the node as <etc_dir>/ca.crt
     tls_ca: str = ""
 
 
@@ -58,7 +59,7 @@ def node_toml(spec: NodeSpec) -> str:
         f"[mqtt]\nhost = {_q(spec.broker_host)}\nport = {spec.broker_port}\n"
         f"topic_prefix = {_q(spec.prefix)}\nusername = {_q(spec.node_id)}\n"
         f"password_file = {_q(spec.etc_dir + '/mqtt.password')}\n"
-        + (f"tls_ca = {_q(spec.tls_ca)}\n" if spec.tls_ca else "")
+        + (f"tls_ca = {_q(spec.etc_dir + '/ca.crt')}\n" if spec.tls_ca else "")
     )
 
 
@@ -71,9 +72,13 @@ def provision_node(spec: NodeSpec, out: Path, *, password: str | None = None) ->
         config_from_dict(tomllib.loads(text), source=f"{spec.node_id}/node.toml")
     except ConfigError as exc:
         raise ProvisionError(str(exc)) from None
+    if spec.tls_ca and not Path(spec.tls_ca).is_file():
+        raise ProvisionError(f"--tls-ca {spec.tls_ca}: no such file (the broker's CA certificate)")
     node_dir = out / spec.node_id
     node_dir.mkdir(parents=True, exist_ok=True)
     (node_dir / "node.toml").write_text(text)
+    if spec.tls_ca:
+        (node_dir / "ca.crt").write_bytes(Path(spec.tls_ca).read_bytes())
     pw = password or new_password()
     _write_secret(node_dir / "mqtt.password", (pw + "\n").encode())
     public_hex = _signing_key(node_dir)

@@ -154,13 +154,37 @@ def _sd_image(path, *, partitioned: bool) -> None:
 def test_node_files_land_on_the_boot_partition(tmp_path, ward, partitioned):
     import subprocess
 
-    from provisioning.image import fat_offset
+    from provisioning.image import CMDLINE_HOOK, fat_offset
 
     out, _ = ward
     img = tmp_path / "sd.img"
     _sd_image(img, partitioned=partitioned)
-    assert provision(["image", "--image", str(img), str(out / "pole-7")]) == 0
     target = f"{img}@@{fat_offset(img)}"
+    env = {"MTOOLS_SKIP_CHECK": "1"}
+    if partitioned:  # an OS image: its boot partition has a kernel command line
+        (tmp_path / "cmdline.txt").write_text("console=tty1 root=PARTUUID=1234-02 rootwait\n")
+        subprocess.run(["mcopy", "-i", target, str(tmp_path / "cmdline.txt"), "::/cmdline.txt"],
+                       check=True, env=env)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "camnode-0.1.0-py3-none-any.whl").write_bytes(b"PK\x05\x06" + bytes(18))
+    assert provision(["image", "--image", str(img), str(out / "pole-7"), "--wheels", str(wheels)]) == 0
+    assert provision(["image", "--image", str(img), str(out / "pole-7")]) == 0  # again: idempotent
+    if partitioned:
+        line = subprocess.run(["mtype", "-i", target, "::/cmdline.txt"], capture_output=True, text=True,
+                              env=env).stdout.strip()
+        assert line.endswith(CMDLINE_HOOK.strip()) and line.count("firstboot.sh") == 1
+        # the script's own clean-up restores the original command line
+        script = subprocess.run(["mtype", "-i", target, "::/camnode/firstboot.sh"], capture_output=True,
+                                text=True, env=env).stdout
+        assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
+        sed = script[script.index("sed -i"):script.index('"$CMDLINE"\nsync')].replace("\\\n", " ")
+        (tmp_path / "cl.txt").write_text(line + "\n")
+        subprocess.run(sed + f' "{tmp_path / "cl.txt"}"', shell=True, check=True)
+        assert (tmp_path / "cl.txt").read_text() == "console=tty1 root=PARTUUID=1234-02 rootwait\n"
+        wheel_list = subprocess.run(["mdir", "-b", "-i", target, "::/camnode/wheels"], capture_output=True,
+                                    text=True, env=env).stdout
+        assert "camnode-0.1.0-py3-none-any.whl" in wheel_list
     listing = subprocess.run(["mdir", "-b", "-i", target, "::/camnode"], capture_output=True, text=True,
                              env={"MTOOLS_SKIP_CHECK": "1"}).stdout
     for name in ("node.toml", "mqtt.password", "signing.key", "firstboot.sh"):
@@ -171,6 +195,30 @@ def test_node_files_land_on_the_boot_partition(tmp_path, ward, partitioned):
     if not partitioned:
         fsck = subprocess.run(["fsck.vfat", "-n", str(img)], capture_output=True, text=True)
         assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+
+
+def test_tls_ca_is_carried_to_the_node(tmp_path):
+    ca = tmp_path / "ward-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    out = tmp_path / "w"
+    assert provision(["node", "--id", "pole-1", "--broker", "[fd00::1]:8883", "--out", str(out),
+                      "--tls-ca", str(ca), "--source", "synthetic"]) == 0
+    assert (out / "pole-1" / "ca.crt").read_text() == ca.read_text()
+    toml = (out / "pole-1" / "node.toml").read_text()
+    assert 'tls_ca = "/etc/camnode/ca.crt"' in toml and 'host = "fd00::1"' in toml and "port = 8883" in toml
+    assert provision(["node", "--id", "pole-2", "--broker", "b", "--out", str(out),
+                      "--tls-ca", str(tmp_path / "nope.pem")]) == 2
+
+
+def test_mounted_card_is_refused(tmp_path):
+    from provisioning.broker import ProvisionError
+    from provisioning.image import _refuse_mounted
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text("/dev/sdz1 /media/user/bootfs vfat rw 0 0\n")
+    with pytest.raises(ProvisionError, match="unmount it first"):
+        _refuse_mounted(__import__("pathlib").Path("/dev/sdz"), mounts)
+    _refuse_mounted(__import__("pathlib").Path("/dev/sdy"), mounts)  # another card: fine
 
 
 def test_image_errors_are_named(tmp_path, capsys, ward):
