@@ -16,7 +16,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     w = Watcher(args.host, args.port, args.prefix, raw_json=args.json, username=args.username,
-                password=args.password)
+                password=args.password, tls_ca=args.tls_ca)
     w.start()
     stop.wait(args.seconds)
     w.stop()
@@ -35,12 +35,14 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     fleet = Fleet(SystemClock())
     w = Watcher(args.host, args.port, args.prefix, username=args.username, password=args.password,
-                sink=fleet.feed, quiet=True)
+                sink=fleet.feed, quiet=True, tls_ca=args.tls_ca)
     w.start()
     end = None if args.seconds is None else time.monotonic() + args.seconds
     tty = sys.stdout.isatty()
     while not stop.wait(args.every):
-        print(("\x1b[H\x1b[2J" if tty else "") + render(fleet.rows()) + ("" if tty else "\n"), flush=True)
+        head = f"broker {args.host}:{args.port}" + (f" — {w.connect_error}" if w.connect_error else "")
+        print(("\x1b[H\x1b[2J" if tty else "") + head + "\n" + render(fleet.rows()) + ("" if tty else "\n"),
+              flush=True)
         if end is not None and time.monotonic() >= end:
             break
     w.stop()
@@ -52,7 +54,8 @@ def _send(args: argparse.Namespace, name: str, payload: dict) -> int:
 
     try:
         reply = request(args.host, args.port, args.prefix, args.node, name, payload,
-                        timeout_s=args.timeout, username=args.username, password=args.password)
+                        timeout_s=args.timeout, username=args.username, password=args.password,
+                        tls_ca=args.tls_ca)
     except (NoReply, ConnectionError, OSError) as exc:
         print(f"camnode-station: {exc}", file=sys.stderr)
         return 1
@@ -68,7 +71,7 @@ def _cmd_clip(args: argparse.Namespace) -> int:
     try:
         clip, manifest = fetch_clip(args.host, args.port, args.prefix, args.node, args.start, args.end,
                                     Path(args.out), idle_s=args.timeout, username=args.username,
-                                    password=args.password)
+                                    password=args.password, tls_ca=args.tls_ca)
     except (ClipError, OSError) as exc:
         print(f"camnode-station: {exc}", file=sys.stderr)
         return 1
@@ -107,6 +110,7 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prefix", default="camnode")
     p.add_argument("--username", default="")
     p.add_argument("--password", default="")
+    p.add_argument("--tls-ca", default="", help="the ward's CA certificate: connect with TLS")
 
 
 def build_parser() -> argparse.ArgumentParser:

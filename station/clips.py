@@ -22,10 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-
 from node.link import topics as t
+from station.connect import make_client
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.mp4$")
 
@@ -76,7 +74,7 @@ class _Transfer:
 
 def fetch_clip(host: str, port: int, prefix: str, node_id: str, start: str, end: str, out_dir: Path,
                *, idle_s: float = 60.0, reply_s: float = 15.0, username: str = "",
-               password: str = "") -> tuple[Path, Path]:
+               password: str = "", tls_ca: str = "") -> tuple[Path, Path]:
     topics = t.Topics(prefix, node_id)
     ask_id = secrets.token_hex(6)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -84,9 +82,7 @@ def fetch_clip(host: str, port: int, prefix: str, node_id: str, start: str, end:
     tr = _Transfer(work)
     asked = threading.Event()
     pending_dones: dict[str, dict[str, Any]] = {}
-    c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    if username:
-        c.username_pw_set(username, password or None)
+    c = make_client(username, password, tls_ca)
 
     def on_connect(cl, ud, flags, rc, props):
         if rc.is_failure:

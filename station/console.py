@@ -11,10 +11,8 @@ import secrets
 import threading
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-
 from node.link import topics as t
+from station.connect import make_client
 
 
 class NoReply(TimeoutError):
@@ -22,7 +20,8 @@ class NoReply(TimeoutError):
 
 
 def request(host: str, port: int, prefix: str, node_id: str, name: str, args: dict[str, Any] | None = None,
-            *, timeout_s: float = 10.0, username: str = "", password: str = "") -> dict[str, Any]:
+            *, timeout_s: float = 10.0, username: str = "", password: str = "",
+            tls_ca: str = "") -> dict[str, Any]:
     topics = t.Topics(prefix, node_id)
     req_id = secrets.token_hex(6)
     payload = {**(args or {}), "id": req_id}
@@ -30,9 +29,7 @@ def request(host: str, port: int, prefix: str, node_id: str, name: str, args: di
     done = threading.Event()
     subscribed = threading.Event()
 
-    c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    if username:
-        c.username_pw_set(username, password or None)
+    c = make_client(username, password, tls_ca)
 
     def on_connect(cl, ud, flags, rc, props):
         if rc.is_failure:

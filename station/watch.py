@@ -13,10 +13,8 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-
 from node.link import topics as t
+from station.connect import make_client
 
 
 def format_line(node_id: str, leaf: str, msg: dict[str, Any]) -> str:
@@ -48,19 +46,18 @@ class Watcher:
     def __init__(self, host: str, port: int, prefix: str, *, out: IO[str] | None = None,
                  raw_json: bool = False, username: str = "", password: str = "",
                  sink: Callable[[str, str, dict[str, Any]], None] | None = None,
-                 quiet: bool = False) -> None:
+                 quiet: bool = False, tls_ca: str = "") -> None:
         """``sink(node_id, leaf, payload)`` also receives every JSON message (the fleet view);
         ``quiet`` prints nothing."""
         self.prefix = prefix
         self.sink = sink
         self.quiet = quiet
+        self.connect_error: str | None = None
         self.out = out or sys.stdout
         self.raw_json = raw_json
         self.lines = 0
         self._lock = threading.Lock()
-        c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-        if username:
-            c.username_pw_set(username, password or None)
+        c = make_client(username, password, tls_ca)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         c.reconnect_delay_set(1, 10)
@@ -76,6 +73,10 @@ class Watcher:
         self._client.loop_stop()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connect_error = f"broker refused the station: {reason_code}" if reason_code.is_failure else None
+        if self.connect_error:
+            print(self.connect_error, file=self.out, flush=True)
+            return
         for leaf in ("status", "heartbeat", "event", "snapshot/+"):
             client.subscribe(t.all_nodes(self.prefix, leaf), qos=1)
 

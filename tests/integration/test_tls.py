@@ -65,6 +65,19 @@ def test_tls_broker(tmp_path):
         good = small_config(tmp_path / "a", port)
         good = good.replace(mqtt=dataclasses.replace(good.mqtt, tls_ca=str(ca)))
         assert _run_until_connected(Node(good), 15)[0]
+        # the station's tools speak TLS with the same CA
+        import io
+        import time
+
+        from station.watch import Watcher
+
+        w = Watcher("127.0.0.1", port, "camnode", out=io.StringIO(), tls_ca=str(ca))
+        w.start()
+        deadline = time.monotonic() + 10
+        while not w._client.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert w._client.is_connected() and w.connect_error is None
+        w.stop()
         bad = small_config(tmp_path / "b", port)
         bad = bad.replace(mqtt=dataclasses.replace(bad.mqtt, tls_ca=str(other_ca)))
         node = Node(bad)
