@@ -258,8 +258,9 @@ class MqttLink:
         client.publish(self.topics.status, t.status_payload("online", self._clock.utc(), __version__),
                        qos=1, retain=True)
         client.subscribe(self.topics.cmd("#"), qos=1)
-        with self._ack_lock:
-            self._inflight.clear()  # whatever was in flight is resent from the outbox
+        # rows in flight stay mapped: paho resends its unacknowledged QoS 1 messages with the same
+        # ids after a reconnect, so their PUBACKs still delete the rows (no duplicate sends);
+        # rows never published yet go out now
         threading.Thread(target=self._drain, name="outbox-drain", daemon=True).start()
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:

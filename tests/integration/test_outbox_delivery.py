@@ -72,3 +72,33 @@ def test_failing_outbox_never_kills_the_link(tmp_path, subscriber_factory, broke
         assert node.link.connects >= 2 and node.link.connected
     finally:
         node.stop()
+
+
+def test_link_drop_delivers_queued_events_once(tmp_path, subscriber_factory, broker):
+    """Events queued while the node's connection is down arrive after it comes back, once each."""
+    import socket
+
+    node = Node(small_config(tmp_path, broker.port))
+    live = subscriber_factory(broker.host, broker.port, "camnode/pole-9/event")
+    node.start()
+    try:
+        assert node.link.wait_connected(10)
+        node.link._client.socket().shutdown(socket.SHUT_RDWR)  # the network drops under the node
+        deadline = time.monotonic() + 10
+        while node.link.connected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not node.link.connected
+        for i in range(5):
+            node.link.send_durable(node.link.topics.event, {"id": f"e{i}", "phase": "start"})
+
+        def ours(s) -> list[str]:
+            return [e["id"] for e in s.json("event") if e["id"].startswith("e")]
+
+        assert live.wait_for(lambda s: len(set(ours(s))) == 5, 20)
+        deadline = time.monotonic() + 10
+        while node.link.health()["outbox"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert node.link.health()["outbox"] == 0
+        assert sorted(ours(live)) == [f"e{i}" for i in range(5)]  # none twice
+    finally:
+        node.stop()
