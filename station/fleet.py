@@ -36,6 +36,7 @@ class NodeView:
     last_event: dict[str, Any] | None = None
     events: int = 0
     first_seen: float = 0.0
+    seen_events: dict[str, None] = field(default_factory=dict)  # insertion-ordered, bounded
 
 
 class Fleet:
@@ -62,6 +63,12 @@ class Fleet:
                 if v.status == "?":
                     v.status = "online"
             elif leaf == "event" and msg.get("phase") == "start":
+                key = str(msg.get("id"))
+                if key in v.seen_events:  # at-least-once delivery: count each event once
+                    return
+                v.seen_events[key] = None
+                while len(v.seen_events) > 512:
+                    v.seen_events.pop(next(iter(v.seen_events)))
                 v.last_event, v.events = msg, v.events + 1
 
     def state(self, v: NodeView, now: float) -> str:

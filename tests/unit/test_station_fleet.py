@@ -57,7 +57,8 @@ def test_worst_first_and_rendered():
     fleet.feed("pole-1", "heartbeat", beat())
     fleet.feed("pole-2", "status", {"state": "offline", "reason": "lost"})
     fleet.feed("pole-3", "heartbeat", beat(faults={"storage": "ENOSPC"}))
-    fleet.feed("pole-1", "event", {"phase": "start", "label": "person"})
+    fleet.feed("pole-1", "event", {"id": "x-o1", "phase": "start", "label": "person"})
+    fleet.feed("pole-1", "event", {"id": "x-o1", "phase": "start", "label": "person"})  # redelivered
     rows = fleet.rows()
     assert [r["node"] for r in rows] == ["pole-2", "pole-3", "pole-1"]
     assert rows[2]["events"] == 1 and rows[2]["last_event"] == "person"
