@@ -32,11 +32,9 @@ log = logging.getLogger(__name__)
 class Counters:
     frames_in: int = 0
     frames_encoded: int = 0
-    frames_analysed: int = 0
     packets_out: int = 0
     encode_errors: int = 0
     last_encode_mono: float = 0.0
-    last_frame_mono: float = 0.0
     #: mean of the last lores luma plane (0-255): the day/night controller's picture reading
     luma_mean: float | None = None
 
@@ -160,7 +158,6 @@ class Pipeline:
                     for frame in self.source.frames():
                         c = self.counters
                         c.frames_in += 1
-                        c.last_frame_mono = frame.mono
                         self._last_arrival = self.clock.monotonic()
                         self.encode_q.put(frame)
                         if self._analyse is not None and (
@@ -261,7 +258,6 @@ class Pipeline:
             c.luma_mean = float(frame.lores.mean())
             try:
                 self._analyse(frame)
-                c.frames_analysed += 1
                 if "analysis" in self.faults.items:
                     self.faults.set("analysis", None)
             except Exception as exc:  # analysis must never take recording down

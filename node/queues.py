@@ -27,7 +27,6 @@ class DropOldestQueue(Generic[T]):
         self._cond = threading.Condition()
         self._closed = False
         self.dropped = 0
-        self.put_count = 0
 
     def put(self, item: T) -> bool:
         """Append; returns False if an older item had to be dropped to make room."""
@@ -37,7 +36,6 @@ class DropOldestQueue(Generic[T]):
                 self._items.popleft()
                 self.dropped += 1
             self._items.append(item)
-            self.put_count += 1
             self._cond.notify()
             return not dropped
 

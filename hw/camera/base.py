@@ -52,11 +52,6 @@ class Frame:
     packet: EncodedPacket | None = None
     meta: dict[str, object] = field(default_factory=dict)
 
-    @property
-    def luma(self) -> np.ndarray | None:
-        """The full-resolution Y plane (a view, no copy), if pixels are present."""
-        return None if self.main is None else self.main[: self.height]
-
 
 class FrameSource(Protocol):
     """A camera. ``frames()`` yields until ``close()`` or the end of a finite source.

@@ -39,7 +39,6 @@ import io
 import json
 import logging
 import os
-from collections import deque
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -225,7 +224,6 @@ class SegmentWriter:
         self._cut_requested = False
         self._pending_step = 0.0
         self._unfinished: list[Path] = []
-        self.closed_segments: deque[Path] = deque(maxlen=64)  # the most recent ones
         self.segments_closed = 0
         self.last_error: str | None = None
         self.dropped = 0
@@ -413,7 +411,6 @@ class SegmentWriter:
         self.chain_head = info.chain
         if info.path is not None:
             self._bytes_closed += info.path.stat().st_size
-        self.closed_segments.append(info.path)  # type: ignore[arg-type]
         self.segments_closed += 1
         log.info("segment %s closed: %d frames, %.1f s, %d bytes", info.name, info.frames,
                  (info.end_us - info.start_us) / 1e6, info.media_bytes)
