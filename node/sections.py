@@ -152,6 +152,14 @@ class MqttSection:
                                minimum=2, maximum=3600)
     reconnect_max_s: float = setting(30.0, "Longest wait between reconnect attempts.", unit="s",
                                      minimum=0.1, maximum=600.0)
+    outbox_max_rows: int = setting(
+        5000, "Most events/snapshots queued while the station is unreachable; beyond it the oldest "
+        "are dropped and a `lost` notice names them.", minimum=10, maximum=1_000_000)
+    outbox_max_mb: float = setting(64.0, "Most bytes the queue may hold.", unit="MB",
+                                   minimum=1.0, maximum=100_000.0)
+    outbox_max_age_h: float = setting(
+        168.0, "Queued messages older than this are dropped (and named in a `lost` notice); "
+        "0: no age limit.", unit="h", minimum=0.0, maximum=24 * 365.0)
 
 
 @section("Logging.")

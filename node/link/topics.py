@@ -8,6 +8,7 @@ Topics (``<p>`` = ``mqtt.topic_prefix``, ``<id>`` = ``node.id``)::
     <p>/<id>/heartbeat   QoS 0, every mqtt.heartbeat_s  (see HEARTBEAT_FIELDS)
     <p>/<id>/event       QoS 1  motion/person events (start, update, end)
     <p>/<id>/snapshot/<event id>  QoS 1  JPEG bytes of the event's best frame
+    <p>/<id>/lost        QoS 1  durable messages the bounded outbox dropped (which, how many, why)
     <p>/<id>/cmd/<name>  to the node, QoS 1; reply on <p>/<id>/reply/<name>
     <p>/<id>/clip/<request>/<n>, .../done   an exported clip in chunks, then its manifest
 
@@ -54,6 +55,10 @@ class Topics:
     @property
     def event(self) -> str:
         return f"{self.base}/event"
+
+    @property
+    def lost(self) -> str:
+        return f"{self.base}/lost"
 
     def snapshot(self, event_id: str) -> str:
         return f"{self.base}/snapshot/{event_id}"
