@@ -21,6 +21,22 @@ def _check_node_id(v: str) -> str | None:
     return None
 
 
+def _check_timezone(v: str) -> str | None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown time zone {v!r}: expected an IANA name such as 'Asia/Ho_Chi_Minh'"
+    return None
+
+
+def _check_prefix(v: str) -> str | None:
+    from node.link.topics import check_prefix
+
+    return check_prefix(v)
+
+
 def check_source(v: str) -> str | None:
     """Validate ``camera.source`` by its form (existence is checked when it opens)."""
     if v in ("synthetic", "demo", "picamera2", "csi"):
@@ -55,8 +71,8 @@ class NodeSection:
     )
     name: str = setting("Demo node", "Human name of the pole (street, number), shown on video.")
     timezone: str = setting(
-        "Asia/Ho_Chi_Minh", "IANA time zone for local times shown on video (storage is UTC)."
-    )
+        "Asia/Ho_Chi_Minh", "IANA time zone for local times shown on video (storage is UTC).",
+        check=_check_timezone)
 
 
 @section("The image source and its two streams (main for recording, lores for analysis).")
@@ -141,7 +157,8 @@ class RecordSection:
 class MqttSection:
     host: str = setting("127.0.0.1", "Broker host name or address.")
     port: int = setting(1883, "Broker TCP port.", minimum=1, maximum=65535)
-    topic_prefix: str = setting("camnode", "First topic level; topics are <prefix>/<node id>/...")
+    topic_prefix: str = setting("camnode", "First topic level; topics are <prefix>/<node id>/... "
+                                "(letters, digits, '_', '-', '.'; no wildcards).", check=_check_prefix)
     username: str = setting("", "User name (empty: anonymous).")
     password: str = setting("", "Password (prefer password_file on a real node).")
     password_file: str = setting("", "File holding the password (provisioned, mode 0600).")
@@ -287,6 +304,16 @@ class DayNightSection:
                                    minimum=0.0, maximum=1.0)
     override_max_min: float = setting(60.0, "Longest technician override before the node "
                                       "returns to automatic.", unit="min", minimum=1.0, maximum=1440.0)
+
+    def cross_check(self) -> tuple[str, str] | None:
+        """Hysteresis needs day above night (equal thresholds would flap)."""
+        if self.light_day_above <= self.light_night_below:
+            return ("light_day_above", f"must be above light_night_below ({self.light_night_below}), "
+                    f"got {self.light_day_above}")
+        if self.luma_day_above <= self.luma_night_below:
+            return ("luma_day_above", f"must be above luma_night_below ({self.luma_night_below}), "
+                    f"got {self.luma_day_above}")
+        return None
 
 
 @section("GPIO devices: IR illuminator, IR-cut filter, light sensor, status LED (BCM pin numbers; "

@@ -83,6 +83,9 @@ class MqttLink:
         #: a setting that makes connecting impossible (unreadable password/CA file): reported,
         #: and the node records without a link rather than not at all
         self.config_error = config_error
+        bad_prefix = t.check_prefix(prefix)
+        if bad_prefix:  # no topic could be published or subscribed: say so instead of idling
+            self.config_error = f"mqtt.topic_prefix {prefix!r}: {bad_prefix}"
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"camnode-{node_id}",
                         protocol=paho.MQTTv5)
         c.suppress_exceptions = True  # a failing callback must never kill the network thread

@@ -35,6 +35,24 @@ HEARTBEAT_FIELDS = (
 MAX_COMMAND_BYTES = 16 * 1024
 
 
+_PREFIX_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+def check_prefix(prefix: str) -> str | None:
+    """Why ``prefix`` cannot be a topic prefix (None: it can). One topic level of letters,
+    digits, ``_``, ``-`` and ``.``: no MQTT wildcards (``#``, ``+``: no publish could match), no
+    ``/`` (the station reads the first level as the prefix), no ``$`` (broker-reserved), not empty."""
+    if not prefix:
+        return "must not be empty"
+    bad = sorted(set(prefix) - _PREFIX_CHARS)
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        return f"contains {shown}: use one topic level of letters, digits, '_', '-' or '.'"
+    if len(prefix) > 64:
+        return "longer than 64 characters"
+    return None
+
+
 @dataclass(frozen=True)
 class Topics:
     prefix: str
