@@ -280,7 +280,9 @@ class DetectSection:
 class DayNightSection:
     source: str = setting(
         "auto", "What decides night: 'sensor' (light sensor), 'luma' (picture brightness), 'sun' "
-        "(position + clock), 'auto' (sensor, else sun, else luma), or 'fixed-day'/'fixed-night'.",
+        "(position + clock), 'auto' (the sun decides full day and full night; at dawn and dusk the "
+        "sensor, else the picture, times the switch — docs/hardware.md), or "
+        "'fixed-day'/'fixed-night'.",
         choices=("auto", "sensor", "luma", "sun", "fixed-day", "fixed-night"))
     light_night_below: float = setting(0.25, "Sensor brightness (0-1) under which night begins.",
                                        minimum=0.0, maximum=1.0)
@@ -290,9 +292,9 @@ class DayNightSection:
                                       minimum=0.0, maximum=255.0)
     luma_day_above: float = setting(110.0, "Mean luma above which day returns; high because the IR "
                                     "light brightens the night picture itself.", minimum=0.0, maximum=255.0)
-    latitude: float = setting(10.78, "Node latitude for the sun fallback (degrees north).",
+    latitude: float = setting(10.78, "Node latitude, for the sun (degrees north).",
                               unit="deg", minimum=-90.0, maximum=90.0)
-    longitude: float = setting(106.70, "Node longitude for the sun fallback (degrees east).",
+    longitude: float = setting(106.70, "Node longitude, for the sun (degrees east).",
                                unit="deg", minimum=-180.0, maximum=180.0)
     confirm_s: float = setting(20.0, "A change of light must hold this long before a switch "
                                "(headlights are not dawn).", unit="s", minimum=0.0, maximum=3600.0)
