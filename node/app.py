@@ -19,6 +19,7 @@ from typing import Any
 
 from hw.camera import Frame, FrameSource, open_source
 from hw.encode.base import FanOut, StreamInfo
+from hw.redact import redact_url
 from node import __version__
 from node.clock import Clock, SystemClock
 from node.config import Config
@@ -97,7 +98,8 @@ class Node:
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
         cfg = self.cfg
-        log.info("camnode %s starting: node %s, source %s", __version__, cfg.node.id, cfg.camera.source)
+        log.info("camnode %s starting: node %s, source %s", __version__, cfg.node.id,
+                 redact_url(cfg.camera.source))
         self._remove_stale_exports()
         self._probe_platform()
         self._build_devices()
@@ -108,7 +110,7 @@ class Node:
         self.daynight.rebaseline = self.analyzer.rebaseline if self.analyzer is not None else None
         self.link.start()
         self.pipeline.start()
-        self.notifier.ready(f"recording {cfg.camera.source}")
+        self.notifier.ready(f"recording {redact_url(cfg.camera.source)}")
 
     def stop(self) -> None:
         """Camera off → encoder flushed → last segment closed → events ended → GPIO safe →

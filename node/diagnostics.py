@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from hw.redact import redact_obj
 from node import __version__, health
 from node.link import topics as t
 
@@ -103,7 +104,7 @@ class Diagnostics:
         n = self.node
         out = self.heartbeat(update_rates=False)
         out["config"] = dataclasses.asdict(n.cfg)
-        out["config"]["mqtt"]["password"] = "***" if n.cfg.mqtt.password else ""
+        out["config"] = redact_obj(out["config"])  # passwords, and credentials in camera URLs
         out["platform"] = n.platform.describe() if n.platform is not None else None
         out["encoder_selection"] = n.encoder_report.as_dict() if n.encoder_report is not None else None
         out["camera"] = n.pipeline.source.describe() if n.pipeline.source is not None else None

@@ -2,6 +2,7 @@
 
 Under systemd (``JOURNAL_STREAM`` set) each line is prefixed with its syslog priority
 (``<3>``...``<7>``) so journald records the level; elsewhere lines start with a UTC time.
+Credentials in URLs are masked in every line (:mod:`hw.redact`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import logging
 import os
 import sys
 import time
+
+from hw.redact import redact_text
 
 _PRIO = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
@@ -27,6 +30,7 @@ class LogfmtFormatter(logging.Formatter):
         if record.exc_info:
             exc = self.formatException(record.exc_info).replace("\n", "\\n").replace('"', "'")
             line += f' exc="{exc}"'
+        line = redact_text(line)  # an IP camera's password, whatever logged it
         if self.journal:
             return f"<{_PRIO.get(record.levelno, 6)}>{line}"
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))

@@ -31,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from hw.redact import redact_obj
 from node import __version__
 from node.link import topics as t
 from node.link.outbox import Outbox
@@ -42,6 +43,11 @@ CommandHandler = Callable[[str, bytes], None]
 #: PUBACK reasons that retrying cannot fix (not authorised, bad topic, bad payload): the outbox
 #: row is dropped and the error reported; any other failure keeps the row for later.
 PERMANENT_REJECTIONS = {0x87, 0x90, 0x99}
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    """Every JSON payload leaves with credentials masked (camera URLs in faults, diag, replies)."""
+    return t.encode(redact_obj(payload))
 
 
 class MqttLink:
@@ -163,7 +169,7 @@ class MqttLink:
     def publish(self, topic: str, payload: dict[str, Any] | bytes, *, qos: int = 0,
                 retain: bool = False) -> bool:
         """Queue a message; returns False if it was dropped because the link is down (QoS 0)."""
-        data = payload if isinstance(payload, bytes) else t.encode(payload)
+        data = payload if isinstance(payload, bytes) else _encode(payload)
         if not self._connected.is_set() and qos == 0:
             self.dropped_offline += 1
             return False
@@ -195,7 +201,7 @@ class MqttLink:
 
     def send_durable(self, topic: str, payload: dict[str, Any] | bytes) -> None:
         """Queue a message that must arrive (QoS 1, survives outages and restarts)."""
-        data = payload if isinstance(payload, bytes) else t.encode(payload)
+        data = payload if isinstance(payload, bytes) else _encode(payload)
         if self.outbox is None:
             self.publish(topic, data, qos=1)
             return

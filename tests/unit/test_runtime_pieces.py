@@ -99,3 +99,35 @@ def test_libx264_keyframes_at_gop_and_annexb():
     assert [i for i, p in enumerate(packets) if p.keyframe] == [0, 10, 20]
     assert all(p.data.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01")) for p in packets)
     assert packets[1].pts - packets[0].pts == 9000  # 1/10 s in the 90 kHz time base
+
+
+def test_watchdog_notifier_keeps_a_bounded_memory(tmp_path):
+    """Issue 8/16: one WATCHDOG=1 a second must not grow a list by 86,400 entries a day."""
+    import socket
+    import threading
+
+    from node.sdnotify import RECENT, Notifier
+
+    path = tmp_path / "notify"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(str(path))
+    got: list[int] = []
+
+    def drain() -> None:
+        n = 0
+        srv.settimeout(5)
+        while n < 3001:
+            srv.recv(64)
+            n += 1
+        got.append(n)
+
+    th = threading.Thread(target=drain, name="notify-drain")
+    th.start()
+    n = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2000000"})
+    for _ in range(3000):
+        assert n.watchdog()
+    assert n.stopping()
+    th.join(10)
+    srv.close()
+    assert got == [3001] and n.count == 3001
+    assert len(n.sent) == RECENT and n.sent[-1] == "STOPPING=1"
