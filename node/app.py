@@ -17,17 +17,18 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from hw.camera import Frame, FrameSource, open_source
-from hw.encode.base import FanOut, StreamInfo
+from hw.camera import FrameSource, open_source
+from hw.encode.base import FanOut
+from hw.media import Frame, StreamInfo
 from node import __version__
 from node.clock import Clock, SystemClock
 from node.config import Config
 from node.daynight import DayNightController, policy_from_config
 from node.diagnostics import Diagnostics
 from node.events import MarkSegments, ProtectClip, PublishEvent, PublishSnapshot
-from node.link.commands import CommandRouter
 from node.link.mqtt import MqttLink
 from node.link.outbox import Outbox
+from node.link.router import CommandRouter
 from node.pipeline import Faults, Pipeline
 from node.record.recorder import build_recorder
 from node.sdnotify import Notifier
@@ -243,7 +244,7 @@ class Node:
                                    scale=ov.scale, show_name=ov.show_name)
 
     def _build_analyzer(self) -> None:
-        from node.vision.pipeline import Analyzer
+        from node.vision.analyzer import Analyzer
 
         self.analyzer = Analyzer(self.cfg.motion, self.cfg.detect, self.clock, detector=self._detector,
                                  base_dir=self._base_dir)

@@ -1,4 +1,4 @@
-"""The node's commands (see :mod:`node.link.commands` for the envelope and error replies).
+"""The node's commands (see :mod:`node.link.router` for the envelope and error replies).
 
     help                               list commands
     diag                               full diagnostics (config with secrets masked, platform,
@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from node.link.commands import CommandError, expect_keys
+from node.link.router import CommandError, expect_keys
 
 if TYPE_CHECKING:
     from node.app import Node
