@@ -115,9 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="camera.source for the demo (default: the built-in street scene)")
     demo.set_defaults(func=_cmd_demo)
 
-    from node.record import commands as record_commands
+    from node.record import cli as record_cli
 
-    record_commands.register(sub)  # storage plan, clip, verify
+    record_cli.register(sub)  # storage plan, clip, verify
     return p
 
 

@@ -14,6 +14,7 @@ from node.config import config_from_dict
 from node.localbroker import free_port
 from node.logs import LogfmtFormatter
 from node.sdnotify import Notifier
+from station.connect import Connection
 from station.console import request
 
 SECRET = "S3cr3t-pw"
@@ -68,7 +69,7 @@ def test_camera_password_masked_everywhere(tmp_path, broker, subscriber_factory,
     try:
         assert node.link.wait_connected(10) and node.link.subscribed.wait(10)
         assert live.wait_for(lambda s: any("camera" in h["faults"] for h in s.json("heartbeat")), 30)
-        reply = request(broker.host, broker.port, "camnode", "pole-9", "diag", None, timeout_s=10)
+        reply = request(Connection(broker.host, broker.port), "pole-9", "diag", timeout_s=10)
         assert reply["ok"], reply
         assert reply["result"]["config"]["camera"]["source"] == f"rtsp://admin:***@127.0.0.1:{dead}/stream"
         assert reply["result"]["config"]["mqtt"]["password"] == "***"
