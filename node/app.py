@@ -32,10 +32,12 @@ from node.commands import CommandParts, register_node_commands
 from node.config import Config
 from node.daynight import DayNightController, policy_from_config
 from node.diagnostics import Diagnostics
+from node.events import EventRules, Rules, close_interrupted
 from node.link.mqtt import MqttLink
 from node.link.outbox import Outbox
 from node.link.router import CommandRouter
 from node.mainloop import MainLoop, healthy
+from node.open_events import OpenEvents
 from node.pipeline import Faults, Pipeline
 from node.record.recorder import build_recorder
 from node.sdnotify import Notifier
@@ -84,7 +86,12 @@ class Node:
         self.commands = CommandRouter(lambda topic, payload: self.link.publish(topic, payload, qos=1),
                                       self.link.topics, self.clock)
         self.recorder = build_recorder(cfg, self.clock)
-        self.actions = ActionRouter(self.recorder, self.link, self.faults)
+        try:
+            self.open_events: OpenEvents | None = OpenEvents(Path(cfg.storage.path) / "events-open.sqlite")
+        except (sqlite3.Error, OSError) as exc:  # events still go out; a power cut leaves them open
+            self.open_events = None
+            self.faults.set("events", f"open-event record unavailable: {exc}")
+        self.actions = ActionRouter(self.recorder, self.link, self.faults, self.open_events)
         self.fanout = FanOut()
         self.fanout.add(self.recorder)
         self.daynight = DayNightController(policy_from_config(cfg.daynight), self.clock,
@@ -122,6 +129,7 @@ class Node:
             node_id=cfg.node.id, storage_path=Path(cfg.storage.path), link=self.link,
             recorder=self.recorder, daynight=self.daynight, diagnostics=self.diagnostics,
             faults=self.faults, analyzer=self.analyzer))
+        self._close_interrupted_events()
         self.link.start()
         self.pipeline.start()
         self.notifier.ready(f"recording {redact_url(cfg.camera.source)}")
@@ -143,12 +151,34 @@ class Node:
         steps.append(("link", self.link.close))
         if self.outbox is not None:
             steps.append(("outbox", self.outbox.close))
+        if self.open_events is not None:
+            steps.append(("open events", self.open_events.close))
         for name, step in steps:
             try:
                 step()
             except Exception:
                 log.exception("stop: %s failed", name)
         log.info("stopped")
+
+    def _close_interrupted_events(self) -> None:
+        """Events a power cut or crash left open get their ``end`` now (``end_reason``
+        "interrupted", ended at the last activity recorded before the cut)."""
+        if self.open_events is None:
+            return
+        d = self.cfg.detect
+        rules = EventRules(motion=Rules(protect=False),
+                           object=Rules(pre_roll_s=d.pre_roll_s, post_roll_s=d.post_roll_s))
+        left = self.open_events.left_open()
+        for payload in left:
+            try:
+                actions = close_interrupted(payload, rules)
+            except (KeyError, TypeError, ValueError) as exc:  # an unreadable record: dropped
+                log.error("cannot close interrupted event %s: %s", payload.get("id"), exc)
+                self.open_events.track({"id": payload.get("id"), "phase": "end"})
+                continue
+            self.actions.dispatch(actions)
+        if left:
+            log.warning("closed %d event(s) left open by an interruption", len(left))
 
     def _close_recorder(self) -> None:
         if not self.pipeline.join(0):  # never close the recorder under a live encoder thread
