@@ -25,11 +25,12 @@ import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from node.link.router import CommandError, CommandRouter, expect_keys
+from node.link.topics import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +101,11 @@ def _stream_clip(parts: CommandParts, request: str, start: datetime, end: dateti
 
 def _utc(value: Any, name: str) -> datetime:
     if not isinstance(value, str):
-        raise CommandError(f"{name} must be an ISO 8601 UTC time string")
+        raise CommandError(f"{name} must be an ISO 8601 time string with a zone")
     try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise CommandError(f"{name} {value!r} is not an ISO 8601 time") from None
-    if ts.tzinfo is None:
-        raise CommandError(f"{name} must carry a time zone (Z for UTC)")
-    return ts.astimezone(UTC)
+        return parse_time(value)
+    except ValueError as exc:
+        raise CommandError(f"{name}: {exc}") from None
 
 
 def register_node_commands(r: CommandRouter, parts: CommandParts) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -108,6 +108,23 @@ def split_topic(topic: str) -> tuple[str, str, str]:
 def iso(ts: datetime) -> str:
     """UTC ISO 8601 with millisecond precision and a Z."""
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+#: The one rule for times people type (commands, CLI): ISO 8601 with a zone, never guessed.
+TIME_HELP = ("ISO 8601 with a zone: Z for UTC or an offset, e.g. 2026-11-22T18:00:00Z or "
+             "2026-11-23T01:00:00+07:00")
+
+
+def parse_time(text: str) -> datetime:
+    """A time a person gave (command argument, CLI option) as aware UTC. A time without a zone
+    is refused, never guessed (UTC and the node's zone are 7 hours apart in Vietnam)."""
+    try:
+        ts = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time ({TIME_HELP})") from None
+    if ts.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone: add Z for UTC or an offset such as +07:00")
+    return ts.astimezone(UTC)
 
 
 def encode(payload: dict[str, Any]) -> bytes:
