@@ -7,8 +7,11 @@
                                        technician override of day/night (IR on = night); it
                                        expires after ``minutes`` (capped by daynight.override_max_min)
     rebaseline                         reset the motion background now (after moving the camera)
-    hold      {"start": UTC, "end": UTC, "name": ...}
-                                       legal hold: protect footage of a range from retention
+    hold      {"start": UTC, "end": UTC, "owner": who, "name": ..., "days": 30}
+                                       legal hold: protect footage of a range (at most 7 days)
+                                       from retention for ``days`` (default 30, at most 365)
+    release   {"name": ...}            end a legal hold now
+    holds                              list the legal holds (owner, range, expiry)
     clip      {"start": UTC, "end": UTC}
                                        export footage of a range (remuxed MP4, signed manifest)
                                        and stream it to the station on ``clip/<request>/<n>``
@@ -65,8 +68,10 @@ def _stream_clip(parts: CommandParts, request: str, start: datetime, end: dateti
     topics = parts.link.topics
     done: dict[str, Any] = {"request": request, "ok": False}
     work: Path | None = None
+    hold = f"clip-{request}"
     try:
-        parts.recorder.hold(f"clip-{request}", start, end)
+        # kept until the export is sent (a day at most, should the node stop mid-export)
+        parts.recorder.hold(hold, start, end, owner=f"clip {request}", days=1)
         work = Path(tempfile.mkdtemp(prefix="clip-", dir=parts.storage_path))
         out = work / f"{parts.node_id}-{start.strftime('%Y%m%dT%H%M%SZ')}-{end.strftime('%H%M%SZ')}.mp4"
         manifest = export_clip(parts.storage_path, start, end, out,
@@ -88,6 +93,10 @@ def _stream_clip(parts: CommandParts, request: str, start: datetime, end: dateti
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
+        try:  # the station has its copy (or the export failed): no lasting hold per request
+            parts.recorder.release(hold)
+        except Exception:
+            log.exception("clip %s: its hold could not be released (it expires in a day)", request)
         busy.release()
     try:
         payload = json.dumps(done, default=str).encode()
@@ -134,13 +143,35 @@ def register_node_commands(r: CommandRouter, parts: CommandParts) -> None:
         return {"rebaselined": True}
 
     def hold(args: dict[str, Any]) -> dict[str, Any]:
-        expect_keys(args, {"start", "end", "name"})
+        from node.record.holds import DEFAULT_DAYS, HoldError
+
+        expect_keys(args, {"start", "end", "name", "owner", "days"})
         start, end = _utc(args.get("start"), "start"), _utc(args.get("end"), "end")
-        if end <= start:
-            raise CommandError("end must be after start")
-        name = str(args.get("name") or start.strftime("%Y%m%dT%H%M%SZ"))[:64]
-        segments = parts.recorder.hold(name, start, end)
-        return {"hold": name, "segments": segments}
+        owner, name, days = args.get("owner"), args.get("name"), args.get("days", DEFAULT_DAYS)
+        if not isinstance(owner, str):
+            raise CommandError("owner (who asks for the hold) is required, as a string")
+        if name is not None and not isinstance(name, str):
+            raise CommandError("name must be a string")
+        if isinstance(days, bool) or not isinstance(days, int | float):
+            raise CommandError("days must be a number")
+        try:
+            return parts.recorder.hold(name or start.strftime("%Y%m%dT%H%M%SZ"), start, end,
+                                       owner=owner, days=float(days))
+        except HoldError as exc:
+            raise CommandError(str(exc)) from None
+
+    def release(args: dict[str, Any]) -> dict[str, Any]:
+        expect_keys(args, {"name"})
+        name = args.get("name")
+        if not isinstance(name, str):
+            raise CommandError("name of the hold to release is required")
+        if not parts.recorder.release(name):
+            raise CommandError(f"no hold named {name!r}")
+        return {"released": name}
+
+    def holds(args: dict[str, Any]) -> dict[str, Any]:
+        expect_keys(args, set())
+        return {"holds": parts.recorder.holds()}
 
     clip_busy = threading.Lock()  # one export at a time: memory, card space and uplink
 
@@ -163,4 +194,6 @@ def register_node_commands(r: CommandRouter, parts: CommandParts) -> None:
     r.register("clip", clip, "export {start, end} (UTC) and stream it on clip/<request>/...")
     r.register("ir", ir, "IR override: {mode: night|day|auto, minutes}")
     r.register("rebaseline", rebaseline, "reset the motion background now")
-    r.register("hold", hold, "protect footage of {start, end} (UTC) from deletion")
+    r.register("hold", hold, "protect footage of {start, end, owner[, name, days]} from deletion")
+    r.register("release", release, "end the legal hold {name}")
+    r.register("holds", holds, "list legal holds")

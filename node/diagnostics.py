@@ -94,9 +94,8 @@ class Diagnostics:
         rec = rec if rec is not None else self.recorder.health()
         if rec.get("last_error"):
             out["storage"] = str(rec["last_error"])
-        days, target = rec.get("retention_days_projected"), self.cfg.record.max_age_days
-        if isinstance(days, int | float) and days < target:
-            out["retention"] = f"card holds ~{days:.1f} days at the current bitrate, target {target:g}"
+        if rec.get("retention_fault"):  # why footage is not kept as long as it should be
+            out["retention"] = str(rec["retention_fault"])
         now = self.clock.monotonic()
         stalled = self.pipeline.stalled_for(now, since_start=True)
         if stalled > max(10.0, 5.0 / self.cfg.camera.fps):
