@@ -84,7 +84,7 @@ class Node:
         self.link = MqttLink.from_config(cfg.mqtt, cfg.node.id, self.clock, on_command=self._on_command,
                                          outbox=self.outbox)
         self.commands = CommandRouter(lambda topic, payload: self.link.publish(topic, payload, qos=1),
-                                      self.link.topics, self.clock)
+                                      self.link.topics, self.clock, faults=self.faults)
         self.recorder = build_recorder(cfg, self.clock)
         try:
             self.open_events: OpenEvents | None = OpenEvents(Path(cfg.storage.path) / "events-open.sqlite")
@@ -309,5 +309,5 @@ class Node:
         if self.analyzer is not None:
             self.actions.dispatch(self.analyzer.process(frame))
 
-    def _on_command(self, name: str, payload: bytes) -> None:
-        self.commands.handle(name, payload)
+    def _on_command(self, name: str, payload: bytes, retained: bool = False) -> None:
+        self.commands.handle(name, payload, retained=retained)

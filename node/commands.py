@@ -63,7 +63,7 @@ def _stream_clip(parts: CommandParts, request: str, start: datetime, end: dateti
     it in paced chunks, then ``done`` with the manifest, size and SHA-256 — or the error. The
     range is put under a legal hold first, so retention cannot delete it mid-export (footage
     the police pulled is evidence)."""
-    from node.record.export import export_clip
+    from node.record.export import ExportRefused, export_clip
 
     topics = parts.link.topics
     done: dict[str, Any] = {"request": request, "ok": False}
@@ -86,6 +86,8 @@ def _stream_clip(parts: CommandParts, request: str, start: datetime, end: dateti
         done.update(ok=True, name=out.name, chunks=n, bytes=out.stat().st_size, sha256=sha.hexdigest(),
                     manifest=manifest)
         parts.faults.set("clip", None)
+    except ExportRefused as exc:  # e.g. the footage went meanwhile: an answer, not a node fault
+        done["error"] = str(exc)
     except Exception as exc:  # ExportError, OSError, a PyAV error on a damaged segment...
         done["error"] = f"{type(exc).__name__}: {exc}"
         log.warning("clip %s failed: %s", request, exc)
@@ -130,9 +132,12 @@ def register_node_commands(r: CommandRouter, parts: CommandParts) -> None:
         if mode not in ("day", "night", "auto"):
             raise CommandError(f"mode must be 'night' (IR on), 'day' (IR off) or 'auto', got {mode!r}")
         minutes = args.get("minutes")
+        longest = parts.daynight.override_max_s / 60
         if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int | float)
-                                    or not 0 < minutes <= 24 * 60):
-            raise CommandError("minutes must be a number in (0, 1440]")
+                                    or not 0 < minutes <= longest):
+            # refused, never silently cut: the technician must know when it ends
+            raise CommandError(f"minutes must be a number in (0, {longest:g}] "
+                               "(daynight.override_max_min)")
         return parts.daynight.force(mode, minutes)
 
     def rebaseline(args: dict[str, Any]) -> dict[str, Any]:
@@ -182,6 +187,9 @@ def register_node_commands(r: CommandRouter, parts: CommandParts) -> None:
             raise CommandError("end must be after start")
         if (end - start).total_seconds() > MAX_CLIP_S:
             raise CommandError(f"a clip over MQTT is at most {MAX_CLIP_S // 60} minutes; ask for parts")
+        if not parts.recorder.covering(start, end):  # a refused request: a reply, not a fault
+            raise CommandError(f"no footage between {start.isoformat()} and "
+                               f"{end.isoformat()}")
         if not clip_busy.acquire(blocking=False):
             raise CommandError("busy: another clip is being exported; ask again when it is done")
         request = secrets.token_hex(6)

@@ -131,7 +131,7 @@ class Watcher:
                 if self.snapshot_dir is not None:
                     line += f" saved {self._save_snapshot(node_id, leaf[9:], bytes(msg.payload))}"
             else:
-                payload = t.decode(bytes(msg.payload), limit=1 << 20)
+                payload = t.decode(bytes(msg.payload), limit=1 << 20, max_depth=64)
                 if self.sink is not None:
                     self.sink(node_id, leaf, payload)
                 line = json.dumps({"topic": msg.topic, **payload}) if self.raw_json else \

@@ -8,8 +8,8 @@
 * ``close()`` publishes ``status`` = offline (reason "shutdown") and waits up to 2 s for it.
 * ``send_durable`` goes through an :class:`~node.link.outbox.Outbox` (SQLite): events reach the
   station after a broker outage, and after a restart in between; rows are deleted on PUBACK.
-* Command messages on ``<p>/<id>/cmd/<name>`` go to ``on_command(name, payload_bytes)``; it
-  runs on paho's network thread and must return quickly.
+* Command messages on ``<p>/<id>/cmd/<name>`` go to ``on_command(name, payload_bytes,
+  retained)``; it runs on paho's network thread and must return quickly.
 
 Thread: paho's network thread runs callbacks; ``publish`` is safe from any thread.
 """
@@ -38,7 +38,9 @@ from node.link.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-CommandHandler = Callable[[str, bytes], None]
+#: ``(name, payload, retained)``: ``retained`` is True for a message the broker kept and
+#: delivers again on every (re)subscription — it must not run again (issue 8, item 24).
+CommandHandler = Callable[[str, bytes, bool], None]
 
 #: PUBACK reasons that retrying cannot fix (not authorised, bad topic, bad payload): the outbox
 #: row is dropped and the error reported; any other failure keeps the row for later.
@@ -350,6 +352,6 @@ class MqttLink:
         if not msg.topic.startswith(prefix) or self._on_command is None:
             return
         try:
-            self._on_command(msg.topic[len(prefix):], bytes(msg.payload))
+            self._on_command(msg.topic[len(prefix):], bytes(msg.payload), bool(msg.retain))
         except Exception:
             log.exception("command handler failed for %s", msg.topic)

@@ -271,6 +271,11 @@ class Recorder:
             raise holds.HoldError("the recorder is closed")
         return self.store.release(name)
 
+    def covering(self, start_utc: datetime, end_utc: datetime) -> int:
+        """How many recorded segments overlap ``[start, end)``."""
+        idx = self.store.index
+        return 0 if idx is None else len(idx.range(to_us(start_utc), to_us(end_utc)))
+
     def holds(self) -> list[dict[str, Any]]:
         idx = self.store.index
         if idx is None:
