@@ -48,11 +48,8 @@ class Check:
 
 
 def gpio_spec(cfg: Config) -> GpioSpec:
-    """The ``[gpio]`` section as the hw layer's spec, with day/night's light thresholds."""
-    values = dataclasses.asdict(cfg.gpio)
-    values["light_dark_below"] = cfg.daynight.light_night_below
-    values["light_bright_above"] = cfg.daynight.light_day_above
-    return GpioSpec.from_mapping(values)
+    """The ``[gpio]`` section as the hw layer's spec."""
+    return GpioSpec.from_mapping(dataclasses.asdict(cfg.gpio))
 
 
 def check_platform(info: PlatformInfo) -> Check:

@@ -113,7 +113,7 @@ class StorageSection:
     )
 
 
-@section("Recording: durability, retention (the ring buffer), pre-roll and evidence signing.")
+@section("Recording: durability, retention (the ring buffer) and evidence signing.")
 class RecordSection:
     max_age_days: float = setting(30.0, "Delete footage older than this (protected clips excepted); "
                                   "also the retention target the heartbeat compares with.",
@@ -127,8 +127,6 @@ class RecordSection:
                                 "cut.", unit="s", minimum=0.1, maximum=10.0)
     sync_fragments: bool = setting(False, "fdatasync every fragment (more SD wear; for kernels with "
                                    "slow writeback).")
-    preroll_s: float = setting(10.0, "RAM ring of recent video for event clips (0: off).", unit="s",
-                               minimum=0.0, maximum=120.0)
     sweep_s: float = setting(10.0, "Retention sweep period (its own thread).", unit="s",
                              minimum=0.5, maximum=3600.0)
     queue_mb: float = setting(32.0, "Writer queue; past it packets drop to the next keyframe.",
