@@ -71,7 +71,10 @@ class Node:
         self._stopped = threading.Event()
         self._started_mono = self.clock.monotonic()
         try:
-            self.outbox: Outbox | None = Outbox(Path(cfg.storage.path) / "outbox.sqlite")
+            self.outbox: Outbox | None = Outbox(
+                Path(cfg.storage.path) / "outbox.sqlite", max_rows=cfg.mqtt.outbox_max_rows,
+                max_bytes=int(cfg.mqtt.outbox_max_mb * 1e6), max_age_s=cfg.mqtt.outbox_max_age_h * 3600,
+                clock=self.clock, lost_topic=f"{cfg.mqtt.topic_prefix}/{cfg.node.id}/lost")
         except (sqlite3.Error, OSError) as exc:  # events then go out in memory only; said so
             self.outbox = None
             self.faults.set("outbox", f"durable outbox unavailable: {exc}")
