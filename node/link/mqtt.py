@@ -11,7 +11,10 @@
 * Command messages on ``<p>/<id>/cmd/<name>`` go to ``on_command(name, payload_bytes)``; it
   runs on paho's network thread and must return quickly.
 
-Thread: paho's network thread runs callbacks; ``publish`` is safe from any thread.
+Thread: paho's network thread (``paho-mqtt-client-…``) runs callbacks; one ``outbox-drain``
+thread (started by ``start``, ended by ``close``) publishes outbox rows when woken — on every
+(re)connect and when the last row in flight is acknowledged; ``publish`` is safe from any
+thread.
 """
 
 from __future__ import annotations
@@ -78,6 +81,9 @@ class MqttLink:
         self._rejected: dict[int, str] = {}  # mid → failure reason code (for publish_paced)
         self._ack_lock = threading.Lock()  # never held while calling paho
         self._drain_lock = threading.Lock()
+        self._drain_wake = threading.Event()  # connected, or the last row in flight acknowledged
+        self._closing = threading.Event()
+        self._drainer: threading.Thread | None = None
         #: set once the command subscription is acknowledged (commands can be received)
         self.subscribed = threading.Event()
         #: a setting that makes connecting impossible (unreadable password/CA file): reported,
@@ -135,10 +141,18 @@ class MqttLink:
         props.SessionExpiryInterval = 0
         self._client.connect_async(self._host, self._port, keepalive=self._keepalive,
                                    clean_start=True, properties=props)
+        if self.outbox is not None:
+            self._drainer = threading.Thread(target=self._drain_loop, name="outbox-drain", daemon=True)
+            self._drainer.start()
         self._client.loop_start()
 
     def close(self, timeout_s: float = 2.0) -> None:
-        """Publish a clean ``offline`` (if connected), disconnect, stop the network thread."""
+        """Stop the drain thread, publish a clean ``offline`` (if connected), disconnect, stop
+        the network thread."""
+        self._closing.set()
+        self._drain_wake.set()
+        if self._drainer is not None:
+            self._drainer.join(timeout_s)
         if self._connected.is_set():
             info = self._client.publish(
                 self.topics.status,
@@ -209,6 +223,18 @@ class MqttLink:
         if self._connected.is_set():
             self._drain()
 
+    def _drain_loop(self) -> None:
+        """The ``outbox-drain`` thread: one drain each time it is woken, until :meth:`close`."""
+        while True:
+            self._drain_wake.wait()
+            self._drain_wake.clear()
+            if self._closing.is_set():
+                return
+            try:
+                self._drain()
+            except Exception:  # never let the one drain thread die
+                log.exception("outbox drain failed")
+
     def _drain(self) -> None:
         """Publish what the outbox holds and is not yet in flight (any thread).
 
@@ -271,8 +297,8 @@ class MqttLink:
         client.subscribe(self.topics.cmd("#"), qos=1)
         # rows in flight stay mapped: paho resends its unacknowledged QoS 1 messages with the same
         # ids after a reconnect, so their PUBACKs still delete the rows (no duplicate sends);
-        # rows never published yet go out now
-        threading.Thread(target=self._drain, name="outbox-drain", daemon=True).start()
+        # rows never published yet go out now (on the drain thread: never on paho's)
+        self._drain_wake.set()
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._connected.is_set():
@@ -305,7 +331,7 @@ class MqttLink:
                 return
         self._done(row_id)
         if idle:
-            threading.Thread(target=self._drain, name="outbox-drain", daemon=True).start()
+            self._drain_wake.set()
 
     def _done(self, row_id: int) -> None:
         try:
