@@ -38,7 +38,9 @@ class Frame:
         meta: backend facts about this frame. ``meta["gap"]`` (frames were lost just before
             it) and ``meta["discontinuity"]`` (the stream restarted at it) are read by the
             node's encoder thread, which marks the frame's packet
-            (:attr:`EncodedPacket.discontinuity`) so the recorder cuts there.
+            (:attr:`EncodedPacket.discontinuity`) so the recorder cuts there, and sets
+            ``meta["force_keyframe"]`` on a frame with pixels: an encoder that can (libx264)
+            starts a new GOP with it, so the cut loses nothing.
     """
 
     seq: int

@@ -217,6 +217,8 @@ class Pipeline:
                     # The camera lost frames, its stream restarted, or packets of an encoded
                     # source were dropped here (a re-encoded source just encodes fewer frames).
                     cut = True
+                    if frame.main is not None:  # an encoder that can starts a GOP here: no loss
+                        frame.meta["force_keyframe"] = True
                 try:
                     if self.encoder is None:
                         src = self.source

@@ -105,3 +105,38 @@ def test_camera_gaps_and_a_reopened_stream_cut_the_recording(tmp_path: Path) -> 
     rec.close()
     assert _segments(tmp_path) == [40, 15, 30]  # no segment spans the reconnect or the gap
     assert rec.writer.discontinuities == 2 and rec.writer.dropped == 0
+
+
+def test_a_reencoded_stream_restarts_at_a_keyframe_and_loses_nothing(tmp_path: Path) -> None:
+    """A camera delivering pixels (decoded RTSP, USB) reconnects mid-GOP: the encoder is asked
+    for a keyframe there, so the recording is cut without dropping a frame."""
+    from hw.camera.synthetic import SyntheticSource
+    from hw.encode.libav import LibavEncoder
+    from hw.media import StreamInfo
+
+    clock = FakeClock(T0)
+    frames = list(SyntheticSource(320, 240, 10.0, (160, 120), clock, realtime=False,
+                                  max_frames=40).frames())
+    frames[15].meta["discontinuity"] = True  # mid-GOP (keyframes every 10 frames)
+
+    class Camera(_PacketCamera):
+        encoded = False
+
+        def frames(self):
+            yield from frames
+
+    rec = Recorder(tmp_path, clock, segment_s=60.0, threaded=False, sweep_s=60)
+    fan = FanOut()
+    fan.add(rec)
+
+    def make_encoder(frame, stream):
+        enc = LibavEncoder(300, 1.0)
+        return enc, enc.start(StreamInfo("h264", 320, 240, 10.0))
+
+    pipe = Pipeline(clock=clock, fanout=fan, open_source=lambda: Camera([], {}, fail=False),
+                    make_encoder=make_encoder, finite=True, encode_queue=100, faults=Faults())
+    pipe.start()
+    assert pipe.join(30)
+    rec.close()
+    assert _segments(tmp_path) == [15, 25]
+    assert rec.writer.discontinuities == 1 and rec.writer.dropped == 0
