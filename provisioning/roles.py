@@ -34,7 +34,6 @@ RESERVED = frozenset({
     "camnode", "broker", "all", "anonymous", "everyone", "system", "sys", "console", "server",
 })
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 #: What a node writes and reads under ``<prefix>/<id>/`` (the topic contract's lists).
 NODE_WRITES, NODE_READS = t.NODE_PUBLISHES, t.NODE_SUBSCRIBES
@@ -43,9 +42,10 @@ TECHNICIAN_COMMANDS = ("help", "diag", "ir", "rebaseline")
 
 
 def check_prefix(prefix: str) -> str:
-    if not _PREFIX.match(prefix or ""):
-        raise ProvisionError(f"prefix {prefix!r}: letters, digits, - and _ only (no /, + or #), "
-                             "1-63 characters")
+    """The node's own rule for a topic prefix (node.link.topics.check_prefix)."""
+    why = t.check_prefix(prefix)
+    if why:
+        raise ProvisionError(f"prefix {prefix!r}: {why}")
     return prefix
 
 

@@ -33,7 +33,7 @@ HEARTBEAT_FIELDS = (
 
 #: Leaves a node publishes under ``<p>/<id>/``: the broker ACL that provisioning generates allows
 #: a node exactly these (add a new leaf here, or the broker refuses it with PUBACK 135).
-NODE_PUBLISHES = ("status", "heartbeat", "event", "snapshot/#", "reply/#", "clip/#")
+NODE_PUBLISHES = ("status", "heartbeat", "event", "snapshot/#", "lost", "reply/#", "clip/#")
 #: Leaves a node reads under ``<p>/<id>/``: commands, and the station's archive acknowledgements.
 NODE_SUBSCRIBES = ("cmd/#", "ack/#")
 

@@ -230,6 +230,10 @@ def test_nodes_cannot_touch_each_other(ward):
                       "camnode/pole-8/cmd/diag", "camnode/pole-8/ack/event", "camnode/pole-7/cmd/diag",
                       "camnode/pole-7/ack/event", "camnode/x", "other/pole-7/event", "$SYS/x"):
             assert p7.pub(topic) == 135, topic
+        from node.link.topics import NODE_PUBLISHES
+
+        for leaf in NODE_PUBLISHES:  # everything the node's code publishes is allowed
+            assert p7.pub(f"camnode/pole-7/{leaf.replace('#', 'x/1')}") in (0, 16), leaf
         assert p7.pub("camnode/pole-7/event") in (0, 16)
         st.wait_for("camnode/pole-7/event")
         # pole-8's traffic and commands never reach pole-7; its own command does
@@ -288,6 +292,7 @@ def test_technician_sees_health_never_footage(ward):
         tech.sub("camnode/#")
         # footage and events from the node: dropped for the technician; then its heartbeat
         for topic in ("camnode/pole-7/event", "camnode/pole-7/snapshot/e1", "camnode/pole-7/clip/r1/0",
+                      "camnode/pole-7/lost",
                       "camnode/pole-7/reply/clip", "camnode/pole-7/reply/live"):
             assert p7.pub(topic, b"footage") in (0, 16)
         assert p7.pub("camnode/pole-7/heartbeat") in (0, 16)
