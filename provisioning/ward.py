@@ -202,6 +202,8 @@ def open_ward(root: Path, *, broker: BrokerAddress | None = None, prefix: str | 
               tls: bool = True, client_certs: bool = False) -> Iterator[Ward]:
     """The ward at ``root``, locked for the duration; created when ``broker`` is given and
     there is none. A ``broker`` or ``prefix`` that disagrees with an existing ward is refused."""
+    if broker is None and not (root / "ward.json").exists():  # make nothing for a request that fails
+        raise ProvisionError(f"{root} is not a ward yet: give --broker HOST[:PORT] the first time")
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -115,6 +115,7 @@ def test_collisions_are_refused_and_reruns_change_nothing(ward, capsys):
     assert provision(["station", *base]) == 0
     assert "nothing changed" in capsys.readouterr().out
     assert _state(out) == before
+    assert not (out.parent / "elsewhere").exists()
     # a node on another prefix keeps the others' access (the ACL is regenerated whole)
     assert provision(["node", "--id", "pole-9", "--prefix", "ward3", "--source", "synthetic", "--no-detect",
                       *base]) == 0
