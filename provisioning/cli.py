@@ -51,7 +51,7 @@ def _open(a: argparse.Namespace):
         tls = not getattr(a, "no_tls", False)
         broker = BrokerAddress(host, port or (8883 if tls else 1883))
     return open_ward(Path(a.out), broker=broker, prefix=getattr(a, "prefix", None) or None,
-                     tls=not getattr(a, "no_tls", False))
+                     tls=not getattr(a, "no_tls", False), client_certs=getattr(a, "client_certs", False))
 
 
 def _cmd_node(a: argparse.Namespace) -> int:
@@ -88,6 +88,8 @@ def _cmd_user(a: argparse.Namespace, role: str) -> int:
               f"(a new password: camnode-provision rotate {a.user} --out {a.out})")
         return 0
     tls = f" --tls-ca {d / 'ca.crt'}" if ward.tls else ""
+    if ward.client_certs:
+        tls += f" --tls-cert {d / 'client.crt'} --tls-key {d / 'client.key'}"
     print(f"{role} user {a.user!r} added; its password is in {d / 'password'} (mode 0600)\n"
           f"  camnode-station fleet --host {ward.broker.host} --port {ward.broker.port} "
           f"--prefix {ward.prefix} --username {a.user} --password-file {d / 'password'}{tls}")
@@ -165,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "1883 with --no-tls)")
         sp.add_argument("--no-tls", action="store_true",
                         help="a new ward without TLS (passwords in clear: a lab only)")
+        sp.add_argument("--client-certs", action="store_true",
+                        help="a new ward whose broker also requires a client certificate (one per "
+                        "node and user, signed by the ward's CA) besides the password")
 
     n = sub.add_parser("node", help="a node's config, password, keys; registered with the broker")
     n.add_argument("--id", required=True, help="node id (a-z, 0-9, - and _; not station-…/tech-…)")

@@ -49,6 +49,8 @@ fi
 install -m 0600 -o camnode -g camnode "$BOOT/mqtt.password" "$BOOT/signing.key" /etc/camnode/
 install -m 0644 "$BOOT/signing.pub" /etc/camnode/signing.pub
 [ ! -f "$BOOT/ca.crt" ] || install -m 0644 "$BOOT/ca.crt" /etc/camnode/ca.crt
+[ ! -f "$BOOT/client.crt" ] || install -m 0644 "$BOOT/client.crt" /etc/camnode/client.crt
+[ ! -f "$BOOT/client.key" ] || install -m 0600 -o camnode -g camnode "$BOOT/client.key" /etc/camnode/
 install -m 0644 "$BOOT/99-camnode.conf" /etc/sysctl.d/99-camnode.conf
 install -m 0644 "$BOOT/camnode.service" /etc/systemd/system/camnode.service
 systemctl enable camnode.service
@@ -124,6 +126,9 @@ def check_node_dir_complete(node_dir: Path) -> bool:
         raise ProvisionError(f"{node_dir / 'node.toml'}: {exc}") from None
     if cfg.mqtt.tls_ca and not (node_dir / "ca.crt").is_file():
         raise ProvisionError(f"{node_dir}: node.toml uses TLS but ca.crt is missing")
+    if cfg.mqtt.tls_cert and not all((node_dir / n).is_file() for n in ("client.crt", "client.key")):
+        raise ProvisionError(f"{node_dir}: node.toml uses a client certificate but client.crt/client.key "
+                             "are missing")
     if cfg.detect.enabled:
         for what in (cfg.detect.model, cfg.detect.labels):
             p = Path(what)
@@ -148,7 +153,7 @@ def write_node_files(image: Path, node_dir: Path, *, wheels: Path,
     (node_dir / "firstboot.sh").write_text(FIRSTBOOT)
     (node_dir / "requirement.txt").write_text(requirement(detect) + "\n")
     names = [*NODE_FILES, "firstboot.sh", "requirement.txt"] + \
-        (["ca.crt"] if (node_dir / "ca.crt").is_file() else [])
+        [n for n in ("ca.crt", "client.crt", "client.key") if (node_dir / n).is_file()]
     names += [f"wheels/{w.name}" for w in sorted(wheels.glob("*.whl"))]
     if detect:
         names += [f"models/{m.name}" for m in sorted((node_dir / "models").glob("*"))]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from node.config import ConfigError, config_from_dict, load_config
 from provisioning.errors import Conflict, ProvisionError
-from provisioning.pki import write_private
+from provisioning.pki import issue, write_private
 from provisioning.roles import NODE, STATION, TECHNICIAN
 from provisioning.ward import Ward
 from provisioning.wiring import WIRINGS, gpio_toml
@@ -68,6 +68,8 @@ def node_toml(spec: NodeSpec, ward: Ward) -> str:
         f"topic_prefix = {_q(prefix)}\nusername = {_q(spec.node_id)}\n"
         f"password_file = {_q(spec.etc_dir + '/mqtt.password')}\n"
         + (f"tls_ca = {_q(spec.etc_dir + '/ca.crt')}\n" if ward.tls else "")
+        + (f"tls_cert = {_q(spec.etc_dir + '/client.crt')}\ntls_key = {_q(spec.etc_dir + '/client.key')}\n"
+           if ward.client_certs else "")
         + f"\n{gpio_toml(spec.wiring)}\n"
     )
     if spec.model is None:
@@ -139,6 +141,7 @@ def provision_node(ward: Ward, spec: NodeSpec, *, update: bool = False) -> tuple
     write_private(node_dir / "mqtt.password", (password + "\n").encode())
     if ward.tls:
         shutil.copyfile(ward.ca_file, node_dir / "ca.crt")
+    _client_cert(ward, spec.node_id, node_dir)
     public_hex = _signing_key(node_dir)
     (node_dir / "99-camnode.conf").write_text(SYSCTL)
     (node_dir / "camnode.service").write_bytes(
@@ -166,7 +169,17 @@ def provision_user(ward: Ward, name: str, role: str) -> tuple[Path, bool]:
         write_private(d / "password", (password + "\n").encode())
         if ward.tls:
             shutil.copyfile(ward.ca_file, d / "ca.crt")
+        _client_cert(ward, name, d)
     return d, created
+
+
+def _client_cert(ward: Ward, name: str, d: Path) -> None:
+    """With a ward that requires them: ``client.crt`` (CN = the user name) and ``client.key`` (0600)."""
+    if not ward.client_certs:
+        return
+    cert, key = issue(ward.root / "pki", name, ward.root.resolve().name)
+    (d / "client.crt").write_bytes(cert)
+    write_private(d / "client.key", key)
 
 
 def rotate(ward: Ward, name: str) -> Path:

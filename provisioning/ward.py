@@ -220,6 +220,9 @@ def open_ward(root: Path, *, broker: BrokerAddress | None = None, prefix: str | 
         if data.get("format") != FORMAT or set(data) < {"prefix", "broker", "tls", "users"}:
             raise ProvisionError(f"{reg}: not a camnode ward file")
         w = Ward(root, data)
+        if client_certs and not w.client_certs:
+            raise Conflict(f"{root} was made without client certificates; --client-certs applies to "
+                           "a new ward")
         if broker is not None and (broker.host != w.broker.host or broker.port != w.broker.port):
             raise Conflict(f"this ward's broker is {w.broker}, not {broker}"
                            + (" (its TLS certificate names that address)" if w.tls else ""))

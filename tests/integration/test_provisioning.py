@@ -38,13 +38,14 @@ def _client(port: int, user: str, password: str, ca: Path | None = None) -> tupl
     return c, seen
 
 
-def _broker_for(out: Path, port: int) -> LocalBroker:
+def _broker_for(out: Path, port: int, client_certs: bool = False) -> LocalBroker:
     """mosquitto with the ward's generated config, its files used where provisioning left them."""
     from provisioning.broker import BrokerLayout, broker_conf
 
     work = out.parent / f"broker-{port}"
     work.mkdir(exist_ok=True)
-    conf = broker_conf(BrokerLayout(dir=out / "broker", port=port, bind="127.0.0.1"))
+    conf = broker_conf(BrokerLayout(dir=out / "broker", port=port, bind="127.0.0.1",
+                                    client_certs=client_certs))
     return LocalBroker(port, extra_conf=f"persistence_location {work}/\n" + conf, workdir=work)
 
 
@@ -251,3 +252,48 @@ def test_mounted_card_is_refused(tmp_path):
     with pytest.raises(ProvisionError, match="unmount it first"):
         _refuse_mounted(__import__("pathlib").Path("/dev/sdz"), mounts)
     _refuse_mounted(__import__("pathlib").Path("/dev/sdy"), mounts)  # another card: fine
+
+
+def test_client_certificates_when_the_ward_requires_them(tmp_path, capsys):
+    """Item 30's option: a ward whose broker also wants a certificate signed by its CA. The
+    node's generated config carries its own; a client with the right password and no
+    certificate (or one from another CA) is refused at the TLS handshake."""
+    from station.cli import main as station
+
+    out, port = tmp_path / "w", free_port()
+    assert provision(["node", "--id", "pole-1", "--broker", f"127.0.0.1:{port}", "--out", str(out),
+                      "--no-detect", "--source", "synthetic", "--client-certs"]) == 0
+    assert provision(["station", "--user", "station-a", "--out", str(out)]) == 0
+    assert "--tls-cert" in capsys.readouterr().out
+    assert (out / "pole-1" / "client.key").stat().st_mode & 0o777 == 0o600
+    assert "require_certificate true" in (out / "broker" / "camnode.conf").read_text()
+    cfg = load_config(out / "pole-1" / "node.toml")
+    assert (cfg.mqtt.tls_cert, cfg.mqtt.tls_key) == ("/etc/camnode/client.crt", "/etc/camnode/client.key")
+    u = out / "users" / "station-a"
+    base = ["diag", "pole-1", "--port", str(port), "--username", "station-a", "--password-file",
+            str(u / "password"), "--tls-ca", str(u / "ca.crt"), "--timeout", "0.3"]
+    with _broker_for(out, port, client_certs=True) as b:
+        assert station(base) == 1  # no certificate: refused before any MQTT
+        err = capsys.readouterr().err
+        assert "TLS failure" in err or "closed the connection" in err or "cannot reach" in err, err
+        assert station([*base, "--tls-cert", str(u / "client.crt"), "--tls-key", str(u / "client.key")]) == 1
+        assert "no reply from pole-1" in capsys.readouterr().err  # connected, logged in, asked
+        # the real node with its generated config (paths moved from /etc/camnode to the ward)
+        d = out / "pole-1"
+        cfg = cfg.replace(
+            mqtt=dataclasses.replace(cfg.mqtt, port=b.port, tls_ca=str(d / "ca.crt"),
+                                     tls_cert=str(d / "client.crt"), tls_key=str(d / "client.key"),
+                                     password_file=str(d / "mqtt.password")),
+            storage=dataclasses.replace(cfg.storage, path=str(tmp_path / "rec")),
+            record=dataclasses.replace(cfg.record, signing_key=str(d / "signing.key")),
+            camera=dataclasses.replace(cfg.camera, width=320, height=240, lores_width=160, lores_height=120),
+            gpio=dataclasses.replace(cfg.gpio, factory="mock"))
+        node = Node(cfg)
+        stop = threading.Event()
+        th = threading.Thread(target=node.run, args=(stop,))
+        th.start()
+        try:
+            assert node.link.wait_connected(20), node.link.health()
+        finally:
+            stop.set()
+            th.join(30)
