@@ -351,3 +351,31 @@ def test_changes_reach_the_running_broker_on_reload(ward):
             break
         time.sleep(0.1)  # the signal is handled asynchronously
     assert new.ok and _refused(old), (new.connack, old.connack)
+
+
+def test_a_second_program_with_the_same_user_ends_the_first_with_a_reason(ward, capsys):
+    """Bound client ids mean one connection per user: the station tool that is replaced says
+    why and stops, instead of reconnecting and knocking the other off in turn, forever."""
+    import io
+
+    from station.connect import Connection, open_session
+    from station.watch import Watcher
+
+    out, broker = ward
+    conn = Connection("127.0.0.1", broker.port, username="tech-an", tls_ca=str(out / "pki" / "ca.crt"),
+                      password=_secret(out, "tech-an"))
+    view = Watcher(conn, out=io.StringIO())
+    view.start()
+    try:
+        with open_session(conn, [("camnode/+/status", 1)]) as second:
+            assert view.ended.wait(30)
+            assert "another program logged in as tech-an?" in (view.end_reason or "")
+            # the replaced one does not come back: the second stays connected and working
+            got = threading.Event()
+            second._on_message = lambda msg: got.set()
+            p7 = Client(out, broker.port, "pole-7")
+            assert p7.pub("camnode/pole-7/status", b'{"state": "online"}') in (0, 16)
+            p7.close()
+            assert got.wait(15) and second.client.is_connected()
+    finally:
+        view.stop()
