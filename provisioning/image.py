@@ -113,7 +113,8 @@ def _refuse_mounted(image: Path, mounts: Path = Path("/proc/mounts")) -> None:
 
 def check_node_dir_complete(node_dir: Path) -> bool:
     """Refuse a node folder that would not start as a node; returns whether it detects."""
-    from node.config import ConfigError, load_config
+    from node.config import ConfigError
+    from provisioning.node import examine_as_node
 
     if not node_dir.is_dir():
         raise ProvisionError(f"{node_dir}: no such node folder (made by camnode-provision node)")
@@ -121,9 +122,9 @@ def check_node_dir_complete(node_dir: Path) -> bool:
     if missing:
         raise ProvisionError(f"{node_dir}: missing {', '.join(missing)} (run camnode-provision node)")
     try:
-        cfg = load_config(node_dir / "node.toml")
+        cfg = examine_as_node(node_dir)  # what the node's own start-up would refuse
     except ConfigError as exc:
-        raise ProvisionError(f"{node_dir / 'node.toml'}: {exc}") from None
+        raise ProvisionError(str(exc)) from None
     if cfg.mqtt.tls_ca and not (node_dir / "ca.crt").is_file():
         raise ProvisionError(f"{node_dir}: node.toml uses TLS but ca.crt is missing")
     if cfg.mqtt.tls_cert and not all((node_dir / n).is_file() for n in ("client.crt", "client.key")):

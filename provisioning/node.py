@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from node.config import ConfigError, config_from_dict, load_config
+from node.config import Config, ConfigError, config_from_dict, load_config
 from provisioning.errors import Conflict, ProvisionError
 from provisioning.pki import issue, write_private
 from provisioning.roles import NODE, STATION, TECHNICIAN
@@ -223,9 +223,34 @@ def _signing_key(node_dir: Path) -> str:
     return public_hex
 
 
+def examine_as_node(node_dir: Path, etc_dir: str = "/etc/camnode") -> Config:
+    """Run the node's own start-up checks (node.preflight) on the folder as the node will see
+    it: files named under ``etc_dir`` are looked for in ``node_dir``, the storage path in a
+    scratch directory (it exists only on the card). Raises ConfigError (field named)."""
+    import dataclasses
+    import tempfile
+
+    from node.preflight import require
+
+    cfg = load_config(node_dir / "node.toml")
+
+    def here(p: str) -> str:
+        return str(node_dir / Path(p).name) if p and str(Path(p).parent) == etc_dir else p
+
+    with tempfile.TemporaryDirectory(prefix="camnode-check-") as scratch:
+        m, r = cfg.mqtt, cfg.record
+        local = cfg.replace(
+            mqtt=dataclasses.replace(m, password_file=here(m.password_file), tls_ca=here(m.tls_ca),
+                                     tls_cert=here(m.tls_cert), tls_key=here(m.tls_key)),
+            record=dataclasses.replace(r, signing_key=here(r.signing_key)),
+            storage=dataclasses.replace(cfg.storage, path=str(Path(scratch) / "recordings")))
+        require(local, str(node_dir / "node.toml"), str(node_dir))
+    return cfg
+
+
 def check_node_dir(node_dir: Path) -> str:
     """Validate a provisioned node directory; returns a one-line summary."""
-    cfg = load_config(node_dir / "node.toml")
+    cfg = examine_as_node(node_dir)
     for secret in (node_dir / "mqtt.password", node_dir / "signing.key"):
         if not secret.exists():
             raise ProvisionError(f"{secret}: missing")

@@ -157,7 +157,7 @@ def test_a_card_that_would_not_boot_into_a_node_is_refused(tmp_path, ward, board
         ([str(ward / "pole-7"), "--wheels", str(no_camnode)], "no camnode wheel"),
         ([str(ward / "pole-7"), "--wheels", str(no_litert)], "ai-edge-litert"),  # the detector's runtime
         ([str(ward / "pole-7"), "--wheels", str(x86)], "could not install camnode[detect]"),
-        ([str(no_model), "--wheels", str(board_wheels)], "detection is on but models/"),
+        ([str(no_model), "--wheels", str(board_wheels)], "detect.model"),
         ([str(tmp_path / "nosuch-node"), "--wheels", str(board_wheels)], "no such node folder"),
         ([str(ward / "pole-7"), "--wheels", str(board_wheels)], "MB free"),  # a 40 MB card
     ]
@@ -185,3 +185,18 @@ def test_a_card_that_would_not_boot_into_a_node_is_refused(tmp_path, ward, board
     assert _mtype(target, "::/camnode/requirement.txt").strip() == "camnode"
     assert "models" not in _ls(target, "::/camnode")  # (an empty one would stop firstboot.sh)
     assert 'factory = "lgpio"' in _mtype(target, "::/camnode/node.toml")  # the Pi 5's wiring
+
+
+def test_check_runs_the_nodes_own_checks_on_the_folder(ward, tmp_path, capsys):
+    """On the desk the node's files are in the ward, not /etc/camnode: `check` looks for them
+    there, and refuses what the node's start-up would refuse (here: a model it cannot find)."""
+    assert provision(["check", str(ward / "pole-7")]) == 0
+    broken = tmp_path / "pole-7"
+    shutil.copytree(ward / "pole-7", broken)
+    (broken / "node.toml").write_text((broken / "node.toml").read_text()
+                                      .replace("ssd_mobilenet_v1_coco_quant.tflite", "nosuch.tflite"))
+    capsys.readouterr()
+    assert provision(["check", str(broken)]) == 2
+    assert "detect.model" in capsys.readouterr().err
+    (broken / "ca.crt").write_text("not a certificate\n")
+    assert provision(["check", str(broken)]) == 2
