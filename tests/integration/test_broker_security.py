@@ -336,6 +336,8 @@ def test_changes_reach_the_running_broker_on_reload(ward):
     """A node added and one retired after the broker started: the service user rereads the
     files on SIGHUP (a root-only password file would keep the old list)."""
     out, broker = ward
+    still_connected = Client(out, broker.port, "pole-8")  # the pole about to be retired
+    assert still_connected.pub("camnode/pole-8/heartbeat") in (0, 16)
     assert provision(["node", "--id", "pole-10", "--out", str(out), "--source", "synthetic",
                       "--no-detect"]) == 0
     assert provision(["retire", "pole-8", "--out", str(out)]) == 0
@@ -351,6 +353,11 @@ def test_changes_reach_the_running_broker_on_reload(ward):
             break
         time.sleep(0.1)  # the signal is handled asynchronously
     assert new.ok and _refused(old), (new.connack, old.connack)
+    # the retired node's open connection is closed by the reload, and it cannot come back
+    while still_connected.c.is_connected() and time.monotonic() < deadline + 10:
+        time.sleep(0.05)
+    assert still_connected.disconnects and not still_connected.c.is_connected()
+    still_connected.close()
 
 
 def test_a_second_program_with_the_same_user_ends_the_first_with_a_reason(ward, capsys):
