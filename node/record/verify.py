@@ -139,13 +139,14 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return m
 
 
-def verify_clip(clip: Path, manifest: Path | dict[str, Any], trusted_key: str | None = None) -> Verdict:
+def verify_clip(clip: Path, manifest: Path | dict[str, Any], public_hex: str | None = None) -> Verdict:
     """Check an export against its manifest: clip hash, chain entries and links, and — only
-    with ``trusted_key`` (node.record.trust: never the key the manifest carries) — every
-    signature. Raises :class:`ManifestUnreadable` when there is no manifest to check against."""
-    v = Verdict(authenticated=trusted_key is not None)
+    with ``public_hex``, a key the verifier trusts (node.record.trust: never the key the
+    manifest carries) — every signature. Raises :class:`ManifestUnreadable` when there is no
+    manifest to check against."""
+    v = Verdict(authenticated=public_hex is not None)
     m = manifest if isinstance(manifest, dict) else read_manifest(manifest)
-    key = trusted_key
+    key = public_hex
     try:
         if file_sha256(clip) != m.get("sha256"):
             v.problems.append(f"altered: {clip.name} does not match the manifest's SHA-256")
