@@ -45,8 +45,8 @@ test: install
 bench: install
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
-# On a real board: camera, encoder, IR, IR-cut, light sensor, LED, temperatures (docs/hardware.md).
-# `make hwcheck CONFIG=/etc/camnode/node.toml`
+# The same checks as `camnode hwcheck` on an installed node (docs/hardware.md), from a checkout:
+# `make hwcheck CONFIG=path/to/node.toml`
 hwcheck: install
 	$(BIN)/python -m node.hwcheck $(if $(CONFIG),--config $(CONFIG))
 

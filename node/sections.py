@@ -161,6 +161,8 @@ class MqttSection:
     password: str = setting("", "Password (prefer password_file on a real node).")
     password_file: str = setting("", "File holding the password (provisioned, mode 0600).")
     tls_ca: str = setting("", "CA certificate file; set to use TLS.")
+    tls_cert: str = setting("", "Client certificate (PEM) when the broker requires one (with tls_ca).")
+    tls_key: str = setting("", "Its private key (PEM, mode 0600).")
     heartbeat_s: float = setting(10.0, "Heartbeat period.", unit="s", minimum=0.2, maximum=3600.0)
     keepalive_s: int = setting(30, "MQTT keepalive; the broker declares the node offline "
                                "(last will) after 1.5x this without traffic.", unit="s",

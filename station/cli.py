@@ -13,6 +13,7 @@ import json
 import signal
 import sys
 import threading
+import time
 
 from station.connect import StationError, add_connection_args, connection_from_args
 
@@ -25,14 +26,17 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     w = Watcher(connection_from_args(args), raw_json=args.json)
     w.start()
-    stop.wait(args.seconds)
+    end = None if args.seconds is None else time.monotonic() + args.seconds
+    while not stop.wait(0.2) and not w.ended.is_set():
+        if end is not None and time.monotonic() >= end:
+            break
     w.stop()
+    if w.ended.is_set():
+        raise StationError(w.end_reason or "the connection ended")
     return 0
 
 
 def _cmd_fleet(args: argparse.Namespace) -> int:
-    import time
-
     from node.clock import SystemClock
     from station.fleet import Fleet, render
     from station.watch import Watcher
@@ -50,9 +54,11 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
         head = f"broker {conn.where}" + (f" — {w.connect_error}" if w.connect_error else "")
         print(("\x1b[H\x1b[2J" if tty else "") + head + "\n" + render(fleet.rows()) + ("" if tty else "\n"),
               flush=True)
-        if end is not None and time.monotonic() >= end:
+        if (end is not None and time.monotonic() >= end) or w.ended.is_set():
             break
     w.stop()
+    if w.ended.is_set():
+        raise StationError(w.end_reason or "the connection ended")
     return 0
 
 

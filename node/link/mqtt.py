@@ -61,6 +61,8 @@ class MqttLink:
         username: str = "",
         password: str = "",
         tls_ca: str = "",
+        tls_cert: str = "",
+        tls_key: str = "",
         on_command: CommandHandler | None = None,
         outbox: Outbox | None = None,
         config_error: str | None = None,
@@ -99,10 +101,11 @@ class MqttLink:
         c.reconnect_delay_set(min_delay=1, max_delay=max(1, int(reconnect_max_s)))
         if username:
             c.username_pw_set(username, password or None)
-        self._tls_ca = tls_ca
+        self._tls_ca, self._tls_cert, self._tls_key = tls_ca, tls_cert, tls_key
         if tls_ca:
             try:
-                c.tls_set(ca_certs=tls_ca, cert_reqs=ssl.CERT_REQUIRED)
+                c.tls_set(ca_certs=tls_ca, certfile=tls_cert or None, keyfile=tls_key or None,
+                          cert_reqs=ssl.CERT_REQUIRED)
             except (OSError, ssl.SSLError, ValueError) as exc:
                 self.config_error = f"mqtt.tls_ca {tls_ca}: {getattr(exc, 'strerror', None) or exc}"
         c.will_set(self.topics.status, t.status_payload("offline", clock.utc(), __version__, "lost"),
@@ -129,6 +132,7 @@ class MqttLink:
         return cls(host=mqtt.host, port=mqtt.port, node_id=node_id, prefix=mqtt.topic_prefix,
                    clock=clock, keepalive_s=mqtt.keepalive_s, reconnect_max_s=mqtt.reconnect_max_s,
                    username=mqtt.username, password=password, tls_ca=mqtt.tls_ca,
+                   tls_cert=mqtt.tls_cert, tls_key=mqtt.tls_key,
                    on_command=on_command, outbox=outbox, config_error=error)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -355,6 +359,8 @@ class MqttLink:
             with socket.create_connection((self._host, self._port), timeout=2) as sock:
                 if self._tls_ca:
                     ctx = ssl.create_default_context(cafile=self._tls_ca)
+                    if self._tls_cert:
+                        ctx.load_cert_chain(self._tls_cert, self._tls_key or None)
                     with ctx.wrap_socket(sock, server_hostname=self._host):
                         pass
         except ssl.SSLCertVerificationError as exc:

@@ -34,6 +34,12 @@ HEARTBEAT_FIELDS = (
     "temperatures_c", "memory", "daynight", "recorder", "link", "faults",
 )
 
+#: Leaves a node publishes under ``<p>/<id>/``: the broker ACL that provisioning generates allows
+#: a node exactly these (add a new leaf here, or the broker refuses it with PUBACK 135).
+NODE_PUBLISHES = ("status", "heartbeat", "event", "snapshot/#", "lost", "reply/#", "clip/#")
+#: Leaves a node reads under ``<p>/<id>/``: commands, and the station's archive acknowledgements.
+NODE_SUBSCRIBES = ("cmd/#", "ack/#")
+
 #: Largest payload the node accepts on a command topic.
 MAX_COMMAND_BYTES = 16 * 1024
 

@@ -84,3 +84,22 @@ def test_module_runs_as_a_program():
                          cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert "NVIDIA Jetson Orin Nano" in out.stdout and "hwcheck:" in out.stdout
+
+
+def test_camnode_hwcheck_on_a_provisioned_node(tmp_path):
+    """Issue 8, item 18: the bench test is a subcommand of the installed program (the node has
+    no Makefile), and it drives the pins provisioning wrote for the documented wiring."""
+    from provisioning.cli import main as provision
+
+    assert provision(["node", "--id", "pole-1", "--broker", "127.0.0.1", "--out", str(tmp_path / "w"),
+                      "--no-detect", "--source", "synthetic"]) == 0
+    toml = (tmp_path / "w" / "pole-1" / "node.toml").read_text()
+    assert 'factory = "auto"' in toml
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(toml.replace('factory = "auto"', 'factory = "mock"'))  # no header on this machine
+    out = subprocess.run([sys.executable, "-m", "node", "hwcheck", "--config", str(cfg), "--frames", "3",
+                          "--root", str(BOARDS / "pi5")], capture_output=True, text=True, timeout=120,
+                         cwd=REPO)
+    assert f"config: {cfg}" in out.stdout
+    gpio = next(line for line in out.stdout.splitlines() if " gpio " in line)
+    assert gpio.startswith("PASS") and "IR" in gpio and "LED" in gpio, out.stdout
