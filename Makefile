@@ -35,9 +35,11 @@ $(STAMP): pyproject.toml
 
 # The demo finds the person detector beside the repository when it is there (see README).
 MODEL_DIR ?= $(wildcard ../shared/models)
+# ...and real footage of people (person events with snapshots) when it is there too.
+DEMO_VIDEO ?= $(if $(MODEL_DIR),$(wildcard ../shared/media/videos/one-by-one-person-detection.mp4))
 
 run: install
-	$(BIN)/camnode demo $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
+	$(BIN)/camnode demo $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) $(if $(DEMO_VIDEO),--source $(DEMO_VIDEO))
 
 test: install
 	$(BIN)/pytest -q

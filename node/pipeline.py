@@ -186,6 +186,9 @@ class Pipeline:
                         if self._finite:
                             self.source_ended = True
                             log.info("source ended after %d frames", self.counters.frames_in)
+                            # said in the heartbeat: a node with fps 0 must not look healthy
+                            self.faults.set("camera", f"source ended after {self.counters.frames_in}"
+                                            " frames (camera.loop = false): nothing more is recorded")
                             return
                         self.faults.set("camera", "camera stream ended; reopening")
                 except SourceError as exc:

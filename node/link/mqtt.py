@@ -8,8 +8,8 @@
 * ``close()`` publishes ``status`` = offline (reason "shutdown") and waits up to 2 s for it.
 * ``send_durable`` goes through an :class:`~node.link.outbox.Outbox` (SQLite): events reach the
   station after a broker outage, and after a restart in between; rows are deleted on PUBACK.
-* Command messages on ``<p>/<id>/cmd/<name>`` go to ``on_command(name, payload_bytes)``; it
-  runs on paho's network thread and must return quickly.
+* Command messages on ``<p>/<id>/cmd/<name>`` go to ``on_command(name, payload_bytes,
+  retained)``; it runs on paho's network thread and must return quickly.
 
 Thread: paho's network thread (``paho-mqtt-client-…``) runs callbacks; one ``outbox-drain``
 thread (started by ``start``, ended by ``close``) publishes outbox rows when woken — on every
@@ -34,17 +34,25 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from hw.redact import redact_obj
 from node import __version__
 from node.link import topics as t
 from node.link.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-CommandHandler = Callable[[str, bytes], None]
+#: ``(name, payload, retained)``: ``retained`` is True for a message the broker kept and
+#: delivers again on every (re)subscription — it must not run again (issue 8, item 24).
+CommandHandler = Callable[[str, bytes, bool], None]
 
 #: PUBACK reasons that retrying cannot fix (not authorised, bad topic, bad payload): the outbox
 #: row is dropped and the error reported; any other failure keeps the row for later.
 PERMANENT_REJECTIONS = {0x87, 0x90, 0x99}
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    """Every JSON payload leaves with credentials masked (camera URLs in faults, diag, replies)."""
+    return t.encode(redact_obj(payload))
 
 
 class MqttLink:
@@ -181,7 +189,7 @@ class MqttLink:
     def publish(self, topic: str, payload: dict[str, Any] | bytes, *, qos: int = 0,
                 retain: bool = False) -> bool:
         """Queue a message; returns False if it was dropped because the link is down (QoS 0)."""
-        data = payload if isinstance(payload, bytes) else t.encode(payload)
+        data = payload if isinstance(payload, bytes) else _encode(payload)
         if not self._connected.is_set() and qos == 0:
             self.dropped_offline += 1
             return False
@@ -213,7 +221,7 @@ class MqttLink:
 
     def send_durable(self, topic: str, payload: dict[str, Any] | bytes) -> None:
         """Queue a message that must arrive (QoS 1, survives outages and restarts)."""
-        data = payload if isinstance(payload, bytes) else t.encode(payload)
+        data = payload if isinstance(payload, bytes) else _encode(payload)
         if self.outbox is None:
             self.publish(topic, data, qos=1)
             return
@@ -376,6 +384,6 @@ class MqttLink:
         if not msg.topic.startswith(prefix) or self._on_command is None:
             return
         try:
-            self._on_command(msg.topic[len(prefix):], bytes(msg.payload))
+            self._on_command(msg.topic[len(prefix):], bytes(msg.payload), bool(msg.retain))
         except Exception:
             log.exception("command handler failed for %s", msg.topic)

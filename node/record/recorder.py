@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hw.media import EncodedPacket, StreamInfo
+from node.record import holds
 from node.record.integrity import GENESIS, Signer
 from node.record.retention import Policy, Retention, disk_free
 from node.record.segment import SegmentInfo, to_us
@@ -246,9 +247,33 @@ class Recorder:
                                 None if end_utc is None else to_us(end_utc), motion=motion,
                                 person=person)
 
-    def hold(self, hold_id: str, start_utc: datetime, end_utc: datetime) -> int:
-        """A legal hold: protection requested by an operator (same rules as ``protect``)."""
-        return self.protect(f"hold:{hold_id}", start_utc, end_utc)
+    def hold(self, name: str, start_utc: datetime, end_utc: datetime, *, owner: str,
+             days: float = holds.DEFAULT_DAYS) -> dict[str, Any]:
+        """A legal hold (:mod:`node.record.holds`): protect ``[start, end]`` for ``owner`` until
+        released or ``days`` from now. Raises :class:`~node.record.holds.HoldError`."""
+        expires = holds.check(name, owner, start_utc, end_utc, days, self.clock.utc())
+        if self.store.index is None:
+            raise holds.HoldError("the recorder is closed")
+        n = self.store.hold(name, owner, to_us(start_utc), to_us(end_utc), to_us(expires))
+        return {"hold": name, "owner": owner, "segments": n, "expires": _iso(to_us(expires))}
+
+    def release(self, name: str) -> bool:
+        """End the hold ``name`` now; False if there is none."""
+        if self.store.index is None:
+            raise holds.HoldError("the recorder is closed")
+        return self.store.release(name)
+
+    def covering(self, start_utc: datetime, end_utc: datetime) -> int:
+        """How many recorded segments overlap ``[start, end)``."""
+        idx = self.store.index
+        return 0 if idx is None else len(idx.range(to_us(start_utc), to_us(end_utc)))
+
+    def holds(self) -> list[dict[str, Any]]:
+        idx = self.store.index
+        if idx is None:
+            return []
+        return [{"hold": h["name"], "owner": h["owner"], "start": _iso(h["start_us"]),
+                 "end": _iso(h["end_us"]), "expires": _iso(h["expires_us"])} for h in idx.holds()]
 
     # ------------------------------------------------------------------ health
 
@@ -267,6 +292,7 @@ class Recorder:
             free = 0
         days = self.retention.projected_days(free, rate)
         return {
+            "retention_fault": self.retention.verdict(free, rate),
             "disk_free_bytes": free,
             "footage_bytes": tot["bytes"],
             "segments": tot["segments"],
