@@ -65,13 +65,32 @@ def test_idle_frames_are_cheap_and_never_reach_the_model(shared_dir):
         assert an.process(f) == []
         costs.append(time.perf_counter() - t0)
     h = an.health()
-    assert h["detect"]["enabled"] and h["detect"]["inference_calls"] == 0
+    # one look at the start (the tiled scan after the background is learnt), none after it
+    assert h["detect"]["enabled"] and h["detect"]["inference_calls"] == 1 and h["detect"]["crops"] == 5
     assert h["frames"] == 120 and h["fps"] == pytest.approx(15.0, rel=0.01)
+
+
+def test_someone_standing_in_the_scene_at_start_is_found_by_the_tiled_scan(shared_dir, street):
+    """Nothing moves: the photo from the first frame. Motion alone never looks; the scan does."""
+    photo, _, w, h = street
+
+    def still(clock):
+        for i in range(30):
+            yield Frame(seq=i, mono=clock.monotonic(), utc=clock.utc(), width=w, height=h, main=photo,
+                        lores=luma_downscale(photo[:h], 320, 180))
+            clock.advance(0.1)
+
+    for scan, events in ((True, 1), (False, 0)):
+        clock = FakeClock()
+        an = analyzer(shared_dir, clock, scan_on_rebaseline=scan)
+        acts = [a for f in still(clock) for a in an.process(f) if isinstance(a, PublishEvent)]
+        starts = [a.payload for a in acts if a.payload["kind"] == "object" and a.payload["phase"] == "start"]
+        assert len(starts) == events and all(p["classes"] == ["person"] for p in starts)
 
 
 def test_person_found_and_latency_measured_on_the_live_clock(shared_dir, street):
     clock = FakeClock()
-    an = analyzer(shared_dir, clock)
+    an = analyzer(shared_dir, clock, scan_on_rebaseline=False)  # motion alone finds them
     starts, snaps = [], []
     for f in reveal_frames(street, clock):
         for a in an.process(f):
