@@ -37,8 +37,8 @@ from hw.infer import Detector  # noqa: E402
 from node.clock import FakeClock  # noqa: E402
 from node.config import Config, load_config  # noqa: E402
 from node.events import PublishEvent  # noqa: E402
-from node.vision.clips import EPOCH, decode_clip  # noqa: E402
-from node.vision.pipeline import Analyzer  # noqa: E402
+from node.vision.analyzer import Analyzer  # noqa: E402
+from node.vision.video_frames import EPOCH, decode_clip  # noqa: E402
 
 SHARED = Path(os.environ.get("CAMNODE_SHARED", REPO.parent / "shared")).resolve()
 VIDEOS = SHARED / "media" / "videos"

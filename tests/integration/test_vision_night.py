@@ -29,8 +29,8 @@ from hw.camera.synthetic import SceneScript, SyntheticSource, Walker
 from node.clock import FakeClock
 from node.config import Config, load_config
 from node.events import PublishEvent
-from node.vision.clips import EPOCH, iter_clip
-from node.vision.pipeline import Analyzer
+from node.vision.analyzer import Analyzer
+from node.vision.video_frames import EPOCH, iter_clip
 
 REPO = Path(__file__).resolve().parents[2]
 PREVIOUS = REPO / "bench/previous-pipeline.toml"  # the pipeline before issue 14
