@@ -173,3 +173,21 @@ def test_a_person_who_stops_moving_stays_in_the_event(shared_dir, street):
     calls = an.health()["detect"]["inference_calls"]
     still_s = Config().detect.still_s
     assert calls <= 6 + 30 / still_s + 2  # confirmation, then one look every still_s
+
+
+@pytest.mark.parametrize("limit, asks, granted", [
+    # (time s, calls asked) in order → granted?
+    (5.0, [(0.0, 2), (0.2, 2), (0.4, 2), (0.6, 1), (1.05, 2), (1.25, 2), (1.3, 1)],
+     [True, True, False, True, True, True, False]),
+    (5.0, [(0.0, 5), (0.2, 1), (1.0, 1)], [True, False, True]),  # the five-call scan fills a second
+    (3.0, [(0.0, 5), (0.5, 1), (1.0, 5)], [True, False, True]),  # larger than the budget: runs alone
+    (0.0, [(0.0, 5), (0.1, 5), (0.2, 5)], [True, True, True]),  # no budget
+])
+def test_inference_budget_in_model_calls_per_second(limit, asks, granted):
+    from types import SimpleNamespace
+
+    from node.vision.schedule import Scheduler
+    from node.vision.tracks import Persistence
+
+    sched = Scheduler(SimpleNamespace(max_calls_s=limit), Persistence())
+    assert [sched.within_budget(t, n) for t, n in asks] == granted
