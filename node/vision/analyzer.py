@@ -309,6 +309,7 @@ class Analyzer:
                 "ms": round(mot[len(mot) // 2], 3) if mot else None,
                 "moving": self._last_result.moving,
                 "rebaselines": self._motion.rebaselines if self._motion else 0,
+                "night": self._motion.night if self._motion else False,
             },
             "detect": d,
             "frames": frames,

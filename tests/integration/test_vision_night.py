@@ -19,7 +19,7 @@ moths darting and a spider swaying at the lens, headlight pools sweeping across,
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -99,6 +99,7 @@ def night_walk(shared_dir) -> Outcome:
 def test_night_walker_person_events_cover_most_of_the_visible_time(night_walk):
     persons = [(s, e) for s, e, c in night_walk.spans if "person" in c]
     assert persons, night_walk.health
+    assert night_walk.health["motion"]["night"]  # a B/W picture: motion in its night mode
     a, b = VISIBLE_S
     covered = sum(max(0.0, min(e, b) - max(s, a)) for s, e in persons)
     assert covered >= 0.8 * (b - a), persons
@@ -166,3 +167,44 @@ def test_synthetic_night_with_every_nuisance_raises_no_person_event(shared_dir):
     assert out.motion_starts
     assert out.health["detect"]["inference_calls"] > 0
     assert out.starts == [] and out.spans == []
+
+
+def test_a_far_car_at_night_is_a_car_event(shared_dir):
+    """Vehicles go the same way as people and their events say what they are.
+
+    ``peds_0.jpg`` shrunk 4x into a dark 1280x720 frame (a street 50 m off, cars ~50 px),
+    grey and at half the light (an IR night); its parked cars are hidden behind a patch for
+    2 s and then revealed. With ``classes = ["car", "motorbike"]``: a car event, in night mode.
+    """
+    import av
+    import numpy as np
+
+    from hw.camera.base import luma_downscale
+    from hw.media import Frame
+
+    with av.open(str(shared_dir / "media/images/peds_0.jpg")) as c:
+        grey = next(c.decode(video=0)).to_ndarray(format="gray").astype(np.float32)
+    small = grey.reshape(270, 4, 480, 4).mean(axis=(1, 3))
+    w, h = 1280, 720
+    canvas = np.full((h, w), 30.0, np.float32)
+    oy, ox = h - 270 - 40, (w - 480) // 2
+    canvas[oy : oy + 270, ox : ox + 480] = small
+    lit = np.clip(16 + (canvas - 16) * 0.5, 0, 255).astype(np.uint8)
+    hidden = lit.copy()
+    hidden[oy + 27 : oy + 121, ox + 288 : ox + 480] = 58  # the cars, upper right of the photo
+
+    def yuv(luma: np.ndarray) -> np.ndarray:
+        out = np.full((h * 3 // 2, w), 128, np.uint8)  # no colour: IR
+        out[:h] = luma
+        return out
+
+    frames = [Frame(seq=i, mono=i / 10, utc=EPOCH + timedelta(seconds=i / 10), width=w, height=h,
+                    main=yuv(img), lores=luma_downscale(img, 320, 180))
+              for i, img in enumerate([hidden] * 20 + [lit] * 40)]
+    cfg = Config()
+    cars = cfg.replace(detect=dataclasses.replace(cfg.detect, classes=["car", "motorbike"]))
+    out = run(frames, shared_dir, cfg=cars)
+    ((published, start),) = out.starts
+    assert start["label"] == "car" and start["classes"] == ["car"]
+    assert 2.0 <= published <= 3.0  # within a second of the reveal
+    assert out.health["motion"]["night"]
