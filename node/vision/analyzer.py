@@ -105,6 +105,7 @@ class Analyzer:
         self._latency: float | None = None
         self._last_result = MotionResult()
         self._scan_due = False
+        self._night_told = False  # the day/night controller switched to night (IR on)
         self.detector, self._class_ids, self.reason = load_detector(cfg_detect, detector, base_dir)
         self._worker: InferenceWorker | None = None
         if self.detector is not None and threaded:
@@ -142,8 +143,9 @@ class Analyzer:
             self._motion = MotionDetector(lw, lh, dataclasses.replace(self._params, main_scale=scale))
             if self._rebaseline_pending:
                 self._motion.rebaseline()
-        if self._motion is not None and frame.main is not None:
-            self._motion.set_night(monochrome(frame.main, frame.height))
+        if self._motion is not None:
+            grey = frame.main is not None and monochrome(frame.main, frame.height)
+            self._motion.set_night(self._night_told or grey)
         t0 = time.perf_counter()
         m = self._motion.detect(frame.lores, dt) if self._motion is not None else MotionResult()
         mot_ms = (time.perf_counter() - t0) * 1000.0
@@ -191,6 +193,12 @@ class Analyzer:
             self._motion.rebaseline()
         else:
             self._rebaseline_pending = True
+
+    def set_night(self, night: bool) -> None:
+        """The day/night controller's mode (any thread): at night motion uses its night
+        sensitivity, as it does on its own whenever the picture has no colour (a NoIR camera
+        under IR may keep a tint: the controller knows better)."""
+        self._night_told = night
 
     def drain(self, timeout: float = 5.0) -> bool:
         """Wait until the inference worker has finished its job (tests, benchmarks). True if idle.

@@ -191,3 +191,23 @@ def test_inference_budget_in_model_calls_per_second(limit, asks, granted):
 
     sched = Scheduler(SimpleNamespace(max_calls_s=limit), Persistence())
     assert [sched.within_budget(t, n) for t, n in asks] == granted
+
+
+def test_motion_night_mode_from_a_grey_picture_or_the_controller(shared_dir, street):
+    photo, _, w, h = street
+    grey = photo.copy()
+    grey[h:] = 128
+    clock = FakeClock()
+    an = analyzer(shared_dir, clock, enabled=False)
+
+    def one(img):
+        an.process(Frame(seq=0, mono=clock.monotonic(), utc=clock.utc(), width=w, height=h, main=img,
+                         lores=luma_downscale(img[:h], 320, 180)))
+        clock.advance(0.1)
+        return an.health()["motion"]["night"]
+
+    assert [one(photo), one(grey), one(photo)] == [False, True, False]  # colour: day; none: night
+    an.set_night(True)  # the controller switched IR on: night whatever the tint
+    assert one(photo) is True
+    an.set_night(False)
+    assert one(photo) is False
