@@ -15,6 +15,9 @@ Per clip and pipeline:
 * **CPU** — process time of the analyzer per second of video, in % of one core (motion,
   crops, inference; decoding excluded).
 
+On the night walker clip also: the first frame the model on the whole frame plus 2x2 tiles
+sees the person, and when each pipeline published its first person event.
+
 Run: ``.venv/bin/python bench/bench_night.py`` (part of ``make bench``). Needs the shared
 footage and model (``../shared`` beside the repository, or ``$CAMNODE_SHARED``).
 """
@@ -38,6 +41,7 @@ from node.clock import FakeClock  # noqa: E402
 from node.config import Config, load_config  # noqa: E402
 from node.events import PublishEvent  # noqa: E402
 from node.vision.analyzer import Analyzer  # noqa: E402
+from node.vision.crops import crop_rgb, plan_tiles  # noqa: E402
 from node.vision.video_frames import EPOCH, decode_clip  # noqa: E402
 
 SHARED = Path(os.environ.get("CAMNODE_SHARED", REPO.parent / "shared")).resolve()
@@ -86,13 +90,20 @@ class Result:
     events: int
     calls_s: float
     cpu_pct: float
+    published: list[float]  # frame times (s from the clip's start) person events were published at
 
 
 def run(cfg: Config, frames: list, truth: list, detector: Detector) -> Result:
     an = Analyzer(cfg.motion, cfg.detect, FakeClock(), detector=detector, threaded=False, base_dir=SHARED)
-    spans = []
+    spans, published = [], []
     cpu0 = time.process_time()
-    acts = [a for f in frames for a in an.process(f)]
+    acts = []
+    for f in frames:
+        for a in an.process(f):
+            acts.append(a)
+            p = a.payload if isinstance(a, PublishEvent) else {}
+            if p.get("kind") == "object" and p.get("phase") == "start" and "person" in p["classes"]:
+                published.append(f.mono - frames[0].mono)
     acts += an.close()
     cpu = time.process_time() - cpu0
     for a in acts:
@@ -106,7 +117,18 @@ def run(cfg: Config, frames: list, truth: list, detector: Detector) -> Result:
     false = sum(not any(s <= b and e >= a for a, b in truth) for s, e in spans)
     h = an.health()["detect"]
     return Result(covered / visible if visible else None, false, len(spans), h["crops"] / seconds,
-                  100.0 * cpu / seconds)
+                  100.0 * cpu / seconds, published)
+
+
+def first_tiled(frames: list, detector: Detector) -> float | None:
+    """Frame time of the first frame where the model on the whole frame plus 2x2 tiles sees a
+    person (score ≥ 0.5): the ground truth the first event is timed against."""
+    for f in frames:
+        for crop in plan_tiles(f.width, f.height):
+            rgb = crop_rgb(f.main, f.width, f.height, crop, detector.input_size)
+            if any(d.class_id == 0 for d in detector.detect(rgb, 0.5)):
+                return f.mono - frames[0].mono
+    return None
 
 
 def main() -> None:
@@ -130,6 +152,13 @@ def main() -> None:
             cov = "-" if r.coverage is None else f"{100 * r.coverage:.0f} %"
             print(f"{name:50s} {label:9s} {cov:>9s} {r.false_events:8d} {r.events:6d} "
                   f"{r.calls_s:8.2f} {r.cpu_pct:6.1f}")
+        if name.startswith("night-person"):
+            t0 = first_tiled(frames, detector)
+            for label, r in res.items():
+                first = "none"
+                if r.published:
+                    first = f"{r.published[0]:.1f} s, {r.published[0] - t0:.1f} s after it"
+                print(f"{'':50s} {label:9s} first tiled detection at {t0:.1f} s; first person event: {first}")
         old, new = res["previous"], res["today"]
         ratio = f"{new.cpu_pct / old.cpu_pct:.2f}x" if old.cpu_pct > 0 else "-"
         calls = f"{new.calls_s / old.calls_s:.2f}x" if old.calls_s > 0 else "-"
