@@ -11,7 +11,12 @@ found on the lores luma frame:
    (stretched to the model input, as the SSD was trained);
 3. the crop is sampled at the model input size straight from the yuv420p planes and only
    those samples are converted to RGB (BT.601 limited range, lookup tables): ≈0.8 ms for
-   300x300 in numpy, independent of the main resolution.
+   300x300 in numpy, independent of the main resolution; a crop smaller than the model
+   input (a small, far person) is interpolated bilinearly, ≈2 ms (nearest-neighbour
+   enlargement hides small people from the SSD);
+4. when the regions are more groups than crops and all small, or when nothing tells where to
+   look (after a re-baseline), :func:`plan_tiles` gives the whole frame and/or its 2x2
+   overlapping tiles.
 
 Why colour and not luma replicated to 3 channels: measured on ``one-by-one-person-detection.mp4``
 (whole frames, person class, score ≥ 0.5), luma-only input loses recall against RGB (see

@@ -14,7 +14,10 @@ Per frame:
    saturation alike), so whole-scene light changes are not motion.
 2. **Change test.** A cell changed when ``|cell - background|`` exceeds both ``threshold``
    (luma levels) and ``noise_factor`` x that cell's running mean absolute deviation: noisy
-   cells (night, foliage, the sky) need a bigger change than quiet ones.
+   cells (night, foliage, the sky) need a bigger change than quiet ones. At night
+   (:meth:`MotionDetector.set_night`: the picture has no colour, or the day/night controller
+   says so) ``night_threshold`` and ``night_noise_factor`` apply, against a noise map kept
+   apart from the day's.
 3. **Global change.** If the median brightness ratio jumps by more than ``jump_gain`` (25 %)
    in one frame, or more than ``global_fraction`` of the unmasked cells changed at once
    (the IR illuminator or IR-cut filter switching, headlights sweeping the whole scene), the
@@ -25,7 +28,13 @@ Per frame:
    frame; pooling joins the limbs of one person) and the blocks are grouped into 8-connected
    regions by a run-length labelling in Python (cost grows with the number of runs, hence
    the pooling); a region counts when it holds at least ``min_area`` (fraction of the frame)
-   of changed cells. Masked cells (config polygons in relative coordinates) never count.
+   of changed cells, or ``min_area_px`` main-image pixels shrinking towards the top of the
+   frame (far = small). Masked cells (config polygons in relative coordinates) never count.
+   **Along tracks** (``history_frames`` > 1): at night a cell counts only when it changed on
+   ``persist_frames`` consecutive frames (rain streaks, grain and darting insects do not
+   stay), and a region smaller than ``min_area`` counts when its cells over the last
+   ``history_frames`` reach the row's minimum and link from frame to frame (see
+   :meth:`MotionDetector._counts`): a small, dim mover adds up along its path.
 5. **Background update.** Exponential running average with time constant ``background_s``
    (the weight of each frame is computed from the frame interval, so the behaviour does not
    depend on the frame rate). The update is the same for moving and still cells: a selective
@@ -36,8 +45,10 @@ Per frame:
    Cells that differ from the background but have stayed *still* (equal to a fast average,
    time constant 0.3 s) are pulled into the background with the shorter time constant
    ``still_s``: a parked car, a person standing at a table, and the ghost such a person
-   leaves behind after walking away all stop being motion within a few seconds.
-   The noise estimate is refreshed every 4th frame.
+   leaves behind after walking away all stop being motion within a few seconds. Where
+   something passes the background moves at most ``passing_step`` levels a frame (an
+   insect under IR, 200 levels brighter, leaves no bright trail). The noise estimate is
+   refreshed every 4th frame (a running mean over a mode's first updates).
 
 Cost: ≈40-50 µs per idle 320x180 frame here (a dozen numpy calls on 3,600 cells), plus
 ≈30-40 µs for pooling and labelling when something moves. Thread: :meth:`detect` on the analysis thread
