@@ -50,7 +50,7 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
 
 
 def _send(args: argparse.Namespace, name: str, payload: dict) -> int:
-    from station.console import NoReply, request
+    from station.command import NoReply, request
 
     try:
         reply = request(args.host, args.port, args.prefix, args.node, name, payload,

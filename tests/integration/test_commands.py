@@ -10,7 +10,7 @@ import pytest
 
 from node.app import Node
 from station.cli import main as station
-from station.console import request
+from station.command import request
 from tests.integration.test_node_inprocess import small_config
 
 
