@@ -1,0 +1,118 @@
+"""The console's app factory: templates, static assets, sessions, errors, security headers.
+
+Pages live one module each in ``pages/``; this module wires them to one :class:`Console`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.middleware.sessions import SessionMiddleware
+
+from station.console import auth
+from station.console.context import Console
+from station.console.i18n import LANGS, pick_lang, translate
+
+HERE = Path(__file__).resolve().parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+NAV = (("/fleet", "Fleet", "fleet"), ("/alerts", "Alerts", "alerts"), ("/live", "Live wall", "live"),
+       ("/search", "Search", "search"), ("/admin/users", "Users", "users"),
+       ("/admin/audit", "Audit log", "audit"))
+
+
+def lang_of(request: Request) -> str:
+    return pick_lang(request.session.get("lang"))
+
+
+def render(request: Request, name: str, ctx: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+    c: Console = request.app.state.console
+    lang = lang_of(request)
+    user = auth.current_user(request)
+
+    def t(text: str, **kw: object) -> str:
+        return translate(lang, text, **kw)
+
+    base = {"request": request, "user": user, "lang": lang, "langs": LANGS, "t": t,
+            "csrf": auth.csrf_token(request), "ward": c.ward, "path": request.url.path,
+            "nav": [(href, label) for href, label, perm in NAV if user is not None and user.may(perm)]}
+    return templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status_code)
+
+
+def create_app(console: Console) -> FastAPI:
+    from station.console.pages import admin, alerts, fleet, live, nodes, search
+
+    app = FastAPI(title="camnode console", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.console = console
+    app.add_middleware(SessionMiddleware, secret_key=console.secret_key, session_cookie="camnode_console",
+                       max_age=12 * 3600, same_site="strict", https_only=console.https_only)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    for r in (auth.router, fleet.router, alerts.router, nodes.router, admin.router, live.router,
+              search.router):
+        app.include_router(r)
+
+    tile_origin = ""
+    if console.tile_url:
+        u = urlsplit(console.tile_url)
+        tile_origin = f" {u.scheme}://{u.netloc}"
+    media_origin = ""
+    if console.live_url:
+        u = urlsplit(console.live_url)
+        media_origin = f" {u.scheme}://{u.netloc}" if u.netloc else ""
+    csp = ("default-src 'self'; img-src 'self' data:" + tile_origin + "; style-src 'self'; "
+           "script-src 'self'; frame-src 'self'" + media_origin + "; media-src 'self' blob:" + media_origin
+           + "; connect-src 'self'" + media_origin + "; form-action 'self'; frame-ancestors 'none'; "
+           "base-uri 'none'")
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
+        resp = await call_next(request)
+        resp.headers.setdefault("Content-Security-Policy", csp)
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        if not request.url.path.startswith("/static/"):
+            resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+    @app.exception_handler(auth.LoginRequired)
+    async def _login(request: Request, exc: auth.LoginRequired) -> Response:
+        if request.url.path.endswith("/stream") or request.headers.get("accept") == "application/json":
+            return Response("log in first", status_code=401)
+        return auth.login_redirect(request)
+
+    @app.exception_handler(auth.Refused)
+    async def _refused(request: Request, exc: auth.Refused) -> Response:
+        auth.audit_act(request, exc.user, f"refused:{exc.permission}", exc.target, allowed=False)
+        return render(request, "refused.html", {"role": exc.user.role}, status_code=403)
+
+    @app.exception_handler(auth.BadCsrf)
+    async def _csrf(request: Request, exc: auth.BadCsrf) -> Response:
+        u = auth.current_user(request)
+        from station.console import audit
+
+        audit.record(console.engine, console.clock.utc(), u.username if u else "", u.role if u else "",
+                     "csrf", request.url.path, False, auth.address(request), "missing or forged token")
+        return render(request, "error.html", {"title": "Bad request",
+                                              "message": "The form expired or was forged. Please try again."},
+                      status_code=403)
+
+    @app.exception_handler(404)
+    async def _missing(request: Request, exc: Exception) -> Response:
+        return render(request, "error.html", {"title": "Not found", "message": ""}, status_code=404)
+
+    @app.get("/")
+    def home(request: Request) -> Response:
+        u = auth.current_user(request)
+        if u is None:
+            return auth.login_redirect(request)
+        from fastapi.responses import RedirectResponse
+
+        return RedirectResponse("/alerts" if u.may("alerts") else "/fleet", status_code=303)
+
+    return app
