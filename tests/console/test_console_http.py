@@ -35,8 +35,8 @@ def test_forged_or_missing_csrf_is_refused_and_audited(site):
     assert anon.post("/login", data={"username": "op", "password": "operator-pass-1"}).status_code == 403
     assert len([e for e in recent(site.console.engine, 50, action="csrf") if not e.allowed]) == 4
     # the real token works
-    ok = adm.post("/admin/users", data={"username": "newbie", "role": "operator", "password": "long-enough-1",
-                                        "csrf": csrf_of(adm, "/admin/users")})
+    ok = adm.post("/admin/users", data={"username": "newbie", "role": "operator",
+                                        "password": "long-enough-1", "csrf": csrf_of(adm, "/admin/users")})
     assert ok.status_code == 200 and get_user(site.console.engine, "newbie") is not None
 
 
@@ -44,10 +44,12 @@ def test_wrong_passwords_are_rate_limited_then_the_right_one_waits(site):
     cl = httpx.Client(base_url=site.url)
     codes = []
     for i in range(7):
-        r = cl.post("/login", data={"username": "op", "password": f"guess-{i}", "csrf": csrf_of(cl, "/login")})
+        r = cl.post("/login", data={"username": "op", "password": f"guess-{i}",
+                                    "csrf": csrf_of(cl, "/login")})
         codes.append(r.status_code)
     assert codes[:5] == [401] * 5 and codes[5:] == [429, 429]
-    r = cl.post("/login", data={"username": "op", "password": "operator-pass-1", "csrf": csrf_of(cl, "/login")})
+    r = cl.post("/login", data={"username": "op", "password": "operator-pass-1",
+                                "csrf": csrf_of(cl, "/login")})
     assert r.status_code == 429 and "Thử lại sau" in r.text  # even the right password waits
     failures = [e for e in recent(site.console.engine, 50, "op", "login") if not e.allowed]
     assert {e.detail for e in failures} == {"wrong password", "rate-limited"}
@@ -72,7 +74,8 @@ def test_sql_and_script_in_search_are_refused_cleanly(site, query):
     assert get_user(site.console.engine, "op") is not None  # the users table is still there
 
 
-@pytest.mark.parametrize("path", ["/snapshot/..%2F..%2Fconsole.secret.jpg", "/snapshot/%2e%2e%2fconsole.db.jpg",
+@pytest.mark.parametrize("path", ["/snapshot/..%2F..%2Fconsole.secret.jpg",
+                                  "/snapshot/%2e%2e%2fconsole.db.jpg",
                                   "/static/..%2Fconsole.secret", "/static/../run.py",
                                   "/snapshot/" + "a" * 300 + ".jpg", "/nodes/..%2F..%2Fetc%2Fpasswd"])
 def test_path_tricks_in_names_get_nothing(site, path):
