@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.link import topics as t
-from station.connect import make_client
+from station.connect import Connection, make_client, refused_reason
 from station.fleet import Fleet
 
 log = logging.getLogger(__name__)
@@ -178,19 +178,19 @@ class MqttBridge:
     """Subscribes to every node's status, heartbeat, event and snapshot topics and feeds
     :class:`LiveState`. Reconnects by itself (paho), resubscribing on every connect."""
 
-    def __init__(self, host: str, port: int, prefix: str, sink: Callable[[str, bytes], None], *,
-                 username: str = "", password: str = "", tls_ca: str = "") -> None:
-        self.prefix = prefix
+    def __init__(self, conn: Connection, sink: Callable[[str, bytes], None]) -> None:
+        self.prefix = conn.prefix
         self.connected = threading.Event()
         self.error: str | None = None
         self._sink = sink
-        c = make_client(username, password, tls_ca)
+        self._conn = conn
+        c = make_client(conn)
         c.on_connect = self._on_connect
         c.on_disconnect = lambda *a: self.connected.clear()
         c.on_message = lambda cl, ud, msg: self._sink(msg.topic, bytes(msg.payload))
         c.reconnect_delay_set(1, 10)
         self._client = c
-        self._host, self._port = host, port
+        self._host, self._port = conn.host, conn.real_port
 
     def start(self) -> MqttBridge:
         self._client.connect_async(self._host, self._port, keepalive=30)
@@ -204,7 +204,7 @@ class MqttBridge:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self.error = f"broker refused the console: {reason_code}"
+            self.error = refused_reason(self._conn, reason_code)
             log.error(self.error)
             return
         self.error = None

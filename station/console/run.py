@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+
+from station.connect import Connection
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +24,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class Settings:
     db: str
+    connection: Connection = field(default_factory=Connection)
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
-    broker_host: str = "127.0.0.1"
-    broker_port: int = 1883
-    prefix: str = "camnode"
-    mqtt_username: str = ""
-    mqtt_password_file: str = ""
-    tls_ca: str = ""
     secret_file: str = "var/console.secret"
     inventory: str = ""
     tz: str = "Asia/Ho_Chi_Minh"
@@ -82,16 +79,12 @@ def build(settings: Settings, clock: Any = None):
     clock = clock or SystemClock()
     engine = make_engine(settings.db)
     tables.create(engine)
-    password = Path(settings.mqtt_password_file).read_text().strip() if settings.mqtt_password_file else ""
     inventory = load_csv(Path(settings.inventory)) if settings.inventory else []
     live = LiveState(clock)
-    bridge = MqttBridge(settings.broker_host, settings.broker_port, settings.prefix, live.on_message,
-                        username=settings.mqtt_username, password=password, tls_ca=settings.tls_ca)
+    bridge = MqttBridge(settings.connection, live.on_message)
 
     def command(node: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        return request(settings.broker_host, settings.broker_port, settings.prefix, node, name, args,
-                       timeout_s=settings.command_timeout_s, username=settings.mqtt_username,
-                       password=password, tls_ca=settings.tls_ca)
+        return request(settings.connection, node, name, args, timeout_s=settings.command_timeout_s)
 
     console = Console(engine=engine, live=live, clock=clock, ward=WardTime(settings.tz),
                       poles=lambda: inventory, command=command,
@@ -103,7 +96,12 @@ def build(settings: Settings, clock: Any = None):
 def serve(settings: Settings) -> int:
     import uvicorn
 
-    app, bridge = build(settings)
+    from station.connect import StationError
+
+    try:
+        app, bridge = build(settings)
+    except (ValueError, OSError) as exc:  # unreadable secret or inventory, bad database URL
+        raise StationError(str(exc)) from None
     config = uvicorn.Config(app, host=settings.listen_host, port=settings.listen_port, log_level="warning",
                             timeout_graceful_shutdown=2, access_log=False)
     server = uvicorn.Server(config)

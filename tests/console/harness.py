@@ -47,7 +47,9 @@ def start_console(tmp: Path, broker_port: int, db: str = "", inventory: str = ""
     from station.console.run import Settings, build
     from station.console.users import create_user
 
-    settings = Settings(db=db or f"sqlite:///{tmp / 'console.db'}", broker_port=broker_port,
+    from station.connect import Connection
+
+    settings = Settings(db=db or f"sqlite:///{tmp / 'console.db'}", connection=Connection(port=broker_port),
                         secret_file=str(tmp / "console.secret"), inventory=inventory, live_url=live_url,
                         command_timeout_s=8.0)
     app, bridge = build(settings)

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 
+from station.connect import StationError
 from station.console import auth
 from station.console.charts import line_chart, num
 from station.console.web import render
@@ -71,7 +72,7 @@ def _send(request: Request, node: str, name: str, args: dict[str, Any], user) ->
         outcome = "ok" if reply.get("ok") else f"refused: {reply.get('error', '?')}"
         result = {"name": name, "ok": bool(reply.get("ok")), "reply": reply,
                   "text": json.dumps(reply, indent=2, ensure_ascii=False, default=str)[:20000]}
-    except (TimeoutError, OSError, ConnectionError) as exc:
+    except (StationError, TimeoutError, OSError) as exc:
         outcome = f"no reply: {exc}"
         result = {"name": name, "ok": False, "reply": None, "text": str(exc)}
     auth.audit_act(request, user, f"cmd:{name}", node, detail=f"{json.dumps(args)} → {outcome}"[:2000])
