@@ -44,10 +44,9 @@ def start_console(tmp: Path, broker_port: int, db: str = "", inventory: str = ""
                   extra: dict | None = None, users: bool = True) -> Running:
     import uvicorn
 
+    from station.connect import Connection
     from station.console.run import Settings, build
     from station.console.users import create_user
-
-    from station.connect import Connection
 
     settings = Settings(db=db or f"sqlite:///{tmp / 'console.db'}", connection=Connection(port=broker_port),
                         secret_file=str(tmp / "console.secret"), inventory=inventory, live_url=live_url,
@@ -112,6 +111,8 @@ def browser_login(drv, url: str, user: str, password: str | None = None) -> None
     drv.find_element(By.ID, "username").send_keys(user)
     drv.find_element(By.ID, "password").send_keys(password or PASSWORDS[user])
     drv.find_element(By.ID, "login").click()
+    # the form post and its redirect complete before the test goes on
+    wait_until(lambda: "/login" not in drv.current_url or drv.find_elements(By.ID, "login-error"), 20)
 
 
 def screenshot(drv, name: str) -> Path:
