@@ -38,4 +38,8 @@ class Console:
     #: the media relay's browser page of one pole: ``{node}`` and ``{stream}`` are filled in
     live_url: str = ""
     https_only: bool = False
+    #: the station's archive (``archive_view.ArchiveView``): search, trace, snapshots, history
+    archive: Any = None
+    #: evidence cases (``cases.CaseJobs``)
+    cases: Any = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -23,7 +23,8 @@ HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 NAV = (("/fleet", "Fleet", "fleet"), ("/alerts", "Alerts", "alerts"), ("/live", "Live wall", "live"),
-       ("/search", "Search", "search"), ("/admin/users", "Users", "users"),
+       ("/search", "Search", "search"), ("/evidence", "Evidence", "evidence"),
+       ("/admin/users", "Users", "users"),
        ("/admin/audit", "Audit log", "audit"))
 
 
@@ -46,7 +47,7 @@ def render(request: Request, name: str, ctx: dict[str, Any], status_code: int = 
 
 
 def create_app(console: Console) -> FastAPI:
-    from station.console.pages import admin, alerts, fleet, live, nodes, search
+    from station.console.pages import admin, alerts, evidence, fleet, live, nodes, search, trace
 
     app = FastAPI(title="camnode console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.console = console
@@ -54,7 +55,7 @@ def create_app(console: Console) -> FastAPI:
                        max_age=12 * 3600, same_site="strict", https_only=console.https_only)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     for r in (auth.router, fleet.router, alerts.router, nodes.router, admin.router, live.router,
-              search.router):
+              search.router, trace.router, evidence.router):
         app.include_router(r)
 
     tile_origin = ""

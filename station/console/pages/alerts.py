@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from station.console import auth
-from station.console.feed import sse
+from station.console.feed import Alert, sse
 from station.console.tables import acks
 from station.console.web import render
 
@@ -39,10 +39,22 @@ def alerts_page(request: Request, label: str = "", node: str = "") -> HTMLRespon
     nodes = c.live.node_ids()
     node = node if node in nodes else ""
     items = c.live.alerts(label, node)
+    snaps = {a.id for a in items if c.live.has_snapshot(a.id)}
+    if c.archive is not None and len(items) < 100:  # after a console restart: the archive's too
+        have = {a.id for a in items}
+        for ev in c.archive.search(since=None, until=None, label=label or None, colour=None,
+                                   node=node or None, limit=100):
+            if ev["id"] not in have and ev.get("kind") == "object":
+                if ev.get("snapshot_sha"):
+                    snaps.add(ev["id"])
+                items.append(Alert(id=ev["id"], node=ev["node"], label=ev.get("label") or "?",
+                                   phase=ev.get("phase") or "?", score=ev.get("score"), start=ev["start"],
+                                   end=ev.get("end"), snapshot=bool(ev.get("snapshot_sha")), box=None))
+        items = items[:100]
     auth.audit_act(request, u, "view:alerts", f"label={label} node={node}")
     return render(request, "alerts.html", {
         "alerts": items, "acked": acked(c.engine, [a.id for a in items]),
-        "snaps": {a.id for a in items if c.live.has_snapshot(a.id)},
+        "snaps": snaps,
         "labels": LABELS, "label": label, "nodes": nodes, "node": node})
 
 
@@ -78,9 +90,8 @@ def snapshot(request: Request, event_id: str) -> Response:
     u = auth.need(request, "footage", f"snapshot {event_id}")
     c = auth.console(request)
     got = c.live.snapshot(event_id)
-    if got is None:
-        found = c.extra.get("archive_snapshot")
-        got = found(event_id) if callable(found) else None
+    if got is None and c.archive is not None and len(event_id) <= 128:
+        got = c.archive.snapshot(event_id)
     if got is None:
         auth.audit_act(request, u, "view:snapshot", event_id, detail="not found")
         return Response("no such snapshot", status_code=404, media_type="text/plain")

@@ -19,6 +19,9 @@ from station.console.web import render
 
 router = APIRouter()
 
+#: hours of archived heartbeat history the node page charts
+HISTORY_H = 6
+
 CHARTS = (
     ("Temperature (°C)", "°C", lambda hb: max((v for v in (hb.get("temperatures_c") or {}).values()
                                                if num(v) is not None), default=None)
@@ -27,7 +30,7 @@ CHARTS = (
      else None),
     ("Disk free (MB)", "MB", lambda hb: num(hb.get("disk_free_mb"))),
     ("Frames per second", "fps", lambda hb: num(hb.get("fps_out"))),
-    ("Link reconnects", "", lambda hb: num((hb.get("link") or {}).get("connects"))
+    ("Link connections", "", lambda hb: num((hb.get("link") or {}).get("connects"))
      if isinstance(hb.get("link"), dict) else None),
 )
 
@@ -40,6 +43,10 @@ def _known(request: Request, node: str) -> bool:
 def _page(request: Request, node: str, result: dict[str, Any] | None = None, status_code: int = 200):
     c = auth.console(request)
     hist = c.live.history(node)
+    if c.archive is not None:
+        from station.console.archive_view import merge_history
+
+        hist = merge_history(c.archive.history(node, c.clock.utc() - timedelta(hours=HISTORY_H)), hist)
     charts = [line_chart(title, unit, [(p["utc"], f(p["hb"])) for p in hist], c.ward.fmt)
               for title, unit, f in CHARTS]
     row = next((r for r in c.live.fleet.rows() if r["node"] == node), None)

@@ -25,7 +25,7 @@ def search_page(request: Request, since: str = "", until: str = "", label: str =
                 node: str = "") -> HTMLResponse:
     u = auth.need(request, "search")
     c = auth.console(request)
-    archive = c.extra.get("archive")
+    archive = c.archive
     errors = []
     label = label.strip().lower()
     if label and label not in LABELS:
