@@ -1,5 +1,7 @@
 """Wrong-password rate limiting: after ``MAX_FAILURES`` failures within ``WINDOW_S`` for one
-user name, or for one address, further log-ins are refused until the window has passed.
+user name, or ``MAX_PER_ADDRESS`` from one address (higher: the post's PCs may share one
+address behind NAT, and one officer's typos must not lock out the others), further log-ins are
+refused until the window has passed.
 
 Failures are rows in the database (they survive a restart and are shared by every console
 process); the clock is handed in, so tests drive it with tables of times.
@@ -14,20 +16,23 @@ import sqlalchemy as sa
 from station.console.tables import login_failures
 
 MAX_FAILURES = 5
+MAX_PER_ADDRESS = 20
 WINDOW_S = 300.0
 
 
 def blocked_for(engine: sa.Engine, username: str, address: str, now: datetime,
-                max_failures: int = MAX_FAILURES, window_s: float = WINDOW_S) -> float:
+                max_failures: int = MAX_FAILURES, window_s: float = WINDOW_S,
+                max_per_address: int = MAX_PER_ADDRESS) -> float:
     """Seconds until a log-in of ``username`` from ``address`` may be tried again (0: now)."""
     since = now - timedelta(seconds=window_s)
     worst = 0.0
     with engine.connect() as c:
-        for col, value in ((login_failures.c.username, username), (login_failures.c.address, address)):
+        for col, value, limit in ((login_failures.c.username, username, max_failures),
+                                  (login_failures.c.address, address, max_per_address)):
             times = [r[0] for r in c.execute(
                 sa.select(login_failures.c.at_utc).where(col == value, login_failures.c.at_utc > since)
-                .order_by(login_failures.c.at_utc.desc()).limit(max_failures))]
-            if len(times) >= max_failures:
+                .order_by(login_failures.c.at_utc.desc()).limit(limit))]
+            if len(times) >= limit:
                 oldest = _aware(times[-1])
                 worst = max(worst, (oldest + timedelta(seconds=window_s) - now).total_seconds())
     return max(worst, 0.0)

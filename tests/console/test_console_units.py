@@ -45,12 +45,15 @@ def test_rate_limit_table(engine, fails, at, wait):
 
 
 def test_address_is_limited_across_user_names(engine):
-    for i in range(5):
+    for i in range(ratelimit.MAX_PER_ADDRESS):
         ratelimit.record_failure(engine, f"user{i}", "10.0.0.1", T0)
     assert ratelimit.blocked_for(engine, "someone", "10.0.0.1", T0 + timedelta(seconds=1)) > 0
     assert ratelimit.blocked_for(engine, "someone", "10.0.0.2", T0 + timedelta(seconds=1)) == 0
-    ratelimit.clear(engine, "user0")  # a good log-in forgets the name, not the address
-    assert ratelimit.blocked_for(engine, "x", "10.0.0.1", T0 + timedelta(seconds=1)) == 0  # 4 left
+    ratelimit.clear(engine, "user0")  # a good log-in forgets the name...
+    assert ratelimit.blocked_for(engine, "x", "10.0.0.1", T0 + timedelta(seconds=1)) == 0  # 19 left
+    for _ in range(ratelimit.MAX_PER_ADDRESS - 1):  # ...and one name's typos do not block the address
+        ratelimit.record_failure(engine, "typo", "10.0.0.3", T0)
+    assert ratelimit.blocked_for(engine, "someone", "10.0.0.3", T0 + timedelta(seconds=1)) == 0
 
 
 def test_every_template_text_has_its_vietnamese():
