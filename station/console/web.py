@@ -5,56 +5,26 @@ Pages live one module each in ``pages/``; this module wires them to one :class:`
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
-from station.console import auth
+from station.console import audit, auth
 from station.console.context import Console
-from station.console.i18n import LANGS, pick_lang, translate
-
-HERE = Path(__file__).resolve().parent
-templates = Jinja2Templates(directory=str(HERE / "templates"))
-
-NAV = (("/fleet", "Fleet", "fleet"), ("/alerts", "Alerts", "alerts"), ("/live", "Live wall", "live"),
-       ("/search", "Search", "search"), ("/evidence", "Evidence", "evidence"),
-       ("/admin/users", "Users", "users"),
-       ("/admin/audit", "Audit log", "audit"))
-
-
-def lang_of(request: Request) -> str:
-    return pick_lang(request.session.get("lang"))
-
-
-def render(request: Request, name: str, ctx: dict[str, Any], status_code: int = 200) -> HTMLResponse:
-    c: Console = request.app.state.console
-    lang = lang_of(request)
-    user = auth.current_user(request)
-
-    def t(text: str, **kw: object) -> str:
-        return translate(lang, text, **kw)
-
-    base = {"request": request, "user": user, "lang": lang, "langs": LANGS, "t": t,
-            "csrf": auth.csrf_token(request), "ward": c.ward, "path": request.url.path,
-            "nav": [(href, label) for href, label, perm in NAV if user is not None and user.may(perm)]}
-    return templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status_code)
+from station.console.pages import admin, alerts, evidence, fleet, live, login, nodes, search, trace
+from station.console.render import HERE, render
 
 
 def create_app(console: Console) -> FastAPI:
-    from station.console.pages import admin, alerts, evidence, fleet, live, nodes, search, trace
-
     app = FastAPI(title="camnode console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.console = console
     app.add_middleware(SessionMiddleware, secret_key=console.secret_key, session_cookie="camnode_console",
                        max_age=12 * 3600, same_site="strict", https_only=console.https_only)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    for r in (auth.router, fleet.router, alerts.router, nodes.router, admin.router, live.router,
+    for r in (login.router, fleet.router, alerts.router, nodes.router, admin.router, live.router,
               search.router, trace.router, evidence.router):
         app.include_router(r)
 
@@ -95,8 +65,6 @@ def create_app(console: Console) -> FastAPI:
     @app.exception_handler(auth.BadCsrf)
     async def _csrf(request: Request, exc: auth.BadCsrf) -> Response:
         u = auth.current_user(request)
-        from station.console import audit
-
         audit.record(console.engine, console.clock.utc(), u.username if u else "", u.role if u else "",
                      "csrf", request.url.path, False, auth.address(request), "missing or forged token")
         return render(request, "error.html", {"title": "Bad request",
@@ -112,8 +80,6 @@ def create_app(console: Console) -> FastAPI:
         u = auth.current_user(request)
         if u is None:
             return auth.login_redirect(request)
-        from fastapi.responses import RedirectResponse
-
         return RedirectResponse("/alerts" if u.may("alerts") else "/fleet", status_code=303)
 
     return app

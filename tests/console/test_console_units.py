@@ -59,11 +59,12 @@ def test_address_is_limited_across_user_names(engine):
 def test_every_template_text_has_its_vietnamese():
     here = Path(__file__).resolve().parents[2] / "station" / "console"
     used = set()
-    sources = [*(here / "templates").glob("*.html"), *(here / "pages").glob("*.py"), here / "web.py"]
+    sources = [*(here / "templates").glob("*.html"), *(here / "pages").glob("*.py"), here / "web.py",
+               here / "render.py"]
     for f in sources:
         used |= set(re.findall(r'\bt\("([^"]+)"', f.read_text(encoding="utf-8")))
         used |= set(re.findall(r'"(?:title|message|error_key)":\s*"([^"]+)"', f.read_text(encoding="utf-8")))
-    used |= {label for _, label, _ in __import__("station.console.web", fromlist=["NAV"]).NAV}
+    used |= {label for _, label, _ in __import__("station.console.render", fromlist=["NAV"]).NAV}
     missing = sorted(u for u in used if u and u not in VI)
     assert not missing, missing
     assert translate("vi", "Acknowledged by {u}", u="an") == "Đã xác nhận bởi an"

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 
 from station.console import audit, auth
+from station.console.render import render
 from station.console.users import ROLES, UserError, create_user, list_users, set_active, set_password
-from station.console.web import render
 
 router = APIRouter()
 

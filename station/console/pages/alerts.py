@@ -14,8 +14,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 
 from station.console import auth
 from station.console.feed import Alert, sse
+from station.console.render import render
 from station.console.tables import acks
-from station.console.web import render
 
 router = APIRouter()
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from station.console import auth
-from station.console.web import render
+from station.console.render import render
 
 router = APIRouter()
 

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 
 from station.console import auth
 from station.console.plan import Pole, layout
-from station.console.web import render
+from station.console.render import render
 from station.fleet import ORDER
 
 router = APIRouter()

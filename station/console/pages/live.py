@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from station.console import auth
-from station.console.web import render
+from station.console.render import render
 
 router = APIRouter()
 

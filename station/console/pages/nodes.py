@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from station.connect import StationError
 from station.console import auth
 from station.console.charts import line_chart, num
-from station.console.web import render
+from station.console.render import render
 
 router = APIRouter()
 

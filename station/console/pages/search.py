@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 
 from station.console import auth
 from station.console.pages.alerts import LABELS
-from station.console.web import render
+from station.console.render import render
 
 router = APIRouter()
 

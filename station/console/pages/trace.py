@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from station.console import auth
 from station.console.plan import layout
-from station.console.web import render
+from station.console.render import render
 
 router = APIRouter()
 
