@@ -10,8 +10,8 @@ import pytest
 
 from node.app import Node
 from station.cli import main as station
+from station.command import request
 from station.connect import Connection
-from station.console import request
 from tests.integration.test_node_inprocess import small_config
 
 
