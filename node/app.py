@@ -124,6 +124,7 @@ class Node:
             self._build_analyzer()
         self.daynight.devices = self.devices
         self.daynight.rebaseline = self.analyzer.rebaseline if self.analyzer is not None else None
+        self.daynight.vision_night = self.analyzer.set_night if self.analyzer is not None else None
         self.diagnostics = self._diagnostics()  # now with the parts built above
         register_node_commands(self.commands, CommandParts(
             node_id=cfg.node.id, storage_path=Path(cfg.storage.path), link=self.link,

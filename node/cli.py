@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="camera.source for the demo (default: the built-in street scene)")
     demo.set_defaults(func=_cmd_demo)
 
+    from node import hwcheck
+
+    hw = sub.add_parser("hwcheck", help="check this board's camera, encoder, IR, IR-cut, light sensor, "
+                        "LED and temperatures (stop the camnode service first)")
+    hwcheck.add_arguments(hw)
+    hw.set_defaults(func=hwcheck.run)
+
     from node.record import cli as record_cli
 
     record_cli.register(sub)  # storage plan, clip, verify

@@ -2,8 +2,9 @@
 
 Starts a private mosquitto on a free loopback port, the node (a subprocess, exactly as
 systemd would run it) on the built-in street scene, and the station's watch view in this
-process, printing heartbeats and events. Ctrl-C (or SIGTERM) stops the node cleanly (last
-segment closed, ``offline`` published), then the broker.
+process, printing heartbeats and events, and the web console (``station.console.demo``).
+Ctrl-C (or SIGTERM) stops the node cleanly (last segment closed, ``offline`` published),
+then the console and the broker.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ def run_demo(storage: str = "var/demo", heartbeat_s: float = 3.0, model_dir: str
         watcher = Watcher("127.0.0.1", broker.port, "camnode", out=sys.stdout,
                           snapshot_dir=snapshots)
         watcher.start()
+        from station.console.demo import start as start_console
+
+        console = start_console(broker.port, Path(storage))
         try:
             while not stop.wait(0.5):
                 if node.poll() is not None:
@@ -92,5 +96,7 @@ def run_demo(storage: str = "var/demo", heartbeat_s: float = 3.0, model_dir: str
                     node.kill()
             stop.wait(0.5)  # let the watcher print the final offline status
             watcher.stop()
+            console.terminate()
+            console.wait(10)
             log_file.close()
     return 0

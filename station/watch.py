@@ -92,7 +92,7 @@ class Watcher:
         subs = [(t.all_nodes(conn.prefix, leaf), 1) for leaf in LEAVES]
         # a technician may read status and heartbeats but not events: show what is allowed
         self._session = Session(conn, subs, on_message=self._on_message, on_state=self._on_state,
-                                partial_ok=True)
+                                partial_ok=True, yield_to_same_user=True)
         self._client = self._session.client
 
     def start(self) -> None:
@@ -103,6 +103,15 @@ class Watcher:
 
     def stop(self) -> None:
         self._session.close()
+
+    @property
+    def ended(self) -> threading.Event:
+        """Set when the view cannot go on (another program took over its user)."""
+        return self._session.ended
+
+    @property
+    def end_reason(self) -> str | None:
+        return self._session.end_reason
 
     def _on_state(self, reason: str | None) -> None:
         self.connect_error = reason

@@ -26,10 +26,19 @@ from typing import Any
 SCHEMA_VERSION = 1
 
 #: Fields every heartbeat carries (more may follow; consumers ignore unknown fields).
+#: ``heartbeat_s`` is the node's own period: the station's fleet view calls a node SILENT after
+#: three of them. ``throttled`` (Pi only) and ``vision`` (analysis on) are sent when they apply.
 HEARTBEAT_FIELDS = (
-    "node_id", "version", "uptime_s", "utc", "fps_in", "fps_out", "frames_dropped",
-    "encoder", "disk_free_mb", "cpu_load", "temperatures_c", "memory",
+    "node_id", "version", "heartbeat_s", "uptime_s", "utc", "clock_synced", "fps_in", "fps_out",
+    "frames_in", "frames_dropped", "encoder", "disk_free_mb", "retention_days", "cpu_load",
+    "temperatures_c", "memory", "daynight", "recorder", "link", "faults",
 )
+
+#: Leaves a node publishes under ``<p>/<id>/``: the broker ACL that provisioning generates allows
+#: a node exactly these (add a new leaf here, or the broker refuses it with PUBACK 135).
+NODE_PUBLISHES = ("status", "heartbeat", "event", "snapshot/#", "lost", "reply/#", "clip/#")
+#: Leaves a node reads under ``<p>/<id>/``: commands, and the station's archive acknowledgements.
+NODE_SUBSCRIBES = ("cmd/#", "ack/#")
 
 #: Largest payload the node accepts on a command topic.
 MAX_COMMAND_BYTES = 16 * 1024

@@ -46,6 +46,12 @@ def iso(us: int) -> str:
     return from_us(us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def manifest_path(clip: Path) -> Path:
+    """The one naming rule for a clip's manifest, wherever the clip was made (node, station):
+    ``<clip file name>.json`` beside it, e.g. ``clip.mp4`` → ``clip.mp4.json``."""
+    return clip.with_name(clip.name + ".json")
+
+
 def manifest_digest(manifest: dict[str, Any]) -> bytes:
     body = {k: v for k, v in manifest.items() if k != "signature"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).digest()
@@ -83,6 +89,8 @@ def export_clip(root: Path, start: datetime, end: datetime, out: Path, *,
     if end <= start:
         raise ExportRefused("the end must be after the start")
     start_us, end_us = to_us(start), to_us(end)
+    if not (Path(root) / INDEX_NAME).is_file():  # never create (or call corrupt) a store that is not there
+        raise ExportError(f"no footage store at {root} (no {INDEX_NAME}): is this the node's config?")
     idx = Index(Path(root) / INDEX_NAME)
     try:
         rows = idx.range(start_us, end_us)
@@ -179,5 +187,5 @@ def export_clip(root: Path, start: datetime, end: datetime, out: Path, *,
     }
     if signer is not None and signer.enabled:
         manifest["signature"] = signer.sign(manifest_digest(manifest).hex())
-    out.with_name(out.name + ".json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    manifest_path(out).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest

@@ -10,8 +10,8 @@ import pytest
 
 from node.app import Node
 from station.cli import main as station
+from station.command import request
 from station.connect import Connection
-from station.console import request
 from tests.integration.test_node_inprocess import small_config
 
 
@@ -176,7 +176,10 @@ def test_station_pulls_a_verified_clip_over_mqtt(running, tmp_path, capsys, monk
     with av.open(str(clip)) as c:
         frames = sum(1 for _ in c.decode(video=0))
     assert frames >= 40  # ≥ 3 segments of 2 s at 10 fps, minus GOP alignment
-    verdict = verify_clip(clip, clip.with_suffix(".json"))
+    from node.record.export import manifest_path
+
+    assert manifest_path(clip).name == clip.name + ".json"  # the one naming rule (issue 8, item 2)
+    verdict = verify_clip(clip, manifest_path(clip))  # integrity (this test node has no key)
     assert verdict.ok and verdict.checked >= 3, verdict.problems
     assert station(["clip", "--port", str(broker.port), "pole-9", "--start", "2020-01-01T00:00:00Z",
                     "--end", "2020-01-01T00:01:00Z", "--out", str(tmp_path / "none")]) == 1
