@@ -15,7 +15,7 @@ from node.localbroker import free_port
 from node.logs import LogfmtFormatter
 from node.sdnotify import Notifier
 from station.connect import Connection
-from station.console import request
+from station.command import request
 
 SECRET = "S3cr3t-pw"
 
