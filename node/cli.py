@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+from hw.redact import redact_url
 from node import __version__
 from node.config import Config, ConfigError, example_toml, load_config, schema
 
@@ -66,7 +67,7 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
         for problem in found.errors:
             print(f"camnode: config error: {problem}", file=sys.stderr)
         return 2
-    print(f"{args.file}: OK (node {cfg.node.id}, source {cfg.camera.source}, "
+    print(f"{args.file}: OK (node {cfg.node.id}, source {redact_url(cfg.camera.source)}, "
           f"broker {cfg.mqtt.host}:{cfg.mqtt.port})")
     return 0
 

@@ -34,6 +34,7 @@ from hw.encode.select import open_encoder
 from hw.gpio import GpioSpec, LedCode, apply_safe_state, build_devices
 from hw.media import StreamInfo
 from hw.platform import VC4_KINDS, PlatformInfo, probe
+from hw.redact import redact_url
 from node.clock import Clock, SystemClock
 from node.config import Config, ConfigError, load_config
 
@@ -49,11 +50,8 @@ class Check:
 
 
 def gpio_spec(cfg: Config) -> GpioSpec:
-    """The ``[gpio]`` section as the hw layer's spec, with day/night's light thresholds."""
-    values = dataclasses.asdict(cfg.gpio)
-    values["light_dark_below"] = cfg.daynight.light_night_below
-    values["light_bright_above"] = cfg.daynight.light_day_above
-    return GpioSpec.from_mapping(values)
+    """The ``[gpio]`` section as the hw layer's spec."""
+    return GpioSpec.from_mapping(dataclasses.asdict(cfg.gpio))
 
 
 def check_platform(info: PlatformInfo) -> Check:
@@ -116,7 +114,7 @@ def check_camera(cfg: Config, clock: Clock, info: PlatformInfo, frames: int,
                           (cam.lores_width, cam.lores_height), clock, realtime=cam.realtime,
                           loop=cam.loop, max_frames=frames, options=options)
     except Exception as exc:
-        return Check("camera", "FAIL", f"{cam.source}: {exc}"), None
+        return Check("camera", "FAIL", f"{redact_url(cam.source)}: {exc}"), None
 
     def grab() -> None:
         try:
@@ -135,12 +133,12 @@ def check_camera(cfg: Config, clock: Clock, info: PlatformInfo, frames: int,
     dt = time.monotonic() - t0
     facts = {"source": src.describe(), "frames": len(got)}
     if not got:
-        return Check("camera", "FAIL", f"{cam.source}: no frame within {timeout_s:g} s"
+        return Check("camera", "FAIL", f"{redact_url(cam.source)}: no frame within {timeout_s:g} s"
                      + (f": {error[0]}" if error else ""), facts), None
     first = got[0]
     kind = "H.264 from the camera" if first.packet is not None and first.main is None else "raw"
     fps = (len(got) - 1) / max(1e-6, got[-1].mono - first.mono) if len(got) > 1 else 0.0
-    summary = (f"{cam.source}: {len(got)} frames {first.width}x{first.height} ({kind}) in "
+    summary = (f"{redact_url(cam.source)}: {len(got)} frames {first.width}x{first.height} ({kind}) in "
                f"{dt:.1f} s, {fps:.1f} fps by timestamps")
     status = "PASS" if len(got) >= frames else "WARN"
     return Check("camera", status, summary, facts), got

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,13 @@ from node.config import ConfigError, load_config
 
 
 def _utc(text: str) -> datetime:
-    """ISO 8601; a time without an offset is taken as UTC."""
+    """ISO 8601 with a zone (the rule of every command: :func:`node.link.topics.parse_time`)."""
+    from node.link.topics import parse_time
+
     try:
-        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r} (e.g. 2026-03-01T12:00:00Z)") \
-            from None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _fail(msg: str, code: int) -> int:
@@ -181,8 +181,9 @@ def register(subparsers: Any) -> None:
     pl.set_defaults(func=cmd_plan)
 
     cl = subparsers.add_parser("clip", help="export footage of a UTC range as one MP4 + manifest")
-    cl.add_argument("--start", required=True, type=_utc, help="UTC start, ISO 8601")
-    cl.add_argument("--end", required=True, type=_utc, help="UTC end, ISO 8601")
+    cl.add_argument("--start", required=True, type=_utc,
+                    help="start, ISO 8601 with a zone (Z or +07:00); a time without one is refused")
+    cl.add_argument("--end", required=True, type=_utc, help="end, ISO 8601 with a zone")
     cl.add_argument("-o", "--output", required=True, help="the MP4 to write")
     cl.add_argument("--config", "-c", help="node config (storage.path, signing key)")
     cl.set_defaults(func=cmd_clip)

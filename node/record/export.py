@@ -37,6 +37,11 @@ class ExportError(RuntimeError):
     """No footage covers the range, or a source segment cannot be read."""
 
 
+class ExportRefused(ExportError):
+    """The request itself cannot be met (no footage in the range, end before start): an answer
+    to the asker, not a fault of the node."""
+
+
 def iso(us: int) -> str:
     return from_us(us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -82,7 +87,7 @@ def export_clip(root: Path, start: datetime, end: datetime, out: Path, *,
     import av
 
     if end <= start:
-        raise ExportError("the end must be after the start")
+        raise ExportRefused("the end must be after the start")
     start_us, end_us = to_us(start), to_us(end)
     if not (Path(root) / INDEX_NAME).is_file():  # never create (or call corrupt) a store that is not there
         raise ExportError(f"no footage store at {root} (no {INDEX_NAME}): is this the node's config?")
@@ -92,7 +97,7 @@ def export_clip(root: Path, start: datetime, end: datetime, out: Path, *,
     finally:
         idx.close()
     if not rows:
-        raise ExportError(f"no footage between {iso(start_us)} and {iso(end_us)}")
+        raise ExportRefused(f"no footage between {iso(start_us)} and {iso(end_us)}")
 
     # Pass 1: demux (no decode) every covering packet's timing — not its bytes: memory stays
     # a few tuples per frame whatever the clip's length.

@@ -11,7 +11,7 @@ from pathlib import Path
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from node.config import config_from_dict
-from node.hwcheck import gpio_spec, main, render, run_checks
+from node.hwcheck import main, render, run_checks
 
 REPO = Path(__file__).resolve().parents[2]
 BOARDS = REPO / "tests" / "fixtures" / "boards"
@@ -63,12 +63,6 @@ def test_camera_that_does_not_open_is_a_fail(tmp_path):
     assert checks["encoder"].status == "PASS"  # still probed at the configured size
     assert checks["gpio"].status == "WARN"     # nothing configured
     assert checks["platform"].facts["pin_factory"] == "none"
-
-
-def test_gpio_spec_takes_daynight_thresholds():
-    cfg = config_from_dict({"daynight": {"light_night_below": 0.1, "light_day_above": 0.5}})
-    spec = gpio_spec(cfg)
-    assert (spec.light_dark_below, spec.light_bright_above) == (0.1, 0.5)
 
 
 def test_cli_json_and_safe_state(tmp_path, capsys):

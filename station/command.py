@@ -1,4 +1,5 @@
-"""The technician's console: send one command to a node and wait for its reply.
+"""One command to one node and its reply (the technician's console over MQTT, used by the CLI
+and the web console).
 
 Subscribes to the node's ``reply/<name>`` (granted, or a :class:`StationError` says the ACL
 refused it) before publishing ``cmd/<name>`` with a fresh ``id`` and waiting for the broker's
