@@ -30,7 +30,7 @@ apt:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[detect,dev]'
+	$(BIN)/pip install -q -e '.[detect,station,dev]'
 	touch $(STAMP)
 
 # The demo finds the person detector beside the repository when it is there (see README).

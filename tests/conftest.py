@@ -101,3 +101,16 @@ def subscriber_factory():
     yield make
     for s in subs:
         s.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def archive_url(request, tmp_path):
+    """A fresh, empty archive database: a SQLite file, then a database of its own on the real
+    PostgreSQL server (created for the test, dropped after it). Every archive test runs on both."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'archive.db'}"
+        return
+    from tests.pgdb import temporary_database
+
+    with temporary_database() as url:
+        yield url
