@@ -114,3 +114,29 @@ def archive_url(request, tmp_path):
 
     with temporary_database() as url:
         yield url
+
+
+@pytest.fixture
+def station_factory(tmp_path):
+    """Start the real station service in this process: ``station_factory(port, url=None)``
+    (default: a SQLite archive in tmp_path); it archives and acknowledges like ``serve``."""
+    from node.clock import SystemClock
+    from station.archive.db import open_archive
+    from station.service.config import ServeConfig
+    from station.service.session import Service
+
+    started = []
+
+    def make(port: int, url: str | None = None, **cfg):
+        db = url or f"sqlite:///{tmp_path / f'archive{len(started)}.db'}"
+        conf = ServeConfig(port=port, db=db, client_id=f"station-test-{len(started)}", **cfg)
+        svc = Service(conf, open_archive(db), SystemClock())
+        svc.start()
+        started.append(svc)
+        if not svc.subscribed.wait(10):
+            raise TimeoutError("the station service did not subscribe")
+        return svc
+
+    yield make
+    for svc in started:
+        svc.stop()

@@ -7,7 +7,12 @@
   ``status`` = offline (reason "lost") as last will, so the station learns of an abrupt death.
 * ``close()`` publishes ``status`` = offline (reason "shutdown") and waits up to 2 s for it.
 * ``send_durable`` goes through an :class:`~node.link.outbox.Outbox` (SQLite): events reach the
-  station after a broker outage, and after a restart in between; rows are deleted on PUBACK.
+  station after a broker outage, and after a restart in between. With ``archive_ack`` (the
+  default) a row is deleted only when the station's archive acknowledges it on
+  ``<p>/<id>/ack/event|snapshot`` after its database commit — a broker that restarts without
+  persistence, or a station that was away, loses nothing. A row the archive has not
+  acknowledged is sent again after ``ack_resend_s`` (doubling per attempt, at most an hour)
+  and on every reconnect. Without ``archive_ack`` the broker's PUBACK deletes it.
 * Command messages on ``<p>/<id>/cmd/<name>`` go to ``on_command(name, payload_bytes)``; it
   runs on paho's network thread and must return quickly.
 
@@ -61,6 +66,8 @@ class MqttLink:
         on_command: CommandHandler | None = None,
         outbox: Outbox | None = None,
         config_error: str | None = None,
+        archive_ack: bool = True,
+        ack_resend_s: float = 60.0,
     ) -> None:
         self.topics = t.Topics(prefix, node_id)
         self._clock = clock
@@ -74,6 +81,12 @@ class MqttLink:
         self.dropped_offline = 0
         self.outbox = outbox
         self._inflight: dict[int, int] = {}  # paho mid → outbox row id
+        self.archive_ack, self.ack_resend_s = archive_ack, ack_resend_s
+        self.archive_acks = 0
+        self._row_keys: dict[int, str | None] = {}  # rows published: their archive-ack key
+        self._sent: dict[int, tuple[float, int]] = {}  # awaiting the archive: (PUBACK time, attempts)
+        self._published_upto: dict[str, int] = {}  # ack key → newest row id published under it
+        self._stop = threading.Event()
         self._early_acks: dict[int, float] = {}  # PUBACKs that beat _inflight registration
         self._rejected: dict[int, str] = {}  # mid → failure reason code (for publish_paced)
         self._ack_lock = threading.Lock()  # never held while calling paho
@@ -120,7 +133,8 @@ class MqttLink:
         return cls(host=mqtt.host, port=mqtt.port, node_id=node_id, prefix=mqtt.topic_prefix,
                    clock=clock, keepalive_s=mqtt.keepalive_s, reconnect_max_s=mqtt.reconnect_max_s,
                    username=mqtt.username, password=password, tls_ca=mqtt.tls_ca,
-                   on_command=on_command, outbox=outbox, config_error=error)
+                   on_command=on_command, outbox=outbox, config_error=error,
+                   archive_ack=mqtt.archive_ack, ack_resend_s=mqtt.ack_resend_s)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -133,9 +147,21 @@ class MqttLink:
         self._client.connect_async(self._host, self._port, keepalive=self._keepalive,
                                    clean_start=True, properties=props)
         self._client.loop_start()
+        if self.outbox is not None and self.archive_ack:
+            threading.Thread(target=self._resend_loop, name="outbox-resend", daemon=True).start()
+
+    def _resend_loop(self) -> None:
+        """Wake now and then to send again what the archive has not acknowledged in time."""
+        while not self._stop.wait(min(5.0, self.ack_resend_s / 2)):
+            if self._connected.is_set():
+                try:
+                    self._drain()
+                except Exception:  # never let the resend thread die silently
+                    log.exception("outbox resend failed")
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Publish a clean ``offline`` (if connected), disconnect, stop the network thread."""
+        self._stop.set()
         if self._connected.is_set():
             info = self._client.publish(
                 self.topics.status,
@@ -196,8 +222,9 @@ class MqttLink:
         if self.outbox is None:
             self.publish(topic, data, qos=1)
             return
+        key = self.topics.ack_key(topic, data) if self.archive_ack else None
         try:
-            self.outbox.put(topic, data, 1)
+            self.outbox.put(topic, data, 1, key)
         except sqlite3.Error as exc:  # the card is full or failing: still try to deliver, in memory
             self.last_error = f"outbox: {exc}"
             log.error("outbox write failed (%s): sending without persistence", exc)
@@ -211,8 +238,10 @@ class MqttLink:
         if self.outbox is None:
             return
         with self._drain_lock:
+            now = self._clock.monotonic()
             with self._ack_lock:
                 busy = set(self._inflight.values())
+                busy |= {rid for rid, (ts, n) in self._sent.items() if now - ts < self._backoff(n)}
             try:
                 rows = self.outbox.pending(100, busy)
             except sqlite3.Error as exc:
@@ -221,17 +250,24 @@ class MqttLink:
             for row_id, topic, payload, qos in rows:
                 if not self._connected.is_set():
                     return
+                key = self.topics.ack_key(topic, payload) if self.archive_ack else None
                 info = self._client.publish(topic, payload, qos=qos)
                 if info.rc != paho.MQTT_ERR_SUCCESS:
                     return
                 with self._ack_lock:
+                    self._row_keys[row_id] = key
+                    if key is not None:
+                        self._published_upto[key] = max(row_id, self._published_upto.get(key, 0))
                     seen = self._early_acks.pop(info.mid, None)
                     acked = seen is not None and time.monotonic() - seen < 10.0
                     if not acked:
                         self._inflight[info.mid] = row_id
                 if acked:
-                    self._done(row_id)
+                    self._puback(row_id)
                 self.published += 1
+
+    def _backoff(self, attempts: int) -> float:
+        return min(self.ack_resend_s * 2 ** max(0, attempts - 1), 3600.0)
 
     def health(self) -> dict[str, Any]:
         h = {"connected": self.connected, "connects": self.connects,
@@ -243,6 +279,9 @@ class MqttLink:
             except sqlite3.Error as exc:
                 h["outbox"] = f"error: {exc}"
             h["outbox_dropped"] = self.outbox.dropped
+            with self._ack_lock:
+                h["awaiting_archive"] = len(self._sent)
+            h["archive_acks"] = self.archive_acks
         return h
 
     # -- paho callbacks (network thread) -------------------------------------------
@@ -257,7 +296,12 @@ class MqttLink:
         log.info("connected to broker %s:%d", self._host, self._port)
         client.publish(self.topics.status, t.status_payload("online", self._clock.utc(), __version__),
                        qos=1, retain=True)
-        client.subscribe(self.topics.cmd("#"), qos=1)
+        subs = [(self.topics.cmd("#"), 1)]
+        if self.archive_ack and self.outbox is not None:
+            subs.append((self.topics.ack("#"), 1))
+        client.subscribe(subs)
+        with self._ack_lock:  # the broker may have lost what it had not delivered: all due again
+            self._sent.clear()
         # rows in flight stay mapped: paho resends its unacknowledged QoS 1 messages with the same
         # ids after a reconnect, so their PUBACKs still delete the rows (no duplicate sends);
         # rows never published yet go out now
@@ -290,9 +334,43 @@ class MqttLink:
             log.error("%s", self.last_error)
             if getattr(reason_code, "value", 0) not in PERMANENT_REJECTIONS:
                 return  # temporary (quota exceeded...): the row stays and is sent again later
-        self._done(row_id)
+        self._puback(row_id)
         if idle:
             threading.Thread(target=self._drain, name="outbox-drain", daemon=True).start()
+
+    def _puback(self, row_id: int) -> None:
+        """The broker has the row: delete it, or (archive acknowledgement expected) wait."""
+        with self._ack_lock:
+            key = self._row_keys.pop(row_id, None)
+            if key is not None:
+                attempts = self._sent.get(row_id, (0.0, 0))[1]
+                self._sent[row_id] = (self._clock.monotonic(), attempts + 1)
+        if key is None:
+            self._done(row_id)
+
+    def _handle_ack(self, leaf: str, data: bytes) -> None:
+        """The archive committed these: their outbox rows go."""
+        try:
+            keys = t.ack_keys(leaf, t.decode(data, limit=1 << 20))
+        except ValueError as exc:
+            log.warning("unreadable archive acknowledgement on ack/%s: %s", leaf, exc)
+            return
+        if self.outbox is None:
+            return
+        for key in keys:
+            with self._ack_lock:
+                upto = self._published_upto.get(key)
+            try:
+                gone = self.outbox.acknowledge(key, upto)
+            except sqlite3.Error as exc:  # failing card: the row is sent again, the archive dedups
+                self.last_error = f"outbox: {exc}"
+                log.error("outbox delete failed: %s", exc)
+                continue
+            with self._ack_lock:
+                for rid in gone:
+                    self._sent.pop(rid, None)
+                    self._row_keys.pop(rid, None)
+                self.archive_acks += len(gone)
 
     def _done(self, row_id: int) -> None:
         try:
@@ -327,6 +405,10 @@ class MqttLink:
         return f"{where} accepted TCP but the MQTT connection failed"
 
     def _handle_message(self, client, userdata, msg) -> None:
+        ack_prefix = self.topics.ack("")
+        if msg.topic.startswith(ack_prefix):
+            self._handle_ack(msg.topic[len(ack_prefix):], bytes(msg.payload))
+            return
         prefix = self.topics.cmd("")
         if not msg.topic.startswith(prefix) or self._on_command is None:
             return

@@ -3,9 +3,11 @@
 paho keeps unacknowledged QoS 1 messages in memory only: a broker outage followed by a power
 cut loses them. Here every durable message is first written to SQLite (WAL, ``synchronous=
 NORMAL``: an acknowledged row survives a process crash; a power cut can lose at most the last
-transaction), published when the link is up, and deleted when the broker's PUBACK arrives.
-Delivery is at-least-once: after a crash between PUBACK and delete the message is sent again,
-so consumers de-duplicate by the event ``id``.
+transaction), published when the link is up, and deleted when the station's archive
+acknowledges it (``acknowledge(key)``; ``key`` names the event id + phase or the snapshot) —
+or, for messages without a key or with ``mqtt.archive_ack`` off, when the broker's PUBACK
+arrives (``done(row id)``). Delivery is at-least-once: the archive de-duplicates by the event
+``id`` + ``phase``.
 
 The queue is bounded (``max_rows``, ``max_bytes``): when full, the oldest rows are dropped and
 counted — a node cut off for weeks must not fill its card with alerts.
@@ -46,13 +48,17 @@ class Outbox:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, "
                    "topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL)")
+        columns = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}
+        if "key" not in columns:  # outbox written by a node older than archive acknowledgements
+            db.execute("ALTER TABLE outbox ADD COLUMN key TEXT")
+        db.execute("CREATE INDEX IF NOT EXISTS outbox_key ON outbox (key)")
         db.execute("SELECT count(*) FROM outbox").fetchone()
         return db
 
-    def put(self, topic: str, payload: bytes, qos: int = 1) -> int:
+    def put(self, topic: str, payload: bytes, qos: int = 1, key: str | None = None) -> int:
         with self._lock:
-            cur = self._db.execute("INSERT INTO outbox (topic, payload, qos) VALUES (?, ?, ?)",
-                                   (topic, payload, qos))
+            cur = self._db.execute("INSERT INTO outbox (topic, payload, qos, key) VALUES (?, ?, ?, ?)",
+                                   (topic, payload, qos, key))
             self._trim()
             return int(cur.lastrowid or 0)
 
@@ -71,6 +77,22 @@ class Outbox:
             rows = self._db.execute("SELECT id, topic, payload, qos FROM outbox ORDER BY id LIMIT ?",
                                     (limit + len(exclude),)).fetchall()
         return [r for r in rows if r[0] not in exclude][:limit]
+
+    def key_of(self, row_id: int) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT key FROM outbox WHERE id = ?", (row_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def acknowledge(self, key: str, upto: int | None = None) -> list[int]:
+        """Delete the rows named ``key`` (those up to row id ``upto`` when given: a newer row of
+        the same key was not yet seen by the archive); returns their ids."""
+        with self._lock:
+            if upto is None:
+                rows = self._db.execute("DELETE FROM outbox WHERE key = ? RETURNING id", (key,))
+            else:
+                rows = self._db.execute("DELETE FROM outbox WHERE key = ? AND id <= ? RETURNING id",
+                                        (key, upto))
+            return [r[0] for r in rows.fetchall()]
 
     def done(self, row_id: int) -> None:
         with self._lock:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 
 from node.link import topics as t
 from station.archive.schema import (
@@ -181,11 +181,16 @@ class Ingestor:
 
     # -- public ------------------------------------------------------------------------
     def apply(self, batch: Iterable[tuple[str, bytes]]) -> list[Ack]:
-        """Archive a batch in one transaction; on a database error retry message by message."""
+        """Archive a batch in one transaction; on a database error retry message by message.
+
+        Raises ``OperationalError``/``InterfaceError`` (unreachable, locked): nothing of the batch
+        is written then, and the caller must not acknowledge it."""
         items = list(batch)
         try:
             with self.engine.begin() as conn:
                 return [a for topic, data in items for a in self._one(conn, topic, data)]
+        except (OperationalError, InterfaceError):
+            raise  # the database is unreachable or busy: the caller keeps the batch and retries
         except SQLAlchemyError as exc:
             if len(items) == 1:
                 self._refuse("database", items[0][0], str(getattr(exc, "orig", exc)).splitlines()[0])

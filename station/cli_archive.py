@@ -1,0 +1,172 @@
+"""``camnode-station serve`` and ``camnode-station events``: the archive's command line.
+
+``serve`` runs until SIGTERM/SIGINT (systemd ``Type=notify``: READY once the archive is open
+and migrated). ``events`` searches: one JSON object per line with ``--json`` (``id``, ``node``,
+``kind``, ``label``, ``phase``, ``start`` and the rest), else one readable line per event in
+the ward's time zone. Both exit non-zero with a one-line reason when they cannot do their job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+log = logging.getLogger("camnode-station")
+
+
+def _fail(msg: str, code: int = 1) -> int:
+    print(f"camnode-station: {msg}", file=sys.stderr)
+    return code
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from node.clock import SystemClock
+    from node.sdnotify import Notifier
+    from station.archive.db import ArchiveError, open_archive
+    from station.service.config import ConfigError, load
+    from station.service.session import Service
+
+    logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load(args.config, {
+            "host": args.host, "port": args.port, "prefix": args.prefix, "username": args.username,
+            "password_file": args.password_file, "tls_ca": args.tls_ca, "client_id": args.client_id,
+            "share_group": args.share_group, "session_expiry_h": args.session_expiry_h,
+            "db": args.db, "media": args.media})
+        password = cfg.read_password()
+        engine = open_archive(cfg.db)
+    except (ConfigError, ArchiveError) as exc:
+        return _fail(str(exc))
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    service = Service(cfg, engine, SystemClock(), password=password)
+    try:
+        service.start()
+    except (OSError, ValueError) as exc:  # unreadable CA file, bad host name
+        return _fail(f"broker {cfg.host}:{cfg.port}: {exc}")
+    notifier = Notifier()
+    notifier.ready(f"archiving into {engine.url.render_as_string()}")
+    log.info("serving: broker %s:%d, archive %s", cfg.host, cfg.port, engine.url.render_as_string())
+    beat = min(30.0, notifier.watchdog_s / 2) if notifier.watchdog_s else 30.0
+    while not stop.wait(beat):
+        line = service.status_line()
+        notifier.notify(f"WATCHDOG=1\nSTATUS={line}")
+        log.info("%s", line)
+    notifier.notify("STOPPING=1")
+    service.stop()
+    log.info("stopped: %s", service.status_line())
+    return 0
+
+
+def parse_when(text: str, name: str) -> datetime:
+    """ISO 8601 (a time without zone is UTC), a date, or ``-2h`` / ``-30m`` / ``-1d`` from now."""
+    t = text.strip()
+    if t.startswith("-") and t[-1:] in ("m", "h", "d") and t[1:-1].replace(".", "", 1).isdigit():
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[t[-1]]
+        return datetime.now(UTC).replace(tzinfo=None) - timedelta(**{unit: float(t[1:-1])})
+    try:
+        ts = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--{name} {text!r}: use ISO 8601 (2026-11-22T18:00Z), a date, or -2h") from None
+    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
+
+
+def _query_from_args(args: argparse.Namespace):
+    from station.archive.query import EventQuery
+
+    near = None
+    if args.near:
+        try:
+            lat, lon = (float(v) for v in args.near.split(","))
+        except ValueError:
+            raise ValueError(f"--near {args.near!r}: expected LAT,LON (e.g. 52.52,13.40)") from None
+        near = (lat, lon)
+    if args.limit < 1:
+        raise ValueError("--limit must be at least 1")
+    return EventQuery(
+        since=parse_when(args.since, "since") if args.since else None,
+        until=parse_when(args.until, "until") if args.until else None,
+        nodes=tuple(args.node or ()), site=args.site, near=near, radius_m=args.radius,
+        label=args.cls, colour=args.colour.lower() if args.colour else None, kind=args.kind,
+        limit=args.limit, newest_first=not args.oldest_first)
+
+
+def _cmd_events(args: argparse.Namespace) -> int:
+    from station.archive.db import ArchiveError, open_archive
+    from station.archive.query import search_events
+
+    try:
+        q = _query_from_args(args)
+        zone = ZoneInfo(args.tz) if args.tz else None
+    except (ValueError, ZoneInfoNotFoundError) as exc:
+        return _fail(str(exc) if not isinstance(exc, ZoneInfoNotFoundError) else f"unknown --tz {args.tz}", 2)
+    from station.archive.db import normalise_url
+    from station.archive.migrate import current
+
+    url = normalise_url(args.db)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        return _fail(f"no archive at {args.db} (camnode-station serve creates it)")
+    try:
+        engine = open_archive(args.db, migrate=False)
+        if current(engine) is None:
+            return _fail(f"{args.db} is not a camnode archive (camnode-station serve creates it)")
+        rows = search_events(engine, q)
+    except ArchiveError as exc:
+        return _fail(str(exc))
+    except Exception as exc:  # e.g. a database without the archive's tables
+        return _fail(f"search failed: {str(getattr(exc, 'orig', None) or exc).splitlines()[0]}")
+    for r in rows:
+        if args.json:
+            print(json.dumps(r, sort_keys=True))
+            continue
+        start = datetime.fromisoformat(r["start"].replace("Z", "+00:00")).astimezone(zone)
+        colours = "/".join(c for c in (r["colour_upper"], r["colour_lower"], r["colour_body"]) if c)
+        print(f"{start:%Y-%m-%d %H:%M:%S %Z} {r['node']:<16} {r['label'] or r['kind']:<10} "
+              f"{r['phase']:<6} {colours:<14} {r['id']}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    s = sub.add_parser("serve", help="the station service: archive every node's messages (systemd unit)")
+    s.add_argument("--config", default=None, help="TOML config file (flags override it)")
+    s.add_argument("--host", default=None)
+    s.add_argument("--port", type=int, default=None)
+    s.add_argument("--prefix", default=None)
+    s.add_argument("--username", default=None, help="this instance's station user (e.g. station-a)")
+    s.add_argument("--password-file", default=None, help="file holding the station user's password")
+    s.add_argument("--tls-ca", default=None, help="the ward's CA certificate: connect with TLS")
+    s.add_argument("--client-id", default=None, help="fixed MQTT client id of the persistent session")
+    s.add_argument("--share-group", default=None,
+                   help="split the load with other instances of this group ($share/GROUP/...)")
+    s.add_argument("--session-expiry-h", type=float, default=None,
+                   help="how long the broker queues for this service while it is away (h)")
+    s.add_argument("--db", default=None, help="sqlite:///FILE (default) or postgresql://USER@HOST/DB")
+    s.add_argument("--media", default=None, help="folder for snapshots (default: beside a SQLite file)")
+    s.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    s.set_defaults(func=_cmd_serve)
+
+    e = sub.add_parser("events", help="search the archive")
+    e.add_argument("--db", required=True, help="sqlite:///FILE or postgresql://USER@HOST/DB")
+    e.add_argument("--since", help="ISO 8601 (UTC unless a zone is given), a date, or -2h")
+    e.add_argument("--until")
+    e.add_argument("--node", action="append", help="node id (repeatable)")
+    e.add_argument("--site")
+    e.add_argument("--near", help="LAT,LON: poles within --radius of this point")
+    e.add_argument("--radius", type=float, default=500.0, help="metres (default 500)")
+    e.add_argument("--class", dest="cls", help="person, car, motorcycle, bicycle, bus, truck")
+    e.add_argument("--colour", "--color", dest="colour", help="a named colour (red, blue, white...)")
+    e.add_argument("--kind", choices=("object", "motion"))
+    e.add_argument("--limit", type=int, default=100)
+    e.add_argument("--oldest-first", action="store_true")
+    e.add_argument("--json", action="store_true", help="one JSON object per line")
+    e.add_argument("--tz", default=None, help="time zone for the readable output (default: this machine's)")
+    e.set_defaults(func=_cmd_events)
