@@ -59,7 +59,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     beat = min(30.0, notifier.watchdog_s / 2) if notifier.watchdog_s else 30.0
     while not stop.wait(beat):
         line = service.status_line()
-        notifier.notify(f"WATCHDOG=1\nSTATUS={line}")
+        notifier.notify(("WATCHDOG=1\n" if service.progressing() else "") + f"STATUS={line}")
         log.info("%s", line)
     notifier.notify("STOPPING=1")
     service.stop()

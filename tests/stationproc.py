@@ -16,13 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 class ServeProcess:
     def __init__(self, port: int, db: str, log_path: Path, *extra: str,
-                 client_id: str = "station-test") -> None:
+                 client_id: str = "station-test", env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "station.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
              "--db", db, "--client-id", client_id, *extra],
-            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ))
+            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         self._offset = log_path.stat().st_size if log_path.exists() else 0
 
     def wait_log(self, text: str, timeout: float = 20.0) -> bool:

@@ -79,6 +79,7 @@ class Service:
         self.connect_error: str | None = None
         self.latencies: list[float] = []  # receive → commit, seconds (for the bench)
         self.batches = 0
+        self._last_batches = -1
         self.acks_sent = 0
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
@@ -117,6 +118,13 @@ class Service:
         self._client.disconnect()
         self._client.loop_stop()
         self.ingestor.engine.dispose()
+
+    def progressing(self) -> bool:
+        """For the systemd watchdog: the writer lives and moved since the last call (or idles)."""
+        alive = self._writer is not None and self._writer.is_alive()
+        moved = self.batches != self._last_batches or self.queue.empty()
+        self._last_batches = self.batches
+        return alive and moved
 
     def status_line(self) -> str:
         s = self.ingestor.stats
