@@ -101,7 +101,7 @@ def _query_from_args(args: argparse.Namespace):
 
 
 def _cmd_events(args: argparse.Namespace) -> int:
-    from station.archive.db import ArchiveError, open_archive
+    from station.archive.db import ArchiveError
     from station.archive.query import search_events
 
     try:
@@ -109,16 +109,8 @@ def _cmd_events(args: argparse.Namespace) -> int:
         zone = ZoneInfo(args.tz) if args.tz else None
     except (ValueError, ZoneInfoNotFoundError) as exc:
         return _fail(str(exc) if not isinstance(exc, ZoneInfoNotFoundError) else f"unknown --tz {args.tz}", 2)
-    from station.archive.db import normalise_url
-    from station.archive.migrate import current
-
-    url = normalise_url(args.db)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        return _fail(f"no archive at {args.db} (camnode-station serve creates it)")
     try:
-        engine = open_archive(args.db, migrate=False)
-        if current(engine) is None:
-            return _fail(f"{args.db} is not a camnode archive (camnode-station serve creates it)")
+        engine = _open_existing(args.db)
         rows = search_events(engine, q)
     except ArchiveError as exc:
         return _fail(str(exc))
@@ -132,6 +124,77 @@ def _cmd_events(args: argparse.Namespace) -> int:
         colours = "/".join(c for c in (r["colour_upper"], r["colour_lower"], r["colour_body"]) if c)
         print(f"{start:%Y-%m-%d %H:%M:%S %Z} {r['node']:<16} {r['label'] or r['kind']:<10} "
               f"{r['phase']:<6} {colours:<14} {r['id']}")
+    return 0
+
+
+def _open_existing(db: str):
+    """An archive that exists (a read command never creates one); raises ArchiveError."""
+    from station.archive.db import ArchiveError, normalise_url, open_archive
+    from station.archive.migrate import current
+
+    url = normalise_url(db)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        raise ArchiveError(f"no archive at {db} (camnode-station serve creates it)")
+    engine = open_archive(db, migrate=False)
+    if current(engine) is None:
+        engine.dispose()
+        raise ArchiveError(f"{db} is not a camnode archive (camnode-station serve creates it)")
+    return engine
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    from station.archive.db import ArchiveError
+    from station.archive.trace import TraceError, trace
+
+    try:
+        engine = _open_existing(args.db)
+        tr = trace(engine, args.event_id, minutes=args.minutes, radius_m=args.radius)
+    except (ArchiveError, TraceError) as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps({"origin": tr.origin, "path": tr.path, "candidates": tr.candidates,
+                          "poles": tr.poles}, sort_keys=True))
+        return 0
+    print(f"path of {tr.origin['label'] or tr.origin['kind']} {tr.origin['id']} (poles searched: "
+          f"{', '.join(tr.poles)}):")
+    for e in tr.path:
+        mark = "*" if e["id"] == tr.origin["id"] else " "
+        sides = f"in {e['entry_side'] or '?':<6} out {e['exit_side'] or '?':<6}"
+        print(f" {mark} {e['start']} {e['node']:<16} {sides} {e['id']}")
+    print("candidates (matching colours first):")
+    for e in tr.candidates:
+        print(f"   {e['offset_s']:+8.0f}s {e['node']:<16} colours {e['colour_match']} "
+              f"{'toward' if e['toward'] else '      '} {e['id']}")
+    return 0
+
+
+def _cmd_inventory(args: argparse.Namespace) -> int:
+    from station.archive.db import ArchiveError, open_archive
+    from station.archive.inventory import InventoryError, import_csv, list_nodes, parse_fields, upsert
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    try:
+        engine = open_archive(args.db)  # the inventory may come before any node: create/migrate
+        if args.action == "import":
+            counts = import_csv(engine, args.file, now)
+            print(", ".join(f"{v} {k}" for k, v in counts.items()))
+        elif args.action == "set":
+            raw = {k: getattr(args, k) for k in ("site", "pole", "address", "lat", "lon", "facing_deg",
+                                                  "neighbours", "pubkey") if getattr(args, k) is not None}
+            if not raw:
+                return _fail("inventory set: nothing to set (give --site, --lat, ... )", 2)
+            print(upsert(engine, args.node, parse_fields(raw, "inventory set"), now))
+        else:
+            for n in list_nodes(engine):
+                if args.json:
+                    print(json.dumps({**n, "updated": n["updated"].isoformat()}, sort_keys=True))
+                else:
+                    where = f"{n['lat']:.5f},{n['lon']:.5f}" if n["lat"] is not None else "?"
+                    key = "yes" if n["pubkey"] else "NO"
+                    print(f"{n['id']:<16} {n['site']:<14} {where:<22} facing {n['facing_deg'] or '?'} "
+                          f"neighbours {' '.join(n['neighbours']) or '-'} key {key}")
+    except (ArchiveError, InventoryError) as exc:
+        return _fail(str(exc))
     return 0
 
 
@@ -170,3 +233,24 @@ def add_parsers(sub) -> None:
     e.add_argument("--json", action="store_true", help="one JSON object per line")
     e.add_argument("--tz", default=None, help="time zone for the readable output (default: this machine's)")
     e.set_defaults(func=_cmd_events)
+
+    t = sub.add_parser("trace", help="from one event: the same class on the poles around, where it went next")
+    t.add_argument("event_id")
+    t.add_argument("--db", required=True)
+    t.add_argument("--minutes", type=float, default=10.0, help="± this many minutes (default 10)")
+    t.add_argument("--radius", type=float, default=600.0, help="poles within this many metres count too")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=_cmd_trace)
+
+    i = sub.add_parser("inventory", help="the poles: import provisioning's inventory.csv, edit, list")
+    i.add_argument("--db", required=True)
+    isub = i.add_subparsers(dest="action", required=True)
+    imp = isub.add_parser("import", help="import inventory.csv (provisioning's, plus the ward's columns)")
+    imp.add_argument("file")
+    st = isub.add_parser("set", help="edit one node")
+    st.add_argument("node")
+    for opt in ("site", "pole", "address", "lat", "lon", "facing-deg", "neighbours", "pubkey"):
+        st.add_argument(f"--{opt}", dest=opt.replace("-", "_"))
+    ls = isub.add_parser("list", help="every node")
+    ls.add_argument("--json", action="store_true")
+    i.set_defaults(func=_cmd_inventory)
