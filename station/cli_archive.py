@@ -198,6 +198,52 @@ def _cmd_inventory(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_span(text: str) -> timedelta:
+    """``5m``, ``30s``, ``1h`` or plain seconds."""
+    t = text.strip().lower()
+    unit = {"s": 1, "m": 60, "h": 3600}.get(t[-1:])
+    try:
+        value = float(t[:-1]) if unit else float(t)
+    except ValueError:
+        raise ValueError(f"--window {text!r}: use 30s, 5m or 1h") from None
+    if value <= 0:
+        raise ValueError("--window must be positive")
+    return timedelta(seconds=value * (unit or 1))
+
+
+def _cmd_evidence(args: argparse.Namespace) -> int:
+    from node.clock import SystemClock
+    from station.archive.db import ArchiveError
+    from station.evidence import Broker, EvidenceError, collect
+    from station.service.config import ConfigError, ServeConfig
+
+    try:
+        window = parse_span(args.window)
+    except ValueError as exc:
+        return _fail(str(exc), 2)
+    password = ""
+    if args.password_file:
+        try:
+            password = ServeConfig(password_file=args.password_file).read_password()
+        except ConfigError as exc:
+            return _fail(str(exc))
+    broker = Broker(args.host, args.port, args.prefix, args.username, password, args.tls_ca)
+    poles = [p for p in (args.poles or "").replace(",", " ").split() if p]
+    media = Path(args.media) if args.media else ServeConfig(db=args.db).media_dir()
+    try:
+        engine = _open_existing(args.db)
+        case = collect(engine, media, broker, args.event, window, Path(args.out), poles=poles,
+                       actor=args.actor, clock=SystemClock(), idle_s=args.timeout)
+    except (ArchiveError, EvidenceError, OSError) as exc:
+        return _fail(str(exc))
+    bad = [f"{p['node']}: {'; '.join(p['problems'])}" for p in case["poles"] if not p["verified"]]
+    good = len(case["poles"]) - len(bad)
+    print(f"{args.out}: {good} verified clip(s), {len(case['snapshots'])} snapshot(s); index.html, case.json")
+    if bad:
+        return _fail("not verified: " + " | ".join(bad))
+    return 0
+
+
 def add_parsers(sub) -> None:
     s = sub.add_parser("serve", help="the station service: archive every node's messages (systemd unit)")
     s.add_argument("--config", default=None, help="TOML config file (flags override it)")
@@ -241,6 +287,24 @@ def add_parsers(sub) -> None:
     t.add_argument("--radius", type=float, default=600.0, help="poles within this many metres count too")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=_cmd_trace)
+
+    ev = sub.add_parser("evidence", help="hold, pull and verify the footage of an event into a case folder")
+    ev.add_argument("--event", required=True, help="archived event id")
+    ev.add_argument("--window", default="5m", help="before the start and after the end (30s, 5m, 1h)")
+    ev.add_argument("--poles", default="", help="more poles besides the event's (comma or space separated)")
+    ev.add_argument("-o", "--out", required=True, help="case folder (new or empty)")
+    ev.add_argument("--db", required=True)
+    ev.add_argument("--media", default=None,
+                    help="the service's snapshot folder (default: beside a SQLite file)")
+    ev.add_argument("--actor", default="", help="who collects it (for the audit)")
+    ev.add_argument("--host", default="127.0.0.1")
+    ev.add_argument("--port", type=int, default=1883)
+    ev.add_argument("--prefix", default="camnode")
+    ev.add_argument("--username", default="")
+    ev.add_argument("--password-file", default="")
+    ev.add_argument("--tls-ca", default="")
+    ev.add_argument("--timeout", type=float, default=60.0, help="give up on a pole silent this long (s)")
+    ev.set_defaults(func=_cmd_evidence)
 
     i = sub.add_parser("inventory", help="the poles: import provisioning's inventory.csv, edit, list")
     i.add_argument("--db", required=True)
