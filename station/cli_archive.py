@@ -214,25 +214,23 @@ def parse_span(text: str) -> timedelta:
 def _cmd_evidence(args: argparse.Namespace) -> int:
     from node.clock import SystemClock
     from station.archive.db import ArchiveError
-    from station.evidence import Broker, EvidenceError, collect
-    from station.service.config import ConfigError, ServeConfig
+    from station.connect import StationError, connection_from_args
+    from station.evidence import EvidenceError, collect
+    from station.service.config import ServeConfig
 
     try:
         window = parse_span(args.window)
     except ValueError as exc:
         return _fail(str(exc), 2)
-    password = ""
-    if args.password_file:
-        try:
-            password = ServeConfig(password_file=args.password_file).read_password()
-        except ConfigError as exc:
-            return _fail(str(exc))
-    broker = Broker(args.host, args.port, args.prefix, args.username, password, args.tls_ca)
+    try:
+        conn = connection_from_args(args)
+    except StationError as exc:
+        return _fail(str(exc), exc.exit_code)
     poles = [p for p in (args.poles or "").replace(",", " ").split() if p]
     media = Path(args.media) if args.media else ServeConfig(db=args.db).media_dir()
     try:
         engine = _open_existing(args.db)
-        case = collect(engine, media, broker, args.event, window, Path(args.out), poles=poles,
+        case = collect(engine, media, conn, args.event, window, Path(args.out), poles=poles,
                        actor=args.actor, clock=SystemClock(), idle_s=args.timeout)
     except (ArchiveError, EvidenceError, OSError) as exc:
         return _fail(str(exc))
@@ -245,6 +243,8 @@ def _cmd_evidence(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
+    from station.connect import add_connection_args
+
     s = sub.add_parser("serve", help="the station service: archive every node's messages (systemd unit)")
     s.add_argument("--config", default=None, help="TOML config file (flags override it)")
     s.add_argument("--host", default=None)
@@ -297,12 +297,7 @@ def add_parsers(sub) -> None:
     ev.add_argument("--media", default=None,
                     help="the service's snapshot folder (default: beside a SQLite file)")
     ev.add_argument("--actor", default="", help="who collects it (for the audit)")
-    ev.add_argument("--host", default="127.0.0.1")
-    ev.add_argument("--port", type=int, default=1883)
-    ev.add_argument("--prefix", default="camnode")
-    ev.add_argument("--username", default="")
-    ev.add_argument("--password-file", default="")
-    ev.add_argument("--tls-ca", default="")
+    add_connection_args(ev)
     ev.add_argument("--timeout", type=float, default=60.0, help="give up on a pole silent this long (s)")
     ev.set_defaults(func=_cmd_evidence)
 

@@ -34,20 +34,11 @@ from node.record.verify import verify_clip
 from station.archive.inventory import get_node
 from station.archive.query import EVENT_COLUMNS, get_event, row_to_dict
 from station.archive.schema import commands, events
+from station.connect import Connection, StationError
 
 
 class EvidenceError(RuntimeError):
     """The case cannot be made at all (unknown event, folder in use...)."""
-
-
-@dataclass(frozen=True)
-class Broker:
-    host: str = "127.0.0.1"
-    port: int = 1883
-    prefix: str = "camnode"
-    username: str = ""
-    password: str = ""
-    tls_ca: str = ""
 
 
 @dataclass
@@ -93,11 +84,11 @@ def _audit(engine: Engine, node: str, command: str, actor: str, args: dict, repl
                                              sent=now, args=args, reply=reply, replied=now))
 
 
-def collect(engine: Engine, media_dir: Path, broker: Broker, event_id: str, window: timedelta,
+def collect(engine: Engine, media_dir: Path, conn: Connection, event_id: str, window: timedelta,
             out_dir: Path, *, poles: list[str] | None = None, actor: str = "", clock,
             idle_s: float = 60.0) -> dict[str, Any]:
-    from station.clips import ClipError, fetch_clip
-    from station.console import NoReply, request
+    from station.clips import fetch_clip
+    from station.console import request
 
     ev = get_event(engine, event_id)
     if ev is None:
@@ -114,22 +105,18 @@ def collect(engine: Engine, media_dir: Path, broker: Broker, event_id: str, wind
         pe = PoleEvidence(node)
         span = {"start": iso(start), "end": iso(end)}
         try:
-            reply = request(broker.host, broker.port, broker.prefix, node, "hold", {**span, "name": case_id},
-                            timeout_s=15, username=broker.username, password=broker.password,
-                            tls_ca=broker.tls_ca)
+            reply = request(conn, node, "hold", {**span, "name": case_id}, timeout_s=15)
             pe.held = bool(reply.get("ok"))
             if not pe.held:
                 pe.problems.append(f"hold refused: {reply.get('error')}")
-        except (NoReply, ConnectionError, OSError) as exc:
+        except (StationError, OSError) as exc:
             reply = {"ok": False, "error": str(exc)}
             pe.problems.append(f"hold: {exc}")
         _audit(engine, node, "hold", actor, {**span, "name": case_id}, reply, now)
         try:
-            clip, manifest = fetch_clip(broker.host, broker.port, broker.prefix, node, span["start"],
-                                        span["end"], out_dir / "clips" / node, idle_s=idle_s,
-                                        username=broker.username, password=broker.password,
-                                        tls_ca=broker.tls_ca)
-        except (ClipError, OSError) as exc:
+            clip, manifest = fetch_clip(conn, node, span["start"], span["end"], out_dir / "clips" / node,
+                                        idle_s=idle_s)
+        except (StationError, OSError) as exc:
             pe.problems.append(f"clip: {exc}")
             _audit(engine, node, "clip", actor, span, {"ok": False, "error": str(exc)}, now)
             results.append(pe)

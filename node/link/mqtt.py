@@ -8,11 +8,12 @@
 * ``close()`` publishes ``status`` = offline (reason "shutdown") and waits up to 2 s for it.
 * ``send_durable`` goes through an :class:`~node.link.outbox.Outbox` (SQLite): events reach the
   station after a broker outage, and after a restart in between. With ``archive_ack`` (the
-  default) a row is deleted only when the station's archive acknowledges it on
-  ``<p>/<id>/ack/event|snapshot`` after its database commit — a broker that restarts without
-  persistence, or a station that was away, loses nothing. A row the archive has not
-  acknowledged is sent again after ``ack_resend_s`` (doubling per attempt, at most an hour)
-  and on every reconnect. Without ``archive_ack`` the broker's PUBACK deletes it.
+  default) an event or snapshot row is deleted only when the station's archive acknowledges it
+  on ``<p>/<id>/ack/event|snapshot`` after its database commit — a broker that restarts
+  without persistence, or a station that was away, loses nothing. Until then the row stays
+  claimed; it is sent again after ``ack_resend_s`` (doubling per attempt, at most an hour) and
+  after every reconnect. Other durable messages (``lost`` notices), or all with
+  ``archive_ack`` off, are deleted on the broker's PUBACK.
 * Command messages on ``<p>/<id>/cmd/<name>`` go to ``on_command(name, payload_bytes)``; it
   runs on paho's network thread and must return quickly.
 
@@ -96,6 +97,9 @@ class MqttLink:
         #: a setting that makes connecting impossible (unreadable password/CA file): reported,
         #: and the node records without a link rather than not at all
         self.config_error = config_error
+        bad_prefix = t.check_prefix(prefix)
+        if bad_prefix:  # no topic could be published or subscribed: say so instead of idling
+            self.config_error = f"mqtt.topic_prefix {prefix!r}: {bad_prefix}"
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"camnode-{node_id}",
                         protocol=paho.MQTTv5)
         c.suppress_exceptions = True  # a failing callback must never kill the network thread
@@ -151,13 +155,26 @@ class MqttLink:
             threading.Thread(target=self._resend_loop, name="outbox-resend", daemon=True).start()
 
     def _resend_loop(self) -> None:
-        """Wake now and then to send again what the archive has not acknowledged in time."""
+        """Give back, for sending again, rows the archive has not acknowledged in time."""
         while not self._stop.wait(min(5.0, self.ack_resend_s / 2)):
-            if self._connected.is_set():
-                try:
-                    self._drain()
-                except Exception:  # never let the resend thread die silently
-                    log.exception("outbox resend failed")
+            try:
+                self.resend_due()
+            except Exception:  # never let the resend thread die silently
+                log.exception("outbox resend failed")
+
+    def resend_due(self) -> list[int]:
+        """Release the rows whose archive acknowledgement is overdue and send them again."""
+        now = self._clock.monotonic()
+        with self._ack_lock:
+            due = [rid for rid, (ts, n) in self._sent.items() if now - ts >= self._backoff(n)]
+        if due and self.outbox is not None:
+            self.outbox.release(due)
+        if self._connected.is_set():
+            self._drain()
+        return due
+
+    def _backoff(self, attempts: int) -> float:
+        return min(self.ack_resend_s * 2 ** max(0, attempts - 1), 3600.0)
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Publish a clean ``offline`` (if connected), disconnect, stop the network thread."""
@@ -234,25 +251,31 @@ class MqttLink:
             self._drain()
 
     def _drain(self) -> None:
-        """Publish what the outbox holds and is not yet in flight (any thread)."""
+        """Publish what the outbox holds and is not yet in flight (any thread).
+
+        Rows are claimed from the outbox (never two senders for one row) and stay claimed until
+        acknowledged or given back: see :class:`~node.link.outbox.Outbox`."""
         if self.outbox is None:
             return
         with self._drain_lock:
-            now = self._clock.monotonic()
-            with self._ack_lock:
-                busy = set(self._inflight.values())
-                busy |= {rid for rid, (ts, n) in self._sent.items() if now - ts < self._backoff(n)}
+            if not self._connected.is_set():
+                return
             try:
-                rows = self.outbox.pending(100, busy)
+                rows = self.outbox.claim(100)
             except sqlite3.Error as exc:
                 self.last_error = f"outbox: {exc}"
                 return
-            for row_id, topic, payload, qos in rows:
+            for n, (row_id, topic, payload, qos) in enumerate(rows):
                 if not self._connected.is_set():
+                    self.outbox.release(r[0] for r in rows[n:])
                     return
                 key = self.topics.ack_key(topic, payload) if self.archive_ack else None
                 info = self._client.publish(topic, payload, qos=qos)
-                if info.rc != paho.MQTT_ERR_SUCCESS:
+                # NO_CONN: the link dropped under us, but paho keeps the message queued and sends
+                # it on reconnect — it is in flight like any other (sending it again would
+                # duplicate it)
+                if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+                    self.outbox.release(r[0] for r in rows[n:])
                     return
                 with self._ack_lock:
                     self._row_keys[row_id] = key
@@ -266,9 +289,6 @@ class MqttLink:
                     self._puback(row_id)
                 self.published += 1
 
-    def _backoff(self, attempts: int) -> float:
-        return min(self.ack_resend_s * 2 ** max(0, attempts - 1), 3600.0)
-
     def health(self) -> dict[str, Any]:
         h = {"connected": self.connected, "connects": self.connects,
              "disconnects": self.disconnects, "published": self.published,
@@ -276,12 +296,12 @@ class MqttLink:
         if self.outbox is not None:
             try:
                 h["outbox"] = len(self.outbox)
+                h["outbox_dropped"] = self.outbox.dropped  # persisted: survives restarts
+                with self._ack_lock:
+                    h["awaiting_archive"] = len(self._sent)
+                h["archive_acks"] = self.archive_acks
             except sqlite3.Error as exc:
                 h["outbox"] = f"error: {exc}"
-            h["outbox_dropped"] = self.outbox.dropped
-            with self._ack_lock:
-                h["awaiting_archive"] = len(self._sent)
-            h["archive_acks"] = self.archive_acks
         return h
 
     # -- paho callbacks (network thread) -------------------------------------------
@@ -300,8 +320,13 @@ class MqttLink:
         if self.archive_ack and self.outbox is not None:
             subs.append((self.topics.ack("#"), 1))
         client.subscribe(subs)
-        with self._ack_lock:  # the broker may have lost what it had not delivered: all due again
+        # the broker may have lost what it had not delivered (restart without persistence):
+        # every row awaiting the archive goes out again
+        with self._ack_lock:
+            waiting = list(self._sent)
             self._sent.clear()
+        if waiting and self.outbox is not None:
+            self.outbox.release(waiting)
         # rows in flight stay mapped: paho resends its unacknowledged QoS 1 messages with the same
         # ids after a reconnect, so their PUBACKs still delete the rows (no duplicate sends);
         # rows never published yet go out now
@@ -333,13 +358,16 @@ class MqttLink:
             self.last_error = f"broker rejected a queued message: {reason_code}"
             log.error("%s", self.last_error)
             if getattr(reason_code, "value", 0) not in PERMANENT_REJECTIONS:
-                return  # temporary (quota exceeded...): the row stays and is sent again later
+                if self.outbox is not None:  # temporary (quota exceeded...): sent again later
+                    self.outbox.release([row_id])
+                return
         self._puback(row_id)
         if idle:
             threading.Thread(target=self._drain, name="outbox-drain", daemon=True).start()
 
     def _puback(self, row_id: int) -> None:
-        """The broker has the row: delete it, or (archive acknowledgement expected) wait."""
+        """The broker has the row: delete it, or (an archive acknowledgement is expected) keep it
+        claimed until that comes or the resend time is up."""
         with self._ack_lock:
             key = self._row_keys.pop(row_id, None)
             if key is not None:
@@ -349,7 +377,7 @@ class MqttLink:
             self._done(row_id)
 
     def _handle_ack(self, leaf: str, data: bytes) -> None:
-        """The archive committed these: their outbox rows go."""
+        """The archive committed these: their outbox rows go (paho's thread)."""
         try:
             keys = t.ack_keys(leaf, t.decode(data, limit=1 << 20))
         except ValueError as exc:

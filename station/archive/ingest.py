@@ -42,6 +42,7 @@ from station.archive.schema import (
     commands,
     events,
     heartbeats,
+    lost_notices,
     snapshots,
     status_changes,
 )
@@ -217,6 +218,8 @@ class Ingestor:
                 self._heartbeat(conn, node, payload)
             elif leaf == "status":
                 self._status(conn, node, payload)
+            elif leaf == "lost":
+                self._lost(conn, node, payload)
             elif leaf.startswith("reply/") or leaf.endswith("/done"):
                 self._reply(conn, node, leaf, payload)
             else:
@@ -362,6 +365,21 @@ class Ingestor:
                 node=node, utc=utc, state=state, reason=reason,
                 received=self.clock.utc().replace(tzinfo=None)))
             self.stats.archived["status"] += 1
+
+    def _lost(self, conn, node: str, p: dict[str, Any]) -> None:
+        notice = p.get("id")
+        count = p.get("count")
+        if not isinstance(notice, str) or not _ID.match(notice) or not isinstance(count, int):
+            raise Refused("bad_field", "a lost notice needs an id and a count")
+        seen = conn.execute(select(lost_notices.c.id).where(lost_notices.c.node == node,
+                                                            lost_notices.c.notice == notice)).first()
+        if seen is None:
+            conn.execute(insert(lost_notices).values(node=node, notice=notice, count=count, payload=p,
+                                                     received=self.clock.utc().replace(tzinfo=None)))
+            self.stats.archived["lost"] += 1
+            log.warning("node %s dropped %d queued message(s) (%s)", node, count, notice)
+        else:
+            self.stats.duplicates += 1
 
     def _reply(self, conn, node: str, leaf: str, p: dict[str, Any]) -> None:
         name = leaf.split("/", 1)[1] if leaf.startswith("reply/") else "clip"

@@ -112,6 +112,18 @@ status_changes = Table(
     UniqueConstraint("node", "utc", "state", name="uq_status_node_utc_state"),
 )
 
+#: a node's "lost" notices: events its bounded outbox had to drop (which, how many, why)
+lost_notices = Table(
+    "lost_notices", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("node", String(64), nullable=False),
+    Column("notice", String(96), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("received", DateTime, nullable=False),
+    UniqueConstraint("node", "notice", name="uq_lost_node_notice"),
+)
+
 #: audit: every command sent from the station (who, what, when) and the node's reply
 commands = Table(
     "commands", metadata,

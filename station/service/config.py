@@ -10,6 +10,7 @@ password_file = "/etc/camnode/station-a.password"
 tls_ca = ""
 client_id = "camnode-station-a"
 session_expiry_h = 72         # the broker queues for an absent service this long
+                              # (default 72; 0.05 = 3 min in a share group, see below)
 share_group = ""              # several instances: the same group name on each
 
 [archive]
@@ -24,6 +25,8 @@ import dataclasses
 import tomllib
 from pathlib import Path
 from typing import Any
+
+ALONE_EXPIRY_H, SHARED_EXPIRY_H = 72.0, 0.05
 
 
 class ConfigError(ValueError):
@@ -40,7 +43,9 @@ class ServeConfig:
     password_file: str = ""
     tls_ca: str = ""
     client_id: str = "camnode-station"
-    session_expiry_h: float = 72.0
+    #: None: 72 h alone; in a share group 3 minutes — the broker keeps routing the group's share
+    #: to a dead member's session until it expires, and the nodes resend what it swallowed
+    session_expiry_h: float | None = None
     share_group: str = ""
     db: str = "sqlite:///var/camnode-station/archive.db"
     media: str = ""
@@ -58,12 +63,16 @@ class ServeConfig:
         return Path("var/camnode-station/media")
 
     def read_password(self) -> str:
-        if not self.password_file:
+        """From ``password_file`` ('-': stdin), else the config's ``password``, else the
+        environment (``CAMNODE_MQTT_PASSWORD``) — the station tools' one mechanism."""
+        from station.connect import StationError, read_password
+
+        if not self.password_file and self.password:
             return self.password
         try:
-            return Path(self.password_file).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"password_file {self.password_file}: {exc.strerror or exc}") from None
+            return read_password(self.password_file)
+        except StationError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 _SECTIONS = {
@@ -90,7 +99,8 @@ def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Se
             for key, value in body.items():
                 if key not in _SECTIONS[section]:
                     raise ConfigError(f"config {path}: unknown setting {section}.{key}")
-                want = {"int": int, "float": (int, float), "str": str}[str(types[key])]
+                want = {"int": int, "float": (int, float), "float | None": (int, float),
+                        "str": str}[str(types[key])]
                 if isinstance(value, bool) or not isinstance(value, want):
                     raise ConfigError(f"config {path}: {section}.{key} must be {types[key]}, got {value!r}")
                 setattr(cfg, key, value)
@@ -99,6 +109,8 @@ def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Se
             setattr(cfg, key, value)
     if not 1 <= cfg.port <= 65535:
         raise ConfigError(f"port must be 1..65535, got {cfg.port}")
+    if cfg.session_expiry_h is None:
+        cfg.session_expiry_h = SHARED_EXPIRY_H if cfg.share_group else ALONE_EXPIRY_H
     if cfg.session_expiry_h <= 0:
         raise ConfigError("session_expiry_h must be positive (the broker queues for the service)")
     if "/" in cfg.share_group or "+" in cfg.share_group or "#" in cfg.share_group:

@@ -211,3 +211,36 @@ def test_search_filters(archive):
     assert first["start"] == "2026-11-22T18:00:00.000Z" and first["colour_upper"] == "red"
     with e.connect() as conn:
         assert conn.execute(select(func.count()).select_from(events)).scalar() == 30
+
+
+def test_lost_notices_are_archived_once(archive):
+    from station.archive.schema import lost_notices
+
+    notice = json.dumps({"id": "lost-3-8", "count": 6, "events": ["ev3"], "phase": "lost"}).encode()
+    archive.apply([("camnode/pole-1/lost", notice), ("camnode/pole-1/lost", notice),
+                   ("camnode/pole-1/lost", b'{"count": "many"}')])
+    (row,) = rows(archive.engine, lost_notices)
+    assert row["count"] == 6 and row["payload"]["events"] == ["ev3"]
+    assert archive.stats.refused["bad_field"] == 1
+
+
+def test_an_archive_of_the_first_schema_upgrades_with_its_rows(archive_url):
+    from sqlalchemy import create_engine
+
+    from station.archive.db import normalise_url
+
+    engine = create_engine(normalise_url(archive_url))
+    try:
+        upgrade(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(insert(events).values(id="old", node="pole-1", kind="motion", label="", phase="end",
+                                               phases=5, start=datetime(2026, 1, 1), payload={}, messages=2,
+                                               snapshot=False, received=datetime(2026, 1, 1)))
+    finally:
+        engine.dispose()
+    engine = open_archive(archive_url)  # what serve does at start
+    try:
+        assert current(engine) == head() != "0001"
+        assert [r["id"] for r in rows(engine, events)] == ["old"]
+    finally:
+        engine.dispose()

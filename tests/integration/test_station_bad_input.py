@@ -95,7 +95,7 @@ def test_serve_refuses_bad_settings_with_one_line(tmp_path):
     r = run("serve", "--config", str(tmp_path / "s.toml"))
     assert r.returncode == 1 and "broker.port must be int" in r.stderr
     r = run("serve", "--password-file", str(tmp_path / "missing"), "--db", f"sqlite:///{tmp_path}/a.db")
-    assert r.returncode == 1 and "password_file" in r.stderr and "No such file" in r.stderr
+    assert r.returncode == 1 and "--password-file" in r.stderr and "No such file" in r.stderr
     r = run("events", "--db", f"sqlite:///{tmp_path}/none.db", "--json")
     assert r.returncode == 1 and "no archive at" in r.stderr
     r = run("events", "--db", f"sqlite:///{tmp_path}/a.db", "--since", "last tuesday")

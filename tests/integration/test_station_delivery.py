@@ -32,20 +32,21 @@ def archived_phases(url: str) -> dict[str, int]:
         engine.dispose()
 
 
-def assert_exactly_once(url: str, sent: list[dict]) -> None:
-    """Every (id, phase) the node sent is archived; one row per event id; nothing foreign."""
+def assert_exactly_once(url: str, live, storage) -> None:
+    """One row per event id; every (id, phase) the node sent and no longer holds is archived;
+    nothing archived that the node did not send. (The node keeps running: compare what the
+    subscriber saw with what left the outbox.)"""
     rows = events_cli(url)
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids)), "an event archived twice"
     assert {"id", "node", "kind", "label", "phase", "start"} <= set(rows[0])
-    want: dict[str, int] = {}
-    for e in sent:
-        want[e["id"]] = want.get(e["id"], 0) | PHASE_BIT[e["phase"]]
-    got = archived_phases(url)
-    assert set(got) == set(want)
-    for eid, bits in want.items():
-        assert got[eid] & bits == bits, f"{eid}: phases {got[eid]} archived, {bits} sent"
     assert {r["node"] for r in rows} == {"pole-7"}
+    got = archived_phases(url)
+    assert wait_until(lambda: set(got) <= {e["id"] for e in live.json("event")}, 10), "archived, never sent"
+    held = {(e["id"], e["phase"]) for e in outbox_events(storage)}
+    for e in live.json("event"):
+        if (e["id"], e["phase"]) not in held:
+            assert got.get(e["id"], 0) & PHASE_BIT[e["phase"]], f"{e['id']} {e['phase']} not archived"
 
 
 def test_events_raised_while_serve_is_away_are_archived_on_its_return(
@@ -70,8 +71,7 @@ def test_events_raised_while_serve_is_away_are_archived_on_its_return(
         # the broker kept the service's session: the queued events arrive, are archived, acked
         assert wait_until(lambda: first["id"] in archived_phases(archive_url), 30), serve2.log()
         assert wait_until(lambda: not outbox_rows(storage), 40), outbox_rows(storage)
-        sent = live.json("event")
-        assert_exactly_once(archive_url, sent)
+        assert_exactly_once(archive_url, live, storage)
         assert "session resumed" in serve2.log()
     finally:
         node.close()
