@@ -11,7 +11,7 @@ APT_PACKAGES := mosquitto mosquitto-clients mtools dosfstools
 APT_PACKAGES += python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-rtsp
 
-.PHONY: install apt run test bench soak lint clean hwcheck
+.PHONY: install apt run test bench bench-station-load soak lint clean hwcheck
 
 install: apt $(STAMP)
 
@@ -44,6 +44,11 @@ test: install
 
 bench: install
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+# The station under ten times a busy ward's event rate for ten minutes, on SQLite and PostgreSQL
+# (`make bench` runs the same for 60 s)
+bench-station-load: install
+	$(BIN)/python bench/bench_station_load.py --seconds 600
 
 # On a real board: camera, encoder, IR, IR-cut, light sensor, LED, temperatures (docs/hardware.md).
 # `make hwcheck CONFIG=/etc/camnode/node.toml`

@@ -21,6 +21,7 @@ from station.archive.schema import events, nodes
 
 #: the object classes the node reports (COCO names) and ``motion`` for motion-only events
 CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
+VEHICLES = ("bicycle", "car", "motorcycle", "bus", "truck")
 
 EVENT_COLUMNS = (events.c.id, events.c.node, events.c.kind, events.c.label, events.c.phase,
                  events.c.start, events.c.end, events.c.duration_s, events.c.score,
@@ -90,9 +91,14 @@ def search_events(engine: Engine, q: EventQuery) -> list[dict[str, Any]]:
         where.append(events.c.label == q.label)
     if q.kind is not None:
         where.append(events.c.kind == q.kind)
-    if q.colour is not None:
-        where.append(or_(events.c.colour_upper == q.colour, events.c.colour_lower == q.colour,
-                         events.c.colour_body == q.colour))
+    if q.colour is not None:  # a vehicle has a body colour, a person upper and lower ones
+        if q.label in VEHICLES:
+            where.append(events.c.colour_body == q.colour)
+        elif q.label == "person":
+            where.append(or_(events.c.colour_upper == q.colour, events.c.colour_lower == q.colour))
+        else:
+            where.append(or_(events.c.colour_upper == q.colour, events.c.colour_lower == q.colour,
+                             events.c.colour_body == q.colour))
     order = events.c.start.desc() if q.newest_first else events.c.start.asc()
     stmt = select(*EVENT_COLUMNS).where(*where).order_by(order, events.c.id).limit(q.limit)
     with engine.connect() as conn:
