@@ -242,6 +242,52 @@ def _cmd_evidence(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rules(args: argparse.Namespace) -> int:
+    from sqlalchemy import delete, select
+
+    from station.archive.db import ArchiveError, open_archive
+    from station.archive.schema import rule_hits, rules
+    from station.rules import RuleError, add_rule
+
+    try:
+        engine = open_archive(args.db)
+        if args.action == "add":
+            if bool(args.webhook) == bool(args.command):
+                return _fail("rules add: give exactly one of --webhook URL or --command NODE/NAME", 2)
+            try:
+                cmd_args = json.loads(args.args) if args.args else {}
+            except ValueError as exc:
+                return _fail(f"--args is not JSON: {exc}", 2)
+            if not isinstance(cmd_args, dict):
+                return _fail("--args must be a JSON object", 2)
+            rid = add_rule(engine, name=args.name, action="webhook" if args.webhook else "command",
+                           target=args.webhook or args.command, classes=args.cls or [],
+                           poles=[p for p in (args.poles or "").replace(",", " ").split() if p],
+                           hours=args.hours, tz=args.tz, args=cmd_args,
+                           now=datetime.now(UTC).replace(tzinfo=None))
+            print(f"rule {rid} {args.name} added")
+        elif args.action == "delete":
+            with engine.begin() as conn:
+                gone = conn.execute(delete(rules).where(rules.c.name == args.name)).rowcount
+            if not gone:
+                return _fail(f"no rule named {args.name!r}")
+            print(f"rule {args.name} deleted")
+        elif args.action == "hits":
+            with engine.connect() as conn:
+                q = select(rule_hits, rules.c.name).join(rules, rules.c.id == rule_hits.c.rule_id)
+                for r in conn.execute(q.order_by(rule_hits.c.id.desc()).limit(args.limit)).mappings():
+                    print(json.dumps({"rule": r["name"], "event": r["event_id"], "node": r["node"],
+                                      "hit": r["hit"].isoformat() + "Z", "outcome": r["outcome"]}))
+        else:
+            with engine.connect() as conn:
+                for r in conn.execute(select(rules).order_by(rules.c.id)).mappings():
+                    print(json.dumps({k: (v.isoformat() + "Z" if isinstance(v, datetime) else v)
+                                      for k, v in r.items()}, sort_keys=True))
+    except (ArchiveError, RuleError) as exc:
+        return _fail(str(exc))
+    return 0
+
+
 def add_parsers(sub) -> None:
     from station.connect import add_connection_args
 
@@ -300,6 +346,25 @@ def add_parsers(sub) -> None:
     add_connection_args(ev)
     ev.add_argument("--timeout", type=float, default=60.0, help="give up on a pole silent this long (s)")
     ev.set_defaults(func=_cmd_evidence)
+
+    r = sub.add_parser("rules", help="forwarding rules: class, poles, hours → webhook or command")
+    r.add_argument("--db", required=True)
+    rsub = r.add_subparsers(dest="action", required=True)
+    ra = rsub.add_parser("add", help="add a rule")
+    ra.add_argument("name")
+    ra.add_argument("--class", dest="cls", action="append", help="object class (repeatable; none: any)")
+    ra.add_argument("--poles", default="", help="node ids (comma or space separated; none: any)")
+    ra.add_argument("--hours", default="", help="local time window, e.g. 22:00-06:00 (none: always)")
+    ra.add_argument("--tz", default="UTC", help="time zone of --hours (e.g. Europe/Berlin)")
+    ra.add_argument("--webhook", default="", help="POST the event as JSON to this URL")
+    ra.add_argument("--command", default="", help="NODE/NAME or */NAME (the event's pole), e.g. */hold")
+    ra.add_argument("--args", default="", help="JSON arguments of the command")
+    rd = rsub.add_parser("delete", help="delete a rule")
+    rd.add_argument("name")
+    rh = rsub.add_parser("hits", help="recent rule hits and their outcome")
+    rh.add_argument("--limit", type=int, default=50)
+    rsub.add_parser("list", help="every rule")
+    r.set_defaults(func=_cmd_rules)
 
     i = sub.add_parser("inventory", help="the poles: import provisioning's inventory.csv, edit, list")
     i.add_argument("--db", required=True)

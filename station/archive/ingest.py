@@ -179,6 +179,8 @@ class Ingestor:
         self._logged: set[tuple[str, str]] = set()
         self._last_beat: dict[str, tuple[datetime, Any]] = {}
         self._pg = engine.dialect.name == "postgresql"
+        #: events archived for the first time by the last :meth:`apply` (for the rules)
+        self.fresh: list[dict[str, Any]] = []
 
     # -- public ------------------------------------------------------------------------
     def apply(self, batch: Iterable[tuple[str, bytes]]) -> list[Ack]:
@@ -187,6 +189,7 @@ class Ingestor:
         Raises ``OperationalError``/``InterfaceError`` (unreachable, locked): nothing of the batch
         is written then, and the caller must not acknowledge it."""
         items = list(batch)
+        self.fresh = []
         try:
             with self.engine.begin() as conn:
                 return [a for topic, data in items for a in self._one(conn, topic, data)]
@@ -197,8 +200,11 @@ class Ingestor:
                 self._refuse("database", items[0][0], str(getattr(exc, "orig", exc)).splitlines()[0])
                 return []
         acks: list[Ack] = []
+        fresh: list[dict[str, Any]] = []
         for item in items:
             acks += self.apply([item])
+            fresh += self.fresh
+        self.fresh = fresh
         return acks
 
     # -- dispatch ------------------------------------------------------------------------
@@ -264,6 +270,7 @@ class Ingestor:
                    "snapshot_sha": snap.sha256 if snap is not None and snap.node == node else None}
             if self._insert_event(conn, ins):
                 self.stats.archived["event"] += 1
+                self.fresh.append({k: row[k] for k in ("id", "node", "kind", "label", "start")})
                 return ack
             old = conn.execute(stmt).mappings().first()  # another service inserted it just now
         old = dict(old)

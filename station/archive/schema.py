@@ -124,6 +124,37 @@ lost_notices = Table(
     UniqueConstraint("node", "notice", name="uq_lost_node_notice"),
 )
 
+#: forwarding rules: events of these classes on these poles in these hours → webhook or command
+rules = Table(
+    "rules", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("classes", JSON, nullable=False, default=list),  # [] = every class
+    Column("poles", JSON, nullable=False, default=list),  # [] = every pole
+    #: local time window "HH:MM-HH:MM" in ``tz`` (may wrap midnight); "" = always
+    Column("hours", String(16), nullable=False, default=""),
+    Column("tz", String(64), nullable=False, default="UTC"),
+    Column("action", String(16), nullable=False),  # "webhook" | "command"
+    #: webhook: URL; command: "<node or *>/<command name>" (* = the event's own pole)
+    Column("target", String(512), nullable=False),
+    Column("args", JSON, nullable=False, default=dict),  # command arguments
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created", DateTime, nullable=False),
+)
+
+#: every rule hit (once per rule and event) and how forwarding went
+rule_hits = Table(
+    "rule_hits", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("rule_id", Integer, nullable=False),
+    Column("event_id", String(96), nullable=False),
+    Column("node", String(64), nullable=False),
+    Column("hit", DateTime, nullable=False),
+    Column("outcome", String(256)),
+    Column("done", DateTime),
+    UniqueConstraint("rule_id", "event_id", name="uq_rule_hits_rule_event"),
+)
+
 #: audit: every command sent from the station (who, what, when) and the node's reply
 commands = Table(
     "commands", metadata,

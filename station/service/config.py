@@ -55,6 +55,11 @@ class ServeConfig:
     #: how many unacknowledged QoS 1 messages the broker may have in flight to us at once
     receive_maximum: int = 1000
 
+    def expiry_h(self) -> float:
+        if self.session_expiry_h is not None:
+            return self.session_expiry_h
+        return SHARED_EXPIRY_H if self.share_group else ALONE_EXPIRY_H
+
     def media_dir(self) -> Path:
         if self.media:
             return Path(self.media)

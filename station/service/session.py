@@ -35,6 +35,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from station.archive.ingest import Ack, Ingestor
+from station.rules import Forwarder
 from station.service.config import ServeConfig
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class Service:
         self.acks_sent = 0
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
+        self.forwarder = Forwarder(engine, self._send_command, clock)
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=paho.MQTTv5,
                         manual_ack=True)
         c.suppress_exceptions = True
@@ -102,19 +104,21 @@ class Service:
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = int(self.cfg.session_expiry_h * 3600)
+        props.SessionExpiryInterval = int(self.cfg.expiry_h() * 3600)
         props.ReceiveMaximum = self.cfg.receive_maximum
         self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=30, clean_start=False,
                                    properties=props)
         self._client.loop_start()
         self._writer = threading.Thread(target=self._write_loop, name="archive-writer", daemon=True)
         self._writer.start()
+        self.forwarder.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Finish the batch in hand, then leave (the session stays: the broker keeps queueing)."""
         self._stop.set()
         if self._writer is not None:
             self._writer.join(timeout_s)
+        self.forwarder.stop(timeout_s)
         self._client.disconnect()
         self._client.loop_stop()
         self.ingestor.engine.dispose()
@@ -213,3 +217,11 @@ class Service:
             for topic, body in ack_messages(self.cfg.prefix, acks):
                 self._client.publish(topic, body, qos=1)
                 self.acks_sent += 1
+            try:  # the rules see each event once, after it is safely archived
+                self.forwarder.events_archived(self.ingestor.fresh)
+            except Exception:
+                log.exception("rules not evaluated for a batch")
+
+    def _send_command(self, node: str, name: str, args: dict) -> None:
+        """A rule's command to a node (QoS 1; the reply is archived like any other)."""
+        self._client.publish(f"{self.cfg.prefix}/{node}/cmd/{name}", json.dumps(args), qos=1)
