@@ -78,6 +78,10 @@ events = Table(
     Index("ix_events_colour_upper", "colour_upper", "start"),
     Index("ix_events_colour_lower", "colour_lower", "start"),
     Index("ix_events_colour_body", "colour_body", "start"),
+    # class + colour searches walk these in time order (bench/bench_search.py)
+    Index("ix_events_label_body", "label", "colour_body", "start"),
+    Index("ix_events_label_upper", "label", "colour_upper", "start"),
+    Index("ix_events_label_lower", "label", "colour_lower", "start"),
 )
 
 #: JPEGs are files named by their SHA-256 (``<media>/<aa>/<sha>.jpg``); this is the reference
