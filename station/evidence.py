@@ -88,7 +88,7 @@ def collect(engine: Engine, media_dir: Path, conn: Connection, event_id: str, wi
             out_dir: Path, *, poles: list[str] | None = None, actor: str = "", clock,
             idle_s: float = 60.0) -> dict[str, Any]:
     from station.clips import fetch_clip
-    from station.console import request
+    from station.command import request
 
     ev = get_event(engine, event_id)
     if ev is None:

@@ -130,8 +130,9 @@ def station_factory(tmp_path):
     def make(port: int, url: str | None = None, **cfg):
         db = url or f"sqlite:///{tmp_path / f'archive{len(started)}.db'}"
         cfg.setdefault("media", str(tmp_path / f"media{len(started)}"))
-        conf = ServeConfig(port=port, db=db, client_id=f"station-test-{len(started)}", **cfg)
-        svc = Service(conf, open_archive(db), SystemClock())
+        cfg.setdefault("client_id", f"station-test-{len(started)}")
+        conf = ServeConfig(port=port, db=db, **cfg)
+        svc = Service(conf, open_archive(db), SystemClock(), password=conf.password)
         svc.start()
         started.append(svc)
         if not svc.subscribed.wait(10):

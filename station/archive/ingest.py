@@ -226,6 +226,8 @@ class Ingestor:
                 self._status(conn, node, payload)
             elif leaf == "lost":
                 self._lost(conn, node, payload)
+            elif leaf.startswith("cmd/"):
+                self._command(conn, node, leaf[4:], payload)
             elif leaf.startswith("reply/") or leaf.endswith("/done"):
                 self._reply(conn, node, leaf, payload)
             else:
@@ -387,6 +389,23 @@ class Ingestor:
             log.warning("node %s dropped %d queued message(s) (%s)", node, count, notice)
         else:
             self.stats.duplicates += 1
+
+    def _command(self, conn, node: str, name: str, p: dict[str, Any]) -> None:
+        """A command someone sent to a node (console, technician, rule): what, to whom, when —
+        and who, when the sender names itself (``actor``). One row per request id."""
+        if not re.fullmatch(r"[a-z][a-z_]{0,31}", name):
+            raise Refused("bad_topic", f"command name {name!r:.40}")
+        request = p.get("id") if isinstance(p.get("id"), str) else None
+        if request:
+            seen = conn.execute(select(commands.c.id).where(commands.c.node == node,
+                                                            commands.c.request == request[:64])).first()
+            if seen is not None:  # the sender wrote its own audit row (evidence, rules)
+                return
+        actor = p.get("actor") if isinstance(p.get("actor"), str) else ""
+        conn.execute(insert(commands).values(request=(request or "")[:64] or None, node=node, command=name,
+                                             actor=actor[:64], args=p,
+                                             sent=self.clock.utc().replace(tzinfo=None)))
+        self.stats.archived["command"] += 1
 
     def _reply(self, conn, node: str, leaf: str, p: dict[str, Any]) -> None:
         name = leaf.split("/", 1)[1] if leaf.startswith("reply/") else "clip"

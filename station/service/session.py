@@ -5,8 +5,9 @@
   Messages are acknowledged to the broker (PUBACK, paho's manual ack) only *after* the
   database commit, so a service killed mid-batch gets them again from the broker.
 * **Subscriptions** (QoS 1): ``<p>/+/status``, ``heartbeat``, ``event``, ``snapshot/+``,
-  ``lost``, ``reply/+`` and ``clip/+/done`` — with ``share_group`` as ``$share/<group>/...`` so several
-  instances split the load (each message to one of them).
+  ``lost``, ``cmd/+`` (the audit of every command sent), ``reply/+`` and ``clip/+/done`` —
+  with ``share_group`` as ``$share/<group>/...`` so several instances split the load (each
+  message to one of them).
 * **Writer thread** (``archive-writer``): takes what paho's thread queued, writes up to
   ``batch_max`` messages per transaction through :class:`~station.archive.ingest.Ingestor`,
   then PUBACKs them and publishes the archive acknowledgements to ``<p>/<node>/ack/event`` and
@@ -40,7 +41,7 @@ from station.service.config import ServeConfig
 
 log = logging.getLogger(__name__)
 
-LEAVES = ("status", "heartbeat", "event", "snapshot/+", "lost", "reply/+", "clip/+/done")
+LEAVES = ("status", "heartbeat", "event", "snapshot/+", "lost", "cmd/+", "reply/+", "clip/+/done")
 
 
 @dataclass(frozen=True)
