@@ -14,7 +14,7 @@ APT_PACKAGES += python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good 
 # Vietnamese diacritics.
 APT_PACKAGES += chromium chromium-driver fonts-noto-core
 
-.PHONY: install apt run test bench soak lint clean hwcheck
+.PHONY: install apt run test bench bench-station-load soak lint clean hwcheck
 
 install: apt $(STAMP)
 
@@ -33,7 +33,7 @@ apt:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[detect,console,dev]'
+	$(BIN)/pip install -q -e '.[detect,station,console,dev]'
 	touch $(STAMP)
 
 # The demo finds the person detector beside the repository when it is there (see README).
@@ -49,6 +49,11 @@ test: install
 
 bench: install
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+# The station under ten times a busy ward's event rate for ten minutes, on SQLite and PostgreSQL
+# (`make bench` runs the same for 60 s)
+bench-station-load: install
+	$(BIN)/python bench/bench_station_load.py --seconds 600
 
 # The same checks as `camnode hwcheck` on an installed node (docs/hardware.md), from a checkout:
 # `make hwcheck CONFIG=path/to/node.toml`

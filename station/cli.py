@@ -208,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("name", help="command name (try 'help')")
             c.add_argument("args", nargs="?", default="", help="JSON object of arguments")
         c.set_defaults(func=func)
+
+    from station.cli_archive import add_parsers
+
+    add_parsers(sub)
     return p
 
 
