@@ -259,7 +259,10 @@ class DayNightController:
     def force(self, mode: str | None, minutes: float | None = None) -> dict[str, Any]:
         """Technician override (``mode`` day/night, or None/'auto' to release). Applies at once."""
         mode = None if mode in (None, "auto") else mode
-        dur = min(self.override_max_s, (minutes or self.override_max_s / 60) * 60)
+        if minutes is not None and not 0 < minutes * 60 <= self.override_max_s:
+            raise ValueError(f"an override lasts at most {self.override_max_s / 60:g} minutes, "
+                             f"asked {minutes:g}")  # refused, never silently cut
+        dur = (minutes or self.override_max_s / 60) * 60
         now = self._clock.monotonic()
         with self._lock:
             self.state = force(self.state, mode, now, dur)

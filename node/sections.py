@@ -129,7 +129,7 @@ class StorageSection:
     )
 
 
-@section("Recording: durability, retention (the ring buffer), pre-roll and evidence signing.")
+@section("Recording: durability, retention (the ring buffer) and evidence signing.")
 class RecordSection:
     max_age_days: float = setting(30.0, "Delete footage older than this (protected clips excepted); "
                                   "also the retention target the heartbeat compares with.",
@@ -143,8 +143,6 @@ class RecordSection:
                                 "cut.", unit="s", minimum=0.1, maximum=10.0)
     sync_fragments: bool = setting(False, "fdatasync every fragment (more SD wear; for kernels with "
                                    "slow writeback).")
-    preroll_s: float = setting(10.0, "RAM ring of recent video for event clips (0: off).", unit="s",
-                               minimum=0.0, maximum=120.0)
     sweep_s: float = setting(10.0, "Retention sweep period (its own thread).", unit="s",
                              minimum=0.5, maximum=3600.0)
     queue_mb: float = setting(32.0, "Writer queue; past it packets drop to the next keyframe.",
@@ -163,6 +161,8 @@ class MqttSection:
     password: str = setting("", "Password (prefer password_file on a real node).")
     password_file: str = setting("", "File holding the password (provisioned, mode 0600).")
     tls_ca: str = setting("", "CA certificate file; set to use TLS.")
+    tls_cert: str = setting("", "Client certificate (PEM) when the broker requires one (with tls_ca).")
+    tls_key: str = setting("", "Its private key (PEM, mode 0600).")
     heartbeat_s: float = setting(10.0, "Heartbeat period.", unit="s", minimum=0.2, maximum=3600.0)
     keepalive_s: int = setting(30, "MQTT keepalive; the broker declares the node offline "
                                "(last will) after 1.5x this without traffic.", unit="s",
