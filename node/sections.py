@@ -305,8 +305,9 @@ class DetectSection:
     post_roll_s: float = setting(5.0, "Footage kept after an object event (protected clip).",
                                  unit="s", minimum=0.0, maximum=600.0)
     smooth_crops: bool = setting(
-        True, "Enlarge small crops (a far person) for the model bilinearly; false: nearest "
-        "pixel, which the SSD misses small people in.")
+        True, "Small regions (a far person): crops no larger than the model input (the main "
+        "stream's own resolution), enlarged bilinearly; false: at least 35 % of the frame, "
+        "enlarged by nearest pixel, which the SSD misses small people in.")
     scan_on_rebaseline: bool = setting(
         True, "After the motion background is (re)learnt (start, IR switch), look at the whole "
         "frame once in 2x2 tiles plus the whole (5 model calls): someone standing there is found.")
