@@ -28,6 +28,8 @@ from node.events import MarkSegments, ProtectClip, PublishEvent, PublishSnapshot
 from node.link.commands import CommandRouter
 from node.link.mqtt import MqttLink
 from node.link.outbox import Outbox
+from node.live.manager import LiveManager
+from node.live.usage import DataUsage
 from node.pipeline import Faults, Pipeline
 from node.record.recorder import build_recorder
 from node.sdnotify import Notifier
@@ -78,6 +80,10 @@ class Node:
         self.recorder = build_recorder(cfg, self.clock)
         self.fanout = FanOut()
         self.fanout.add(self.recorder)
+        self.live = LiveManager(cfg.live, cfg.node.id, self.clock,
+                                DataUsage(Path(cfg.storage.path) / "live-usage.json", self.clock),
+                                encoder_candidates=list(cfg.encoder.candidates) or None)
+        self.fanout.add(self.live.tap)
         self.daynight = DayNightController(policy_from_config(cfg.daynight), self.clock,
                                            override_max_s=cfg.daynight.override_max_min * 60)
         self.pipeline = Pipeline(
@@ -115,7 +121,7 @@ class Node:
         self._stopped.set()
         log.info("stopping")
         self.notifier.stopping()
-        steps = [("pipeline", self.pipeline.stop)]
+        steps = [("live", self.live.close), ("pipeline", self.pipeline.stop)]
         if self.analyzer is not None:
             steps.append(("events", lambda: self._dispatch(self.analyzer.close())))
         steps.append(("recorder", self._close_recorder))
@@ -154,6 +160,7 @@ class Node:
                 now = self.clock.monotonic()
                 if self.healthy():
                     self.notifier.watchdog()
+                self._guarded("live", lambda: self.live.step(self.clock.monotonic()))
                 if now >= next_light:
                     next_light = now + self.cfg.daynight.check_s
                     self._guarded("daynight", lambda: self.daynight.step(self.pipeline.counters.luma_mean))
@@ -274,6 +281,7 @@ class Node:
         from hw.encode.select import open_encoder
 
         enc = self.cfg.encoder
+        self.live.pixels = frame.main is not None
         encoder, report = open_encoder(
             list(enc.candidates) or None, stream, bitrate_kbps=enc.bitrate_kbps, gop_s=enc.gop_s,
             profile=enc.profile, preset=enc.preset, fallback=enc.fallback,
@@ -287,6 +295,7 @@ class Node:
         """Encoder thread: burn name and time into the main image (not for passthrough)."""
         if self.overlay is not None and frame.main is not None and frame.packet is None:
             self.overlay.apply(frame.main, frame.width, frame.height, frame.utc, self.clock.synced())
+        self.live.offer_frame(frame)
 
     def _analyse(self, frame: Frame) -> None:
         """Analysis thread: motion, detection, events → recorder and link."""

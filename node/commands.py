@@ -152,4 +152,5 @@ def register_node_commands(node: Node) -> None:
     r.register("clip", clip, "export {start, end} (UTC) and stream it on clip/<request>/...")
     r.register("ir", ir, "IR override: {mode: night|day|auto, minutes}")
     r.register("rebaseline", rebaseline, "reset the motion background now")
+    r.register("live", node.live.command, "live view: {stream: sub|main, minutes} or {stop: true}")
     r.register("hold", hold, "protect footage of {start, end} (UTC) from deletion")

@@ -66,6 +66,7 @@ class Diagnostics:
             "daynight": n.daynight.status(),
             "recorder": rec,
             "link": n.link.health(),
+            "live": n.live.status(),
             "faults": self.faults(rec),
         }
         if n.platform is not None:
