@@ -94,7 +94,7 @@ class SubStream:
 
         stream = StreamInfo("h264", self.width, self.height, self.fps)
         encoder, report = open_encoder(self._candidates or None, stream, bitrate_kbps=self.bitrate_kbps,
-                                       gop_s=self.gop_s, profile="main")
+                                       gop_s=self.gop_s, profile="baseline")
         log.info("live sub-stream: %s", report.summary())
         return encoder
 

@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from station.live import janus
 from station.live.credentials import VIEWER, load_secret, node_password, viewer_password
+from station.live.pages import PageServer
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,10 @@ class Relay:
         self.udp_base = udp_base or free_udp_base(4 * len(STREAMS) * len(self.nodes))
         self.web_port = web_port
         self._proc: subprocess.Popen | None = None
+        self._janus: subprocess.Popen | None = None
+        self._pages: PageServer | None = None
+        self.janus_port = 0
+        self.web_base = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.restarts = 0
@@ -92,6 +98,7 @@ class Relay:
     def start(self, timeout: float = 15.0) -> str:
         """Start the relay; returns its RTSP base URL (without credentials)."""
         self._spawn(timeout)
+        self._start_browser_side()
         self._thread = threading.Thread(target=self._watch, name="relay-supervisor", daemon=True)
         self._thread.start()
         return self.rtsp_base
@@ -116,13 +123,36 @@ class Relay:
         self._write_state()
         log.info("media relay listening at %s", self.rtsp_base)
 
+    def _start_browser_side(self) -> None:
+        """Janus (WebRTC to browsers) and the player page."""
+        from node.localbroker import free_port
+
+        self.janus_port = self.janus_port or free_port()
+        self._pages = self._pages or PageServer(self.listen, self.web_port, self.janus_port)
+        self.web_port = self._pages.port
+        self._pages.start()
+        self.web_base = f"http://{self.public_host}:{self.web_port}"
+        self._spawn_janus()
+        self._write_state()
+
+    def _spawn_janus(self) -> None:
+        folder = self.state_dir / "janus"
+        janus.write_config(folder, self.config()["streams"], load_secret(self.state_dir),
+                           http_port=self.janus_port, listen=self.listen)
+        log_path = self.state_dir / "janus.log"
+        with log_path.open("ab") as logf:
+            self._janus = subprocess.Popen([janus.JANUS, "-F", str(folder), "-C", str(folder / "janus.jcfg"),
+                                            ], stdout=logf, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, start_new_session=True)
+
     def _write_state(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self.state_dir / "relay.json"
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            json.dump({"rtsp": self.rtsp_base, "viewer": VIEWER, "nodes": self.nodes}, fh)
+            json.dump({"rtsp": self.rtsp_base, "viewer": VIEWER, "nodes": self.nodes,
+                       "web": self.web_base}, fh)
         os.replace(tmp, path)
 
     def _watch(self) -> None:
@@ -142,6 +172,10 @@ class Relay:
                         return
                     backoff = min(backoff * 2, 30.0)
                     continue
+            if self._janus is not None and self._janus.poll() is not None:
+                log.error("janus exited with %s; restarting", self._janus.returncode)
+                self._spawn_janus()
+                self.restarts += 1
             self._stop.wait(0.5)
 
     def alive(self) -> bool:
@@ -151,6 +185,15 @@ class Relay:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._pages is not None:
+            self._pages.stop()
+        if self._janus is not None and self._janus.poll() is None:
+            self._janus.terminate()
+            try:
+                self._janus.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._janus.kill()
+                self._janus.wait()
         proc = self._proc
         if proc is None:
             return

@@ -12,4 +12,7 @@ def browser_url(state_dir: Path, node: str, stream: str) -> str:
     web = data.get("web")
     if not web:
         return "(no browser gateway running)"
-    return f"{web}/live.html?node={node}&stream={stream}"
+    from station.live.credentials import load_secret
+    from station.live.janus import browser_key
+
+    return f"{web}/live.html?node={node}&stream={stream}#key={browser_key(load_secret(state_dir))}"
