@@ -21,10 +21,10 @@ LIBS = {
 class _Handler(SimpleHTTPRequestHandler):
     config_js = b""
 
-    def log_message(self, format, *args):  # noqa: A002 - http.server's signature
+    def log_message(self, format, *args):
         pass
 
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):
         name = self.path.split("?", 1)[0].lstrip("/")
         if name == "config.js":
             return self._send(self.config_js, "text/javascript")

@@ -21,7 +21,9 @@ const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v
 const g = c.getContext('2d'); g.drawImage(v, 0, 0);
 const d = g.getImageData(0, 0, c.width, c.height).data;
 let n = 0, s = 0, s2 = 0;
-for (let i = 0; i < d.length; i += 16) { const y = (d[i] + d[i + 1] + d[i + 2]) / 3; n++; s += y; s2 += y * y; }
+for (let i = 0; i < d.length; i += 16) {
+  const y = (d[i] + d[i + 1] + d[i + 2]) / 3; n++; s += y; s2 += y * y;
+}
 const m = s / n;
 return {w: c.width, h: c.height, mean: m, sd: Math.sqrt(s2 / n - m * m), t: v.currentTime,
         png: c.toDataURL('image/png')};
@@ -32,8 +34,9 @@ return {w: c.width, h: c.height, mean: m, sd: Math.sqrt(s2 / n - m * m), t: v.cu
 def browser():
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
-                "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection",
+                "--disable-features=WebRtcHideLocalIpsWithMdns"):
         opts.add_argument(arg)
     drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
     yield drv
