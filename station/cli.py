@@ -119,13 +119,10 @@ def _cmd_live(args: argparse.Namespace) -> int:
         return _send(args, "live", {"stop": True})
     try:
         state = Path(station_dir(args.station_dir))
-        reply, url = start_live(ask, args.node, args.stream, args.minutes, state, wait_s=args.wait)
+        reply, url, page = start_live(ask, args.node, args.stream, args.minutes, state, wait_s=args.wait)
     except (LiveError, NoReply, ConnectionError, OSError) as exc:
         print(f"camnode-station: {exc}", file=sys.stderr)
         return 1
-    from station.live.web import browser_url
-
-    page = browser_url(Path(station_dir(args.station_dir)), args.node, args.stream)
     if args.url:
         print(url)
         print(page, flush=True)

@@ -206,7 +206,12 @@ class Relay:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
-        (self.state_dir / "relay.json").unlink(missing_ok=True)
+        state = self.state_dir / "relay.json"
+        try:  # only our own state: another relay may have started since
+            if json.loads(state.read_text()).get("rtsp") == self.rtsp_base:
+                state.unlink()
+        except (OSError, ValueError):
+            pass
 
 
 def _readline(proc: subprocess.Popen, timeout: float) -> str:

@@ -25,6 +25,15 @@ class RelayInfo:
     rtsp: str
     viewer: str
     password: str
+    web: str = ""
+    browser_key: str = ""
+
+    def browser_url(self, node: str, stream: str) -> str:
+        """The player page of one pole's stream (Janus over WebRTC); the key travels in the
+        fragment, which browsers never send to a server."""
+        if not self.web:
+            return "(no browser gateway running)"
+        return f"{self.web}/live.html?node={quote(node)}&stream={stream}#key={self.browser_key}"
 
     def rtsp_url(self, node: str, stream: str) -> str:
         u = urlsplit(self.rtsp)
@@ -41,7 +50,11 @@ def relay_info(state_dir: Path) -> RelayInfo:
                         "`camnode-station serve` or `camnode-station relay`") from None
     except (OSError, ValueError) as exc:
         raise LiveError(f"relay state {path} unreadable: {exc}") from None
-    return RelayInfo(data["rtsp"], data["viewer"], viewer_password(load_secret(state_dir), data["viewer"]))
+    from station.live.janus import browser_key
+
+    secret = load_secret(state_dir)
+    return RelayInfo(data["rtsp"], data["viewer"], viewer_password(secret, data["viewer"]),
+                     data.get("web", ""), browser_key(secret))
 
 
 def wait_playable(url: str, timeout_s: float) -> None:
@@ -63,10 +76,10 @@ def wait_playable(url: str, timeout_s: float) -> None:
 
 
 def start_live(request: Any, node: str, stream: str, minutes: float | None, state_dir: Path, *,
-               wait_s: float = 20.0) -> tuple[dict[str, Any], str]:
-    """Ask ``node`` for a live session and wait until it plays; returns the node's reply and the
-    RTSP URL (with the viewer's credentials). ``request(name, payload)`` sends a command and
-    returns the reply (:func:`station.console.request`)."""
+               wait_s: float = 20.0) -> tuple[dict[str, Any], str, str]:
+    """Ask ``node`` for a live session and wait until it plays; returns the node's reply, the
+    RTSP URL (with the viewer's credentials) and the browser page's URL.
+    ``request(name, payload)`` sends a command and returns the reply (:func:`station.console.request`)."""
     info = relay_info(state_dir)
     payload: dict[str, Any] = {"stream": stream}
     if minutes is not None:
@@ -76,4 +89,4 @@ def start_live(request: Any, node: str, stream: str, minutes: float | None, stat
         raise LiveError(f"{node} refused: {reply.get('error', 'no reason given')}")
     url = info.rtsp_url(node, stream)
     wait_playable(url, wait_s)
-    return reply, url
+    return reply, url, info.browser_url(node, stream)
