@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from hw.camera.base import Frame
-from hw.encode.base import Encoder, EncoderError, StreamInfo
+from hw.encode.base import Encoder, EncoderError
+from hw.media import Frame, StreamInfo
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from urllib.parse import quote
 from hw.camera.base import Frame
 from hw.encode.base import EncodedPacket, StreamInfo
 from node.link import topics as t
-from node.link.commands import CommandError
+from node.link.router import CommandError
 from node.live.push import RtspPush
 from node.live.request import Start, parse, refusal
 from node.live.substream import SubStream

@@ -3,14 +3,14 @@
     {"stream": "sub"|"main", "minutes": N}   start (or extend/switch) a session
     {"stop": true}                           end the session now
 
-Each refusal is one :class:`~node.link.commands.CommandError` with a reason a person can act on.
+Each refusal is one :class:`~node.link.router.CommandError` with a reason a person can act on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from node.link.commands import CommandError, expect_keys
+from node.link.router import CommandError, expect_keys
 
 STREAMS = ("sub", "main")
 

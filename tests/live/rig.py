@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from node.localbroker import LocalBroker
+from station.connect import Connection
 from station.console import NoReply, request
 from station.live.credentials import load_secret, node_password
 from station.live.relay import Relay
@@ -53,7 +54,7 @@ def cli_live(rig, *args: str) -> subprocess.CompletedProcess:
 
 
 def ask(rig, payload: dict, timeout_s: float = 15) -> dict:
-    return request("127.0.0.1", rig["broker"].port, "camnode", NODE, "live", payload, timeout_s=timeout_s)
+    return request(Connection("127.0.0.1", rig["broker"].port), NODE, "live", payload, timeout_s=timeout_s)
 
 
 def wait_node_ready(rig) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from node.link.commands import CommandError
+from node.link.router import CommandError
 from node.live.manager import LiveManager
 from node.live.request import Start, Stop, parse, refusal
 from node.live.usage import DataUsage
