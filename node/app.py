@@ -174,7 +174,8 @@ class Node:
                         pipeline=self.pipeline, link=self.link, heartbeat=self.heartbeat,
                         daynight_step=lambda: self.daynight.step(self.pipeline.counters.luma_mean),
                         led=led, heartbeat_s=self.cfg.mqtt.heartbeat_s,
-                        daynight_s=self.cfg.daynight.check_s)
+                        daynight_s=self.cfg.daynight.check_s,
+                        every_tick={"live": lambda: self.live.step(self.clock.monotonic())})
         try:
             loop.run(stop)
         finally:
