@@ -12,7 +12,7 @@ APT_PACKAGES += python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good 
 	gstreamer1.0-plugins-bad gstreamer1.0-rtsp
 # Live view: the station's media relay (GStreamer RTSP server, above) and WebRTC gateway
 # (docs/live.md), and the headless browser its test drives.
-APT_PACKAGES += janus libjs-janus-gateway chromium chromium-driver
+APT_PACKAGES += janus libjs-janus-gateway libjs-webrtc-adapter chromium chromium-driver iproute2 nftables
 
 .PHONY: install apt run test bench soak lint clean hwcheck
 

@@ -179,6 +179,10 @@ class LiveManager:
             due = [s for s in self._sessions.values() if now >= s.deadline]
         for s in due:
             s.push.stop("time is up")
+        with self._lock:
+            running = list(self._sessions.values())
+        for s in running:
+            s.push.check_link()  # a push blocked on a dead link is cut from here
         self._reap(0.0)
 
     def _reap(self, timeout: float) -> None:

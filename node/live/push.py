@@ -8,8 +8,10 @@ its timestamps start at zero.
 only appends to a bounded queue and never blocks. When the link cannot keep up the queue
 fills; the backlog is dropped and sending resumes at the next keyframe, so the picture freezes
 instead of the node's memory growing. The push ends by itself when its time is up, on
-:meth:`stop`, or when the socket cannot send for ``timeout_s`` (a cut link): FFmpeg's socket
-timeout makes the blocked write fail and the thread closes the connection.
+:meth:`stop`, or when the link is cut: :meth:`check_link` (called after each write and from
+the node's main loop) sees the connection unacknowledged, or a write blocked, for
+``timeout_s`` and shuts it down (see :mod:`node.live.linkwatch` for why writes alone do not
+tell).
 Thread: one ``live-push-<stream>`` thread per push.
 """
 
@@ -21,12 +23,21 @@ import time
 from collections import deque
 from collections.abc import Callable
 from fractions import Fraction
+from urllib.parse import urlsplit
 
 from hw.encode.base import EncodedPacket
+from node.live import linkwatch
 
 log = logging.getLogger(__name__)
 
+#: Connections open one at a time, so a new socket to the relay is this push's own.
+_CONNECT_LOCK = threading.Lock()
+
 TIME_BASE = Fraction(1, 90_000)
+
+
+class LinkStalled(OSError):
+    """A write to the relay blocked for too long: the link is cut or hopelessly congested."""
 
 
 class RtspPush:
@@ -48,6 +59,9 @@ class RtspPush:
         self.sent_packets = 0
         self.dropped = 0
         self.end_reason = ""
+        self._fd: int | None = None
+        self._mux_since: float | None = None
+        self._cut = False
         self._thread = threading.Thread(target=self._run, name=f"live-push-{stream}", daemon=True)
 
     def start(self) -> None:
@@ -83,6 +97,41 @@ class RtspPush:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def check_link(self) -> bool:
+        """Any thread: True while the link carries; on a cut, shut the connection (the push
+        thread then ends with the reason)."""
+        fd = self._fd
+        if fd is None or self._cut:
+            return not self._cut
+        try:
+            stalled = linkwatch.unacked_for(fd)
+        except OSError:
+            return True  # the socket is already gone: the push thread is ending
+        busy = self._mux_since
+        if busy is not None:  # a write blocked in the muxer (or its poll for the relay's replies)
+            stalled = max(stalled, time.monotonic() - busy)
+        if stalled >= self._timeout_s:
+            self._cut = True
+            log.warning("live %s: link stalled for %.1f s (nothing acknowledged, or a write blocked)",
+                        self.stream, stalled)
+            linkwatch.shut(fd)
+            with self._cond:
+                self._cond.notify()
+            return False
+        return True
+
+    def _connected(self, container, first) -> None:
+        """Open the RTSP session (the first mux writes the header) and note its socket."""
+        u = urlsplit(self.url)
+        host, port = u.hostname or "", u.port or 554
+        with _CONNECT_LOCK:
+            before = linkwatch.sockets_to(host, port)
+            container.mux(first)
+            new = linkwatch.sockets_to(host, port) - before
+        self._fd = min(new) if new else None
+        if self._fd is None:
+            log.warning("live %s: the connection to the relay was not found: cuts are seen late", self.stream)
+
     def _next(self) -> EncodedPacket | None:
         with self._cond:
             while not self._q and not self._stop.is_set():
@@ -98,9 +147,10 @@ class RtspPush:
             first = self._next()
             if first is None:
                 return
-            us = str(int(self._timeout_s * 1e6))
             container = av.open(self.url, mode="w", format="rtsp",
-                                options={"rtsp_transport": "tcp", "timeout": us, "rw_timeout": us})
+                                options={"rtsp_transport": "tcp",
+                                         "timeout": str(int(self._timeout_s * 1e6))})  # µs
+            opened = False
             st = container.add_stream("h264", rate=Fraction(self.fps).limit_denominator(1001))
             st.width, st.height = self.width, self.height
             st.time_base = TIME_BASE
@@ -112,7 +162,15 @@ class RtspPush:
                 out.time_base = TIME_BASE
                 out.pts, out.dts = pkt.pts - t0, pkt.dts - t0
                 out.is_keyframe = pkt.keyframe
-                container.mux(out)
+                if opened:
+                    self._mux_since = time.monotonic()
+                    container.mux(out)
+                    self._mux_since = None
+                else:
+                    self._connected(container, out)
+                    opened = True
+                if self._cut or not self.check_link():
+                    raise LinkStalled(f"link to the relay stalled for {self._timeout_s:g} s")
                 self.sent_bytes += pkt.size
                 self.sent_packets += 1
                 self._on_bytes(pkt.size)

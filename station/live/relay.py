@@ -74,13 +74,16 @@ def relay_config(nodes: list[str], secret: bytes, *, listen: str, port: int, udp
 
 class Relay:
     def __init__(self, state_dir: Path, nodes: list[str], *, listen: str = "127.0.0.1", port: int = 8554,
-                 public_host: str = "", udp_base: int = 0, web_port: int = 0) -> None:
+                 public_host: str = "", udp_base: int = 0, web_port: int = 0, browser: bool = True,
+                 wrap: list[str] | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.nodes = list(nodes)
         self.listen, self.port = listen, port
         self.public_host = public_host or listen
         self.udp_base = udp_base or free_udp_base(4 * len(STREAMS) * len(self.nodes))
         self.web_port = web_port
+        self.browser = browser  # Janus and the player page (off: RTSP only)
+        self.wrap = list(wrap or [])  # a command prefix, e.g. ``ip netns exec NS`` in tests
         self._proc: subprocess.Popen | None = None
         self._janus: subprocess.Popen | None = None
         self._pages: PageServer | None = None
@@ -98,7 +101,8 @@ class Relay:
     def start(self, timeout: float = 15.0) -> str:
         """Start the relay; returns its RTSP base URL (without credentials)."""
         self._spawn(timeout)
-        self._start_browser_side()
+        if self.browser:
+            self._start_browser_side()
         self._thread = threading.Thread(target=self._watch, name="relay-supervisor", daemon=True)
         self._thread.start()
         return self.rtsp_base
@@ -106,7 +110,7 @@ class Relay:
     def _spawn(self, timeout: float) -> None:
         if not Path(SYSTEM_PYTHON).exists():
             raise RelayError(f"{SYSTEM_PYTHON} not found (Debian's python3-gi is needed)")
-        proc = subprocess.Popen([SYSTEM_PYTHON, str(RELAY_SCRIPT)], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([*self.wrap, SYSTEM_PYTHON, str(RELAY_SCRIPT)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, text=True, start_new_session=True)
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(json.dumps(self.config()) + "\n")
@@ -141,8 +145,8 @@ class Relay:
                            http_port=self.janus_port, listen=self.listen)
         log_path = self.state_dir / "janus.log"
         with log_path.open("ab") as logf:
-            self._janus = subprocess.Popen([janus.JANUS, "-F", str(folder), "-C", str(folder / "janus.jcfg"),
-                                            ], stdout=logf, stderr=subprocess.STDOUT,
+            cmd = [*self.wrap, janus.JANUS, "-F", str(folder), "-C", str(folder / "janus.jcfg")]
+            self._janus = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL, start_new_session=True)
 
     def _write_state(self) -> None:
