@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from hw.redact import redact_obj
 from node import __version__, health
 from node.link import topics as t
 
@@ -96,9 +97,8 @@ class Diagnostics:
         rec = rec if rec is not None else self.recorder.health()
         if rec.get("last_error"):
             out["storage"] = str(rec["last_error"])
-        days, target = rec.get("retention_days_projected"), self.cfg.record.max_age_days
-        if isinstance(days, int | float) and days < target:
-            out["retention"] = f"card holds ~{days:.1f} days at the current bitrate, target {target:g}"
+        if rec.get("retention_fault"):  # why footage is not kept as long as it should be
+            out["retention"] = str(rec["retention_fault"])
         now = self.clock.monotonic()
         stalled = self.pipeline.stalled_for(now, since_start=True)
         if stalled > max(10.0, 5.0 / self.cfg.camera.fps):
@@ -116,7 +116,7 @@ class Diagnostics:
         cfg, pipe, report = self.cfg, self.pipeline, self.encoder_report()
         out = self.heartbeat(update_rates=False)
         out["config"] = dataclasses.asdict(cfg)
-        out["config"]["mqtt"]["password"] = "***" if cfg.mqtt.password else ""
+        out["config"] = redact_obj(out["config"])  # passwords, and credentials in camera URLs
         out["platform"] = self.platform.describe() if self.platform is not None else None
         out["encoder_selection"] = report.as_dict() if report is not None else None
         out["camera"] = pipe.source.describe() if pipe.source is not None else None

@@ -3,7 +3,7 @@ tick day/night, publish the heartbeat and set the status LED from it.
 
 Each step is guarded: a failure becomes a fault (``daynight``, ``heartbeat``), cleared when
 the step works again, and never ends the loop. The loop ends when ``stop`` is set (SIGTERM,
-Ctrl-C); the caller then stops the node.
+Ctrl-C), or when a finite source has ended; the caller then stops the node.
 
 Thread: the main thread (:meth:`MainLoop.run`); :func:`healthy` from any thread.
 """
@@ -42,7 +42,8 @@ class MainLoop:
         self._every_tick = dict(every_tick or {})  # {fault area: step}, e.g. live-session expiry
 
     def run(self, stop: threading.Event) -> None:
-        """Until ``stop`` is set."""
+        """Until ``stop`` is set, or a finite source (``camera.loop = false``) has ended and
+        everything it gave is recorded: then one last heartbeat (its fault says why) and out."""
         period = self._heartbeat_s
         now = self._clock.monotonic()
         next_beat = now + min(1.0, period)
@@ -60,6 +61,10 @@ class MainLoop:
             if now >= next_beat:
                 next_beat = now + period
                 self._guarded("heartbeat", self.publish_heartbeat)
+            if self._pipeline.source_ended and self._pipeline.join(0):
+                self._guarded("heartbeat", self.publish_heartbeat)
+                log.warning("the source ended (camera.loop = false): the run ends")
+                return
 
     def publish_heartbeat(self) -> dict[str, Any]:
         """Publish the heartbeat (QoS 0) and show its state on the LED."""

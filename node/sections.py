@@ -129,7 +129,7 @@ class StorageSection:
     )
 
 
-@section("Recording: durability, retention (the ring buffer), pre-roll and evidence signing.")
+@section("Recording: durability, retention (the ring buffer) and evidence signing.")
 class RecordSection:
     max_age_days: float = setting(30.0, "Delete footage older than this (protected clips excepted); "
                                   "also the retention target the heartbeat compares with.",
@@ -143,8 +143,6 @@ class RecordSection:
                                 "cut.", unit="s", minimum=0.1, maximum=10.0)
     sync_fragments: bool = setting(False, "fdatasync every fragment (more SD wear; for kernels with "
                                    "slow writeback).")
-    preroll_s: float = setting(10.0, "RAM ring of recent video for event clips (0: off).", unit="s",
-                               minimum=0.0, maximum=120.0)
     sweep_s: float = setting(10.0, "Retention sweep period (its own thread).", unit="s",
                              minimum=0.5, maximum=3600.0)
     queue_mb: float = setting(32.0, "Writer queue; past it packets drop to the next keyframe.",
@@ -163,6 +161,8 @@ class MqttSection:
     password: str = setting("", "Password (prefer password_file on a real node).")
     password_file: str = setting("", "File holding the password (provisioned, mode 0600).")
     tls_ca: str = setting("", "CA certificate file; set to use TLS.")
+    tls_cert: str = setting("", "Client certificate (PEM) when the broker requires one (with tls_ca).")
+    tls_key: str = setting("", "Its private key (PEM, mode 0600).")
     heartbeat_s: float = setting(10.0, "Heartbeat period.", unit="s", minimum=0.2, maximum=3600.0)
     keepalive_s: int = setting(30, "MQTT keepalive; the broker declares the node offline "
                                "(last will) after 1.5x this without traffic.", unit="s",
@@ -234,6 +234,29 @@ class MotionSection:
                            minimum=1.0, maximum=86400.0)
     cooldown_s: float = setting(0.0, "No new motion event for this long after one ends.", unit="s",
                                 minimum=0.0, maximum=3600.0)
+    night_threshold: float = setting(
+        8.0, "Night (IR, monochrome picture) sensitivity: as threshold, for the night; lower finds "
+        "dim figures.", unit="luma levels (0-255)", minimum=2.0, maximum=128.0)
+    night_noise_factor: float = setting(
+        3.0, "Night: as noise_factor, against the grain measured at night (kept apart from the "
+        "day's).", minimum=1.0, maximum=20.0)
+    min_area_px: float = setting(
+        600.0, "Smallest motion region in main-image pixels at the bottom of the frame (near); "
+        "0 uses min_area instead.", unit="px", minimum=0.0, maximum=1e7)
+    far_scale: float = setting(
+        0.3, "The smallest region at the top of the frame (far) as a fraction of min_area_px; "
+        "linear in between.", unit="fraction", minimum=0.01, maximum=1.0)
+    persist_frames: int = setting(
+        2, "At night (IR), a cell counts as motion when it changed on this many consecutive frames "
+        "(2 ignores most rain streaks, grain and insects darting past the lens; 1 = every change).",
+        minimum=1, maximum=3)
+    history_frames: int = setting(
+        5, "A region's area is that of its track over this many frames: a small, dim mover adds "
+        "up along its path.", minimum=1, maximum=50)
+    passing_step: float = setting(
+        0.5, "Largest step of the background a frame where something moves (an insect lit by "
+        "the IR light leaves no bright trail); 0: no limit.", unit="luma levels", minimum=0.0,
+        maximum=255.0)
 
 
 @section("Object (person, vehicle) detection with a TFLite SSD model on motion regions.")
@@ -274,6 +297,19 @@ class DetectSection:
                                 unit="s", minimum=0.0, maximum=600.0)
     post_roll_s: float = setting(5.0, "Footage kept after an object event (protected clip).",
                                  unit="s", minimum=0.0, maximum=600.0)
+    smooth_crops: bool = setting(
+        True, "Enlarge small crops (a far person) for the model bilinearly; false: nearest "
+        "pixel, which the SSD misses small people in.")
+    scan_on_rebaseline: bool = setting(
+        True, "After the motion background is (re)learnt (start, IR switch), look at the whole "
+        "frame once in 2x2 tiles plus the whole (5 model calls): someone standing there is found.")
+    tiles_for_small: float = setting(
+        0.15, "When motion regions are too many for crops and all smaller than this fraction "
+        "of the short side, the model looks at the 2x2 tiles holding them, not the whole "
+        "frame (0: whole frame).", unit="fraction", minimum=0.0, maximum=1.0)
+    max_calls_s: float = setting(
+        10.0, "Inference budget: at most this many model calls (crops, tiles) in any second; "
+        "0: no limit. A Pi 4 spends about 0.14 s a call.", unit="1/s", minimum=0.0, maximum=100.0)
 
 
 @section("Day/night switching: IR light, IR-cut filter and camera tuning.")

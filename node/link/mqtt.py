@@ -8,10 +8,13 @@
 * ``close()`` publishes ``status`` = offline (reason "shutdown") and waits up to 2 s for it.
 * ``send_durable`` goes through an :class:`~node.link.outbox.Outbox` (SQLite): events reach the
   station after a broker outage, and after a restart in between; rows are deleted on PUBACK.
-* Command messages on ``<p>/<id>/cmd/<name>`` go to ``on_command(name, payload_bytes)``; it
-  runs on paho's network thread and must return quickly.
+* Command messages on ``<p>/<id>/cmd/<name>`` go to ``on_command(name, payload_bytes,
+  retained)``; it runs on paho's network thread and must return quickly.
 
-Thread: paho's network thread runs callbacks; ``publish`` is safe from any thread.
+Thread: paho's network thread (``paho-mqtt-client-…``) runs callbacks; one ``outbox-drain``
+thread (started by ``start``, ended by ``close``) publishes outbox rows when woken — on every
+(re)connect and when the last row in flight is acknowledged; ``publish`` is safe from any
+thread.
 """
 
 from __future__ import annotations
@@ -31,17 +34,25 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from hw.redact import redact_obj
 from node import __version__
 from node.link import topics as t
 from node.link.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-CommandHandler = Callable[[str, bytes], None]
+#: ``(name, payload, retained)``: ``retained`` is True for a message the broker kept and
+#: delivers again on every (re)subscription — it must not run again (issue 8, item 24).
+CommandHandler = Callable[[str, bytes, bool], None]
 
 #: PUBACK reasons that retrying cannot fix (not authorised, bad topic, bad payload): the outbox
 #: row is dropped and the error reported; any other failure keeps the row for later.
 PERMANENT_REJECTIONS = {0x87, 0x90, 0x99}
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    """Every JSON payload leaves with credentials masked (camera URLs in faults, diag, replies)."""
+    return t.encode(redact_obj(payload))
 
 
 class MqttLink:
@@ -58,6 +69,8 @@ class MqttLink:
         username: str = "",
         password: str = "",
         tls_ca: str = "",
+        tls_cert: str = "",
+        tls_key: str = "",
         on_command: CommandHandler | None = None,
         outbox: Outbox | None = None,
         config_error: str | None = None,
@@ -78,6 +91,9 @@ class MqttLink:
         self._rejected: dict[int, str] = {}  # mid → failure reason code (for publish_paced)
         self._ack_lock = threading.Lock()  # never held while calling paho
         self._drain_lock = threading.Lock()
+        self._drain_wake = threading.Event()  # connected, or the last row in flight acknowledged
+        self._closing = threading.Event()
+        self._drainer: threading.Thread | None = None
         #: set once the command subscription is acknowledged (commands can be received)
         self.subscribed = threading.Event()
         #: a setting that makes connecting impossible (unreadable password/CA file): reported,
@@ -93,10 +109,11 @@ class MqttLink:
         c.reconnect_delay_set(min_delay=1, max_delay=max(1, int(reconnect_max_s)))
         if username:
             c.username_pw_set(username, password or None)
-        self._tls_ca = tls_ca
+        self._tls_ca, self._tls_cert, self._tls_key = tls_ca, tls_cert, tls_key
         if tls_ca:
             try:
-                c.tls_set(ca_certs=tls_ca, cert_reqs=ssl.CERT_REQUIRED)
+                c.tls_set(ca_certs=tls_ca, certfile=tls_cert or None, keyfile=tls_key or None,
+                          cert_reqs=ssl.CERT_REQUIRED)
             except (OSError, ssl.SSLError, ValueError) as exc:
                 self.config_error = f"mqtt.tls_ca {tls_ca}: {getattr(exc, 'strerror', None) or exc}"
         c.will_set(self.topics.status, t.status_payload("offline", clock.utc(), __version__, "lost"),
@@ -123,6 +140,7 @@ class MqttLink:
         return cls(host=mqtt.host, port=mqtt.port, node_id=node_id, prefix=mqtt.topic_prefix,
                    clock=clock, keepalive_s=mqtt.keepalive_s, reconnect_max_s=mqtt.reconnect_max_s,
                    username=mqtt.username, password=password, tls_ca=mqtt.tls_ca,
+                   tls_cert=mqtt.tls_cert, tls_key=mqtt.tls_key,
                    on_command=on_command, outbox=outbox, config_error=error)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -135,10 +153,18 @@ class MqttLink:
         props.SessionExpiryInterval = 0
         self._client.connect_async(self._host, self._port, keepalive=self._keepalive,
                                    clean_start=True, properties=props)
+        if self.outbox is not None:
+            self._drainer = threading.Thread(target=self._drain_loop, name="outbox-drain", daemon=True)
+            self._drainer.start()
         self._client.loop_start()
 
     def close(self, timeout_s: float = 2.0) -> None:
-        """Publish a clean ``offline`` (if connected), disconnect, stop the network thread."""
+        """Stop the drain thread, publish a clean ``offline`` (if connected), disconnect, stop
+        the network thread."""
+        self._closing.set()
+        self._drain_wake.set()
+        if self._drainer is not None:
+            self._drainer.join(timeout_s)
         if self._connected.is_set():
             info = self._client.publish(
                 self.topics.status,
@@ -163,7 +189,7 @@ class MqttLink:
     def publish(self, topic: str, payload: dict[str, Any] | bytes, *, qos: int = 0,
                 retain: bool = False) -> bool:
         """Queue a message; returns False if it was dropped because the link is down (QoS 0)."""
-        data = payload if isinstance(payload, bytes) else t.encode(payload)
+        data = payload if isinstance(payload, bytes) else _encode(payload)
         if not self._connected.is_set() and qos == 0:
             self.dropped_offline += 1
             return False
@@ -195,7 +221,7 @@ class MqttLink:
 
     def send_durable(self, topic: str, payload: dict[str, Any] | bytes) -> None:
         """Queue a message that must arrive (QoS 1, survives outages and restarts)."""
-        data = payload if isinstance(payload, bytes) else t.encode(payload)
+        data = payload if isinstance(payload, bytes) else _encode(payload)
         if self.outbox is None:
             self.publish(topic, data, qos=1)
             return
@@ -208,6 +234,18 @@ class MqttLink:
             return
         if self._connected.is_set():
             self._drain()
+
+    def _drain_loop(self) -> None:
+        """The ``outbox-drain`` thread: one drain each time it is woken, until :meth:`close`."""
+        while True:
+            self._drain_wake.wait()
+            self._drain_wake.clear()
+            if self._closing.is_set():
+                return
+            try:
+                self._drain()
+            except Exception:  # never let the one drain thread die
+                log.exception("outbox drain failed")
 
     def _drain(self) -> None:
         """Publish what the outbox holds and is not yet in flight (any thread).
@@ -271,8 +309,8 @@ class MqttLink:
         client.subscribe(self.topics.cmd("#"), qos=1)
         # rows in flight stay mapped: paho resends its unacknowledged QoS 1 messages with the same
         # ids after a reconnect, so their PUBACKs still delete the rows (no duplicate sends);
-        # rows never published yet go out now
-        threading.Thread(target=self._drain, name="outbox-drain", daemon=True).start()
+        # rows never published yet go out now (on the drain thread: never on paho's)
+        self._drain_wake.set()
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._connected.is_set():
@@ -305,7 +343,7 @@ class MqttLink:
                 return
         self._done(row_id)
         if idle:
-            threading.Thread(target=self._drain, name="outbox-drain", daemon=True).start()
+            self._drain_wake.set()
 
     def _done(self, row_id: int) -> None:
         try:
@@ -329,6 +367,8 @@ class MqttLink:
             with socket.create_connection((self._host, self._port), timeout=2) as sock:
                 if self._tls_ca:
                     ctx = ssl.create_default_context(cafile=self._tls_ca)
+                    if self._tls_cert:
+                        ctx.load_cert_chain(self._tls_cert, self._tls_key or None)
                     with ctx.wrap_socket(sock, server_hostname=self._host):
                         pass
         except ssl.SSLCertVerificationError as exc:
@@ -344,6 +384,6 @@ class MqttLink:
         if not msg.topic.startswith(prefix) or self._on_command is None:
             return
         try:
-            self._on_command(msg.topic[len(prefix):], bytes(msg.payload))
+            self._on_command(msg.topic[len(prefix):], bytes(msg.payload), bool(msg.retain))
         except Exception:
             log.exception("command handler failed for %s", msg.topic)

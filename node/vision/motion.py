@@ -14,7 +14,10 @@ Per frame:
    saturation alike), so whole-scene light changes are not motion.
 2. **Change test.** A cell changed when ``|cell - background|`` exceeds both ``threshold``
    (luma levels) and ``noise_factor`` x that cell's running mean absolute deviation: noisy
-   cells (night, foliage, the sky) need a bigger change than quiet ones.
+   cells (night, foliage, the sky) need a bigger change than quiet ones. At night
+   (:meth:`MotionDetector.set_night`: the picture has no colour, or the day/night controller
+   says so) ``night_threshold`` and ``night_noise_factor`` apply, against a noise map kept
+   apart from the day's.
 3. **Global change.** If the median brightness ratio jumps by more than ``jump_gain`` (25 %)
    in one frame, or more than ``global_fraction`` of the unmasked cells changed at once
    (the IR illuminator or IR-cut filter switching, headlights sweeping the whole scene), the
@@ -25,7 +28,13 @@ Per frame:
    frame; pooling joins the limbs of one person) and the blocks are grouped into 8-connected
    regions by a run-length labelling in Python (cost grows with the number of runs, hence
    the pooling); a region counts when it holds at least ``min_area`` (fraction of the frame)
-   of changed cells. Masked cells (config polygons in relative coordinates) never count.
+   of changed cells, or ``min_area_px`` main-image pixels shrinking towards the top of the
+   frame (far = small). Masked cells (config polygons in relative coordinates) never count.
+   **Along tracks** (``history_frames`` > 1): at night a cell counts only when it changed on
+   ``persist_frames`` consecutive frames (rain streaks, grain and darting insects do not
+   stay), and a region smaller than ``min_area`` counts when its cells over the last
+   ``history_frames`` reach the row's minimum and link from frame to frame (see
+   :meth:`MotionDetector._counts`): a small, dim mover adds up along its path.
 5. **Background update.** Exponential running average with time constant ``background_s``
    (the weight of each frame is computed from the frame interval, so the behaviour does not
    depend on the frame rate). The update is the same for moving and still cells: a selective
@@ -36,8 +45,10 @@ Per frame:
    Cells that differ from the background but have stayed *still* (equal to a fast average,
    time constant 0.3 s) are pulled into the background with the shorter time constant
    ``still_s``: a parked car, a person standing at a table, and the ghost such a person
-   leaves behind after walking away all stop being motion within a few seconds.
-   The noise estimate is refreshed every 4th frame.
+   leaves behind after walking away all stop being motion within a few seconds. Where
+   something passes the background moves at most ``passing_step`` levels a frame (an
+   insect under IR, 200 levels brighter, leaves no bright trail). The noise estimate is
+   refreshed every 4th frame (a running mean over a mode's first updates).
 
 Cost: ≈40-50 µs per idle 320x180 frame here (a dozen numpy calls on 3,600 cells), plus
 ≈30-40 µs for pooling and labelling when something moves. Thread: :meth:`detect` on the analysis thread
@@ -46,6 +57,7 @@ only; :meth:`rebaseline` from any thread.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from dataclasses import dataclass, field
@@ -69,6 +81,21 @@ class MotionParams:
     jump_gain: float = 0.25
     settle_frames: int = 3
     masks: tuple[tuple[float, ...], ...] = ()
+    # Night mode (IR, monochrome picture): its own sensitivity, its own noise map.
+    night_threshold: float = 14.0
+    night_noise_factor: float = 4.0
+    # Smallest region in main-image pixels at the bottom row (0: use ``min_area``), shrinking
+    # linearly to ``far_scale`` of that at the top row (far away = small); ``main_scale`` is
+    # main pixels per lores pixel (set by the analyzer from the two frame sizes).
+    min_area_px: float = 0.0
+    far_scale: float = 1.0
+    main_scale: float = 1.0
+    # At night a cell counts only when it changed on ``persist_frames`` consecutive frames (1 to 3),
+    # and a region's area is that of its track over the last ``history_frames`` frames.
+    persist_frames: int = 1
+    history_frames: int = 1
+    # Largest background step a frame where something moves (0: no limit), luma levels.
+    passing_step: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +143,21 @@ class MotionDetector:
         self._dt = -1.0
         self._w = (0.0, 0.0, 0.0)
         self._ramp = np.arange(65, dtype=np.float32) * 1e-3
-        self._min_cells = max(1, round(self.p.min_area * self.gw * self.gh))
+        self._min_row = min_cells_by_row(self.p, self.gw, self.gh)
+        self._min_cells = int(self._min_row.min())
+        self._strong = max(1, round(self.p.min_area * self.gw * self.gh))
         self._bg: np.ndarray | None = None
         self._fast = np.zeros((self.gh, self.gw), np.float32)
         self._fast_stale = False
-        self._noise = np.full((self.gh, self.gw), 2.0, np.float32)
+        self._night = False
+        self._noise_maps = {False: np.full((self.gh, self.gw), 2.0, np.float32),
+                            True: np.full((self.gh, self.gw), 2.0, np.float32)}
+        self._noise = self._noise_maps[False]
+        self._noise_updates = {False: 0, True: 0}
+        self._prev = np.zeros((self.gh, self.gw), bool)
+        self._prev2 = self._prev.copy()
+        self._hist = np.zeros((max(1, self.p.history_frames), self.gh, self.gw), bool)  # live cells, a ring
+        self._head = 0
         self._settle = 0
         self._count = 0
         self._rebaseline = threading.Event()
@@ -129,6 +166,22 @@ class MotionDetector:
     def rebaseline(self) -> None:
         """Forget the background at the next frame (thread-safe; e.g. on an IR switch)."""
         self._rebaseline.set()
+
+    @property
+    def night(self) -> bool:
+        return self._night
+
+    def set_night(self, night: bool) -> None:
+        """Use the night (IR) sensitivity and noise map, or the day ones (analysis thread).
+
+        Each mode keeps the noise it measured: after a switch the thresholds are right at
+        once instead of re-learning the other mode's grain.
+        """
+        if night != self._night:
+            self._night = night
+            self._noise = self._noise_maps[night]
+            if self._bg is not None:
+                self._thresholds(self._bg[1::3, 1::3].ravel())
 
     def cells(self, lores: np.ndarray) -> np.ndarray:
         """The cell grid of a lores frame: mean of four samples per cell, float32."""
@@ -161,7 +214,12 @@ class MotionDetector:
         """
         level = float(np.partition(cs, self._mid)[self._mid])
         scale = min(1.0, max(0.25, level / 96.0))
-        self._thr = np.maximum(self.p.threshold * scale, self.p.noise_factor * self._noise)
+        p = self.p
+        if self._night:
+            thr, factor = p.night_threshold, p.night_noise_factor
+        else:
+            thr, factor = p.threshold, p.noise_factor
+        self._thr = np.maximum(thr * scale, factor * self._noise)
 
     def detect(self, lores: np.ndarray, dt: float = 0.1) -> MotionResult:
         """Process one lores luma frame (``(h, w)`` uint8) taken ``dt`` s after the previous one.
@@ -177,6 +235,7 @@ class MotionDetector:
             self._bg = cur
             self._fast = cur.copy()
             self._settle = self.p.settle_frames
+            self._forget_tracks()
             self._thresholds(cur[1::3, 1::3].ravel())
             return MotionResult(settling=True)
         bg, fast = self._bg, self._fast
@@ -226,6 +285,12 @@ class MotionDetector:
                 self._fast_stale = False
             still = changed & (np.abs(cur - fast) < self.p.threshold)
             delta *= np.where(still, np.float32(w_still), np.float32(w_bg))
+            moving = changed & ~still
+            if self.p.passing_step > 0:
+                # Something passing (an insect under IR is 200 levels brighter) moves the
+                # background by at most this much a frame: no bright ghost trail behind it.
+                step_max = self.p.passing_step
+                delta[moving] = np.clip(delta[moving], -step_max, step_max)
             step = cur - fast
             step *= w_fast
             fast += step
@@ -234,24 +299,34 @@ class MotionDetector:
             self._fast_stale = True  # only needed while something changes
         bg += delta
         if self._count % 4 == 0:
-            # noise += 0.1 * (min(diff, 30) - noise) where nothing changed, without fancy indexing
+            # noise += rate * (min(diff, 30) - noise) where nothing changed, without fancy
+            # indexing; rate 0.1, faster for a mode's first updates (a running mean): the
+            # prior of 2 levels is replaced within a second, not ten.
+            n_upd = self._noise_updates[self._night] = self._noise_updates[self._night] + 1
             upd = np.minimum(diff, 30.0)
             upd -= self._noise
             upd *= ~changed
-            upd *= 0.1
+            upd *= max(0.1, 1.0 / (n_upd + 1))
             self._noise += upd
-        if n < self._min_cells:
+        live, track = self._along_tracks(changed)
+        if n < self._min_cells or (live is not changed and not live.any()):
             return MotionResult(changed=frac)
         # Label on a grid of 4x4-cell blocks (any changed cell marks its block; 16 px on a
         # 320 px lores frame): few runs for the Python labelling, and pooling joins the limbs
-        # of one person. A region's area is the count of its changed cells.
+        # of one person. A region's area is the count of its changed cells (of its track's
+        # cells over the last ``history_frames``); it must hold a cell changed now.
         b = 4
         bh, bw = self.gh // b, self.gw // b
-        core = changed[: bh * b, : bw * b]
-        half = core[0::2] | core[1::2]  # 2x2 pooling twice with slices: ≈4 µs (reshape.any: ≈15)
-        half = half[:, 0::2] | half[:, 1::2]
-        pooled = half[0::2] | half[1::2]
-        pooled = pooled[:, 0::2] | pooled[:, 1::2]
+        core = track[: bh * b, : bw * b]
+        if track is live:
+            half = core[0::2] | core[1::2]  # 2x2 pooling twice with slices: ≈4 µs (reshape.any: ≈15)
+            half = half[:, 0::2] | half[:, 1::2]
+            pooled = half[0::2] | half[1::2]
+            pooled = pooled[:, 0::2] | pooled[:, 1::2]
+        else:
+            # Tracks: a block needs two of its cells, so the odd cell that stayed changed
+            # by coincidence (rain, grain) does not bridge blocks into a region. ≈15 µs.
+            pooled = core.reshape(bh, b, bw, b).sum(axis=(1, 3), dtype=np.int16) >= 2
         c = self.p.cell_px
         w, h = self.width, self.height
         boxes = []
@@ -261,17 +336,103 @@ class MotionDetector:
                 cx1 = self.gw  # the leftover cells at the right/bottom edge join the last block
             if y1 == bh:
                 cy1 = self.gh
-            if np.count_nonzero(changed[cy0:cy1, cx0:cx1]) >= self._min_cells:
+            if self._counts(live, track, cx0, cy0, cx1, cy1):
                 boxes.append((cx0 * c, cy0 * c, min(w, cx1 * c), min(h, cy1 * c)))
         return MotionResult(changed=frac, boxes=boxes)
+
+    def _counts(self, live: np.ndarray, track: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> bool:
+        """Whether the region (cell box) is motion.
+
+        Without tracks: its changed cells reach the minimum area for its row. With tracks, a
+        region large now (``min_area`` of the frame, the classic test) counts at once; a
+        smaller one must reach the minimum for its row with its track's cells *and* its live
+        cells must be linked from frame to frame (touching the previous frame's): a small
+        mover is there frame after frame, next to where it was; a coincidence of rain
+        streaks or grain is somewhere else every time. Cost: ≈10 µs a region.
+        """
+        need = self._min_row[y1 - 1]
+        if track is live:
+            return np.count_nonzero(live[y0:y1, x0:x1]) >= need
+        now = np.count_nonzero(live[y0:y1, x0:x1])
+        if not now:
+            return False
+        if now >= max(need, self._strong):
+            return True
+        if np.count_nonzero(track[y0:y1, x0:x1]) < need:
+            return False
+        # Frame to frame, newest first: the region's live cells must touch (within a cell)
+        # the previous frame's, now and on at least half of the track's steps.
+        n = self.p.history_frames
+        frames = self._hist[:, y0:y1, x0:x1]
+        order = [(self._head - k) % n for k in range(n)]
+        links = [bool((_dilate(frames[a]) & frames[b]).any()) for a, b in itertools.pairwise(order)]
+        return links[0] and sum(links) >= n // 2
+
+    def _along_tracks(self, changed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(live, track)``: the cells that count now, and the cells of their tracks.
+
+        ``live``: changed on this frame and, at night, on the ``persist_frames`` - 1 before it. A
+        mover's body overlaps itself from frame to frame; grain, rain streaks and an insect
+        darting in front of the lens (somewhere else on every frame) do not. ``track``: cells
+        live on any of the last ``history_frames`` frames, so a small or dim mover's area is
+        that of its path (regions merged along the track), not one frame's few cells.
+        Cost: ≈10 µs on 80x45 cells.
+        """
+        p = self.p
+        live = changed
+        if p.persist_frames > 1 and self._night:
+            live = changed & self._prev
+            if p.persist_frames > 2:
+                live &= self._prev2
+                self._prev2 = self._prev
+            self._prev = changed
+        if p.history_frames <= 1:
+            return live, live
+        self._head = (self._head + 1) % p.history_frames
+        self._hist[self._head] = live
+        return live, self._hist.any(axis=0)
 
     def _jump(self, cur: np.ndarray, frac: float) -> MotionResult:
         """A light jump: this frame is the new background; the next ones only settle it."""
         self._bg = cur
         self._fast = cur.copy()
         self._settle = self.p.settle_frames
+        self._forget_tracks()
         self.rebaselines += 1
         return MotionResult(changed=frac, global_change=True)
+
+    def _forget_tracks(self) -> None:
+        self._prev[:] = False
+        self._prev2[:] = False
+        self._hist[:] = False
+
+
+def _dilate(a: np.ndarray) -> np.ndarray:
+    """3x3 binary dilation of a small boolean array (slices, no scipy)."""
+    d = a.copy()
+    d[1:] |= a[:-1]
+    d[:-1] |= a[1:]
+    e = d.copy()
+    e[:, 1:] |= d[:, :-1]
+    e[:, :-1] |= d[:, 1:]
+    return e
+
+
+def min_cells_by_row(p: MotionParams, gw: int, gh: int) -> np.ndarray:
+    """Smallest region (changed cells) for a region whose bottom is on each cell row.
+
+    ``min_area_px`` (main-image pixels) at the bottom row, ``far_scale`` of it at the top,
+    linear in between (a flat street seen from a pole: far = high in the picture = small);
+    without ``min_area_px``, ``min_area`` of the frame everywhere. Never under 2 cells (one
+    cell is grain).
+    """
+    if p.min_area_px > 0:
+        cell_main = (p.cell_px * p.main_scale) ** 2
+        base = p.min_area_px / cell_main
+        rows = (np.arange(gh) + 1) / gh
+        need = base * (p.far_scale + (1.0 - p.far_scale) * rows)
+        return np.maximum(2.0, np.round(need))
+    return np.full(gh, max(1, round(p.min_area * gw * gh)), np.float64)
 
 
 def regions(mask: np.ndarray, min_cells: int) -> list[Box]:

@@ -149,6 +149,12 @@ class Relay:
             self._janus = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL, start_new_session=True)
 
+    def page_template(self) -> str:
+        """The player page with ``{node}``/``{stream}`` placeholders, key included: what the web
+        console embeds (``camnode-station console --live-url``)."""
+        return (f"{self.web_base}/live.html?node={{node}}&stream={{stream}}"
+                f"#key={janus.browser_key(load_secret(self.state_dir))}")
+
     def _write_state(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self.state_dir / "relay.json"

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from node.localbroker import LocalBroker
+from station.command import NoReply, request
 from station.connect import Connection
-from station.console import NoReply, request
 from station.live.credentials import load_secret, node_password
 from station.live.relay import Relay
 from tests.nodeproc import NodeProcess, write_config
