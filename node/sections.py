@@ -428,3 +428,10 @@ class LiveSection:
                                unit="s", minimum=0.2, maximum=10.0)
     timeout_s: float = setting(5.0, "A push that cannot send for this long ends (link cut).", unit="s",
                                minimum=1.0, maximum=120.0)
+    serve_port: int = setting(0, "The node's own RTSP server for a VMS on the LAN/VPN: "
+                              "rtsp://<user>@<node>:<port>/<node id>/main (0: off).", minimum=0,
+                              maximum=65535)
+    serve_address: str = setting("0.0.0.0", "Address the node's RTSP server listens on.")
+    serve_username: str = setting("viewer", "User name a VMS gives the node's RTSP server.")
+    serve_password_file: str = setting("", "File holding that user's password (provisioned, 0600); "
+                                       "required when serve_port is set.")

@@ -36,19 +36,23 @@ log = logging.getLogger(__name__)
 
 
 class LiveTap:
-    """An ``Output`` on the encoder's FanOut: the recorded packets, to a main-stream push."""
+    """An ``Output`` on the encoder's FanOut: the recorded packets, to the main-stream pushes
+    (a station session's ``push``, the node's own RTSP server's ``local``)."""
 
     def __init__(self) -> None:
         self.stream: StreamInfo | None = None
         self.push: RtspPush | None = None
+        self.local: RtspPush | None = None
 
     def start(self, stream: StreamInfo) -> None:
         self.stream = stream
 
     def write(self, packet: EncodedPacket) -> None:
-        push = self.push
+        push, local = self.push, self.local
         if push is not None:
             push.offer(packet)
+        if local is not None:
+            local.offer(packet)
 
     def stop(self) -> None:
         self.stream = None
@@ -78,6 +82,11 @@ class LiveManager:
         self.last_end: dict[str, str] = {}
         self.sessions_started = 0
         self.pixels = True  # False when the camera hands encoded packets only (no sub-stream)
+        self.local = None
+        if cfg.serve_port:
+            from node.live.local_server import LocalRtspServer
+
+            self.local = LocalRtspServer(cfg, node_id, self.tap)
 
     # -- configuration -------------------------------------------------------------
     @property
@@ -184,6 +193,8 @@ class LiveManager:
         for s in running:
             s.push.check_link()  # a push blocked on a dead link is cut from here
         self._reap(0.0)
+        if self.local is not None:
+            self.local.step()
 
     def _reap(self, timeout: float) -> None:
         with self._lock:
@@ -210,6 +221,8 @@ class LiveManager:
 
     def close(self, timeout: float = 10.0) -> None:
         self.stop_all("node stopping", timeout)
+        if self.local is not None:
+            self.local.stop()
         self.usage.flush()
 
     def threads_alive(self) -> int:
@@ -228,4 +241,6 @@ class LiveManager:
                                "cap_mb": self.cfg.monthly_cap_mb}
         if self.last_end:
             out["last_end"] = dict(self.last_end)
+        if self.local is not None:
+            out["rtsp_server"] = self.local.status()
         return out

@@ -1,4 +1,4 @@
-"""Supervisor of the station's media relay (GStreamer's RTSP server, :mod:`station.live.gst_relay`).
+"""Supervisor of the station's media relay (GStreamer's RTSP server, :mod:`node.live.gst_rtsp`).
 
 Owned by the station service (or ``camnode-station relay``, or ``make run``): it writes the
 relay's configuration (listen address, the viewer account, one publisher account per node,
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from node.live.gst_rtsp import free_udp_base
 from station.live import janus
 from station.live.credentials import VIEWER, load_secret, node_password, viewer_password
 from station.live.pages import PageServer
@@ -27,35 +28,12 @@ from station.live.pages import PageServer
 log = logging.getLogger(__name__)
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # the one with Debian's GObject bindings
-RELAY_SCRIPT = Path(__file__).with_name("gst_relay.py")
+RELAY_SCRIPT = Path(__file__).resolve().parents[2] / "node" / "live" / "gst_rtsp.py"
 STREAMS = ("main", "sub")
 
 
 class RelayError(RuntimeError):
     pass
-
-
-def free_udp_base(count: int, start: int = 40000, stop: int = 60000) -> int:
-    """A base port with ``count`` consecutive loopback UDP ports free (a best effort: another
-    program may take one before the relay binds it; the relay then fails and is restarted)."""
-    import random
-    import socket
-
-    for _ in range(200):
-        base = random.randrange(start, stop - count, 2)
-        socks = []
-        try:
-            for p in range(base, base + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RelayError("no free loopback UDP ports for the relay")
 
 
 def relay_config(nodes: list[str], secret: bytes, *, listen: str, port: int, udp_base: int) -> dict[str, Any]:

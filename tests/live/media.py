@@ -9,9 +9,11 @@ import av
 VCL = (1, 5)  # coded slices: the picture itself
 
 
-def nal_units(data: bytes) -> list[bytes]:
-    """NAL units of one access unit, Annex-B (start codes) or AVCC (4-byte lengths)."""
-    if data.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
+def nal_units(data: bytes, avcc: bool = False) -> list[bytes]:
+    """NAL units of one access unit: Annex-B (start codes; what RTSP clients get) or, with
+    ``avcc``, 4-byte lengths (what MP4 holds; a length like 0x165 looks like a start code, so
+    the form is given, not guessed)."""
+    if not avcc:
         out, parts = [], data.split(b"\x00\x00\x01")
         for part in parts[1:]:
             out.append(part.rstrip(b"\x00") if part.endswith(b"\x00") else part)
@@ -24,10 +26,10 @@ def nal_units(data: bytes) -> list[bytes]:
     return out
 
 
-def slices(data: bytes) -> bytes:
+def slices(data: bytes, avcc: bool = False) -> bytes:
     """The coded slices of an access unit, concatenated: what byte-identical means for a stream
     whose parameter sets a relay may repeat."""
-    return b"".join(n for n in nal_units(data) if n and n[0] & 0x1F in VCL)
+    return b"".join(n for n in nal_units(data, avcc) if n and n[0] & 0x1F in VCL)
 
 
 def recorded_slices(root: Path) -> list[bytes]:
@@ -37,5 +39,5 @@ def recorded_slices(root: Path) -> list[bytes]:
         with av.open(str(seg)) as c:
             for pkt in c.demux(video=0):
                 if pkt.size:
-                    out.append(slices(bytes(pkt)))
+                    out.append(slices(bytes(pkt), avcc=True))
     return out

@@ -34,7 +34,7 @@ def test_main_stream_packets_are_the_recorded_packets(rig):
     assert len(lines) == 2 and lines[0].startswith("rtsp://") and lines[0].endswith(f"/{NODE}/main")
     assert lines[1].startswith("http://") and "#key=" in lines[1]
     pkts = read_packets(lines[0], 4.0)
-    got = [slices(bytes(p)) for p in pkts]
+    got = [pic for p in pkts if (pic := slices(bytes(p)))]  # a relay may send parameter sets alone
     assert len(got) >= 20, len(got)
     assert ask(rig, {"stop": True})["ok"]
     time.sleep(5)  # the recorder closes the segments holding that span (2 s segments)

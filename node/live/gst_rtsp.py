@@ -1,9 +1,11 @@
-"""The station's RTSP relay: GStreamer's RTSP server, configured for camera poles.
+"""An RTSP relay for camera poles: GStreamer's RTSP server, configured. The station runs it as
+its media relay (:mod:`station.live.relay`); a node runs it as its own RTSP server for a VMS on
+the LAN (:mod:`node.live.local_server`).
 
 Run by the *system* Python (the GObject bindings of Debian's ``gir1.2-gst-rtsp-server-1.0``
 live there, not in a venv)::
 
-    /usr/bin/python3 station/live/gst_relay.py < CONFIG.json
+    /usr/bin/python3 node/live/gst_rtsp.py < CONFIG.json
 
 The configuration arrives on stdin (it holds credentials: never on the command line) as JSON::
 
@@ -34,6 +36,29 @@ import sys
 import threading
 
 RTP_CAPS = "application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96"
+
+
+def free_udp_base(count: int, start: int = 40000, stop: int = 60000) -> int:
+    """A base port with ``count`` consecutive loopback UDP ports free (a best effort: another
+    program may take one before the relay binds it; the relay then fails and is restarted)."""
+    import random
+    import socket
+
+    for _ in range(200):
+        base = random.randrange(start, stop - count, 2)
+        socks = []
+        try:
+            for p in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise OSError("no free loopback UDP ports for the RTSP server")
 
 
 def _permissions(role: str, GstRtspServer):
