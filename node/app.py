@@ -300,7 +300,7 @@ class Node:
         from hw.encode.select import open_encoder
 
         enc = self.cfg.encoder
-        self.live.pixels = frame.main is not None
+        self.live.pixels = frame.main is not None or "lores_yuv" in frame.meta
         encoder, report = open_encoder(
             list(enc.candidates) or None, stream, bitrate_kbps=enc.bitrate_kbps, gop_s=enc.gop_s,
             profile=enc.profile, preset=enc.preset, fallback=enc.fallback,

@@ -81,7 +81,7 @@ class LiveManager:
         self._ended: list[Session] = []
         self.last_end: dict[str, str] = {}
         self.sessions_started = 0
-        self.pixels = True  # False when the camera hands encoded packets only (no sub-stream)
+        self.pixels = True  # False when the camera hands neither main pixels nor a lores YUV image
         self.local = None
         if cfg.serve_port:
             from node.live.local_server import LocalRtspServer

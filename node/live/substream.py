@@ -4,8 +4,10 @@ Frames come from the recording pipeline after the on-screen text is burned in (s
 sub-stream shows the same time stamp), at most ``fps`` a second. Each is scaled with
 libswscale and encoded by the same hardware-first encoder choice as the main stream
 (:func:`hw.encode.select.open_encoder`: ``h264_v4l2m2m`` on a Pi 4, libx264 where the board
-has no encoder, as on a Pi 5). On a Raspberry Pi camera the ISP's second output can feed it
-instead (see :meth:`offer_yuv`), saving the scaling.
+has no encoder, as on a Pi 5). A Raspberry Pi camera hands no main pixels (its ISP feeds the
+hardware encoder directly): there the ISP's second output, the lores YUV420 image
+(``frame.meta["lores_yuv"]``), feeds the sub-stream — scaled only if its size differs — and the
+sub-stream has no on-screen clock (that is burned into the main image only).
 
 The hand-off queue holds two frames and drops the oldest: a slow sub-encoder never stalls
 recording. Keyframes every ``gop_s`` let a viewer start within that time.
@@ -76,16 +78,15 @@ class SubStream:
         return True
 
     def offer(self, frame: Frame) -> None:
-        """Producer thread: a full-size frame with pixels (scaled on the sub-encoder thread)."""
-        if frame.main is not None and self._due(frame.mono):
-            self._q.put(frame)
-
-    def offer_yuv(self, frame: Frame, yuv: np.ndarray) -> None:
-        """Producer thread: a frame whose small yuv420p image (the ISP's lores output, already
-        ``width`` x ``height``) is to be encoded as it is."""
+        """Producer thread: a frame with main pixels, or a camera's lores YUV420 (scaled, if
+        need be, on the sub-encoder thread)."""
+        if frame.main is None:
+            yuv = frame.meta.get("lores_yuv")
+            if not isinstance(yuv, np.ndarray):
+                return
+            frame = replace(frame, width=yuv.shape[1], height=yuv.shape[0] * 2 // 3, main=yuv, packet=None)
         if self._due(frame.mono):
-            self._q.put(replace(frame, width=self.width, height=self.height, main=yuv, packet=None,
-                                meta={**frame.meta, "sub_ready": True}))
+            self._q.put(frame)
 
     def _encoder(self):
         if self._open_encoder is not None:
@@ -110,7 +111,7 @@ class SubStream:
                     break
                 if frame is None:
                     continue
-                if not frame.meta.get("sub_ready"):
+                if (frame.width, frame.height) != (self.width, self.height):
                     small = scale_yuv420(frame.main, frame.width, frame.height, self.width, self.height)
                     frame = replace(frame, width=self.width, height=self.height, main=small, packet=None)
                 for pkt in encoder.encode(frame):
