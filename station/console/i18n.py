@@ -156,6 +156,8 @@ VI: dict[str, str] = {
     "Timeline": "Dòng thời gian",
     "min": "phút",
     "Keep for days": "Giữ trong số ngày",
+    "No pole is online.": "Không có cột nào trực tuyến.",
+    "The pole refused": "Cột từ chối",
     "Expires": "Hết hạn",
     "List the holds": "Xem các lệnh phong tỏa",
     "days: 1 to 365": "số ngày: từ 1 đến 365",
