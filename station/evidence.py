@@ -105,7 +105,9 @@ def collect(engine: Engine, media_dir: Path, conn: Connection, event_id: str, wi
         pe = PoleEvidence(node)
         span = {"start": iso(start), "end": iso(end)}
         try:
-            reply = request(conn, node, "hold", {**span, "name": case_id}, timeout_s=15)
+            # a hold has an owner (issue 8, item 26): who assembles the case
+            reply = request(conn, node, "hold", {**span, "name": case_id, "owner": (actor or "station evidence")[:64]},
+                            timeout_s=15)
             pe.held = bool(reply.get("ok"))
             if not pe.held:
                 pe.problems.append(f"hold refused: {reply.get('error')}")
