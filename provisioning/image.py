@@ -12,6 +12,7 @@ Cost: one ``mcopy`` per file.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import struct
@@ -19,7 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from provisioning.errors import ProvisionError, ToolError
+from provisioning.errors import Conflict, ProvisionError, ToolError
 from provisioning.wheels import PYTHON, requirement
 from provisioning.wheels import check as check_wheels
 
@@ -121,6 +122,7 @@ def check_node_dir_complete(node_dir: Path) -> bool:
     missing = [n for n in NODE_FILES if not (node_dir / n).is_file()]
     if missing:
         raise ProvisionError(f"{node_dir}: missing {', '.join(missing)} (run camnode-provision node)")
+    _refuse_retired(node_dir)
     try:
         cfg = examine_as_node(node_dir)  # what the node's own start-up would refuse
     except ConfigError as exc:
@@ -137,6 +139,20 @@ def check_node_dir_complete(node_dir: Path) -> bool:
                 raise ProvisionError(f"{node_dir}: detection is on but {what} is not in the node's folder "
                                      "(provision it with --model/--labels, or --no-detect)")
     return bool(cfg.detect.enabled)
+
+
+def _refuse_retired(node_dir: Path) -> None:
+    """A node retired from its ward cannot log in: a card for it would never reach the post."""
+    registry = node_dir.resolve().parent / "ward.json"
+    if not registry.is_file():
+        return
+    try:
+        user = json.loads(registry.read_text()).get("users", {}).get(node_dir.resolve().name)
+    except (OSError, ValueError):
+        return
+    if isinstance(user, dict) and user.get("state") == "retired":
+        raise Conflict(f"{node_dir.name} was retired from its ward on {user.get('retired')}: its login no "
+                       "longer works; provision a new node id")
 
 
 def write_node_files(image: Path, node_dir: Path, *, wheels: Path,
