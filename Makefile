@@ -10,6 +10,9 @@ APT_PACKAGES := mosquitto mosquitto-clients mtools dosfstools
 # The loopback RTSP "IP camera" of tests/integration/test_hw_rtsp.py (run by the system python3).
 APT_PACKAGES += python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-rtsp
+# Live view: the station's media relay (GStreamer RTSP server, above) and WebRTC gateway
+# (docs/live.md); its 4G-link test shapes a veth with tc and nftables.
+APT_PACKAGES += janus libjs-janus-gateway libjs-webrtc-adapter iproute2 nftables
 # The web console's browser tests (headless, the system browser: nothing downloads one); fonts with
 # Vietnamese diacritics.
 APT_PACKAGES += chromium chromium-driver fonts-noto-core

@@ -109,6 +109,8 @@ class Analyzer:
         self._scan_due = False
         self._night_told = False  # the day/night controller switched to night (IR on)
         self.detector, self._class_ids, self.reason = load_detector(cfg_detect, detector, base_dir)
+        if self.detector is not None and cfg_detect.smooth_crops:
+            self._sched.model_px = int(self.detector.input_size[0])
         self._worker: InferenceWorker | None = None
         if self.detector is not None and threaded:
             self._worker = InferenceWorker(self._infer)
