@@ -41,6 +41,7 @@ import numpy as np
 
 from hw.camera.base import Frame, SourceError
 from hw.encode.base import EncodedPacket
+from hw.encode.rate import RateSettings
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +88,15 @@ class Picamera2Source:
                  hardware_encoder: bool = True, overlay: Any = None, camera_num: int = 0,
                  tuning: CameraTuning | None = None, module: Any = None,
                  max_frames: int | None = None, max_pending: int = 120,
-                 night_max_exposure_us: int = 66_000, frame_timeout_s: float = 5.0) -> None:
+                 night_max_exposure_us: int = 66_000, frame_timeout_s: float = 5.0,
+                 rate: RateSettings | None = None) -> None:
         self.name = f"picamera2:{camera_num}"
         self.width, self.height, self.fps = width, height, fps
         self.lores_size = lores
         self._clock = clock
         self.bitrate_kbps, self.gop_s, self.profile = bitrate_kbps, gop_s, profile
+        if rate is not None:  # the storage budget's settings: bitrate and intra period
+            self.set_rate(rate)
         self.hardware_encoder = hardware_encoder
         self.overlay = overlay
         self.camera_num = camera_num
@@ -153,6 +157,12 @@ class Picamera2Source:
         if tuning.awb != "auto":
             controls["ColourGains"] = (1.0, 1.0)
         return controls
+
+    def set_rate(self, rate: RateSettings) -> None:
+        """The storage budget's settings. picamera2's encoders take a bitrate and an intra
+        period (no CRF); they are fixed while the encoder runs, so a change applies when the
+        camera is next opened."""
+        self.bitrate_kbps, self.gop_s = rate.bitrate_kbps, rate.gop_s
 
     def _make_encoder(self, pc2: Any) -> Any:
         enc_mod = pc2.encoders
