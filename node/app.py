@@ -49,7 +49,7 @@ class Node:
     def __init__(self, cfg: Config, *, clock: Clock | None = None, source: FrameSource | None = None,
                  notifier: Notifier | None = None, encoder: Any = None, devices: Any = None,
                  detector: Any = None, platform: Any = None, analysis: bool = True,
-                 base_dir: str | None = None) -> None:
+                 base_dir: str | None = None, free_fn: Any = None) -> None:
         self.cfg = cfg
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
@@ -75,7 +75,10 @@ class Node:
                                          outbox=self.outbox)
         self.commands = CommandRouter(lambda topic, payload: self.link.publish(topic, payload, qos=1),
                                       self.link.topics, self.clock)
-        self.recorder = build_recorder(cfg, self.clock)
+        self.recorder = build_recorder(cfg, self.clock, **({"free_fn": free_fn} if free_fn else {}))
+        #: the storage budget (None: budget.mode "fixed", or a stream the node does not encode)
+        self.budget: Any = None
+        self._open_events: set[str] = set()
         self.fanout = FanOut()
         self.fanout.add(self.recorder)
         self.daynight = DayNightController(policy_from_config(cfg.daynight), self.clock,
@@ -157,6 +160,8 @@ class Node:
                 if now >= next_light:
                     next_light = now + self.cfg.daynight.check_s
                     self._guarded("daynight", lambda: self.daynight.step(self.pipeline.counters.luma_mean))
+                if self.budget is not None:
+                    self._guarded("budget", self.budget.tick)
                 if now >= next_beat:
                     next_beat = now + period
                     self._guarded("heartbeat", self.publish_heartbeat)
@@ -261,10 +266,15 @@ class Node:
             kind = getattr(self.platform, "kind", "")
             options = dict(bitrate_kbps=enc.bitrate_kbps, gop_s=enc.gop_s, profile=enc.profile,
                            hardware_encoder=kind in VC4_KINDS, overlay=self.overlay)
+            self.budget = self._build_budget(cam.width, cam.height, cam.fps, "picamera2")
+            if self.budget is not None:  # picamera2's encoder: bitrate and intra period
+                options["rate"] = self.budget.settings
         source = open_source(cam.source, cam.width, cam.height, cam.fps,
                              (cam.lores_width, cam.lores_height), self.clock, realtime=cam.realtime,
                              loop=cam.loop, options=options or None)
         self.daynight.camera = source
+        if self.budget is not None and hasattr(source, "set_rate"):
+            self.budget.apply_fn = source.set_rate
         return source
 
     def _make_encoder(self, frame: Frame, stream: StreamInfo) -> tuple[Any, StreamInfo]:
@@ -274,13 +284,36 @@ class Node:
         from hw.encode.select import open_encoder
 
         enc = self.cfg.encoder
+        encoded = frame.packet is not None and frame.main is None
+        budget = None if encoded else self._build_budget(stream.width, stream.height, stream.fps,
+                                                          "libx264")
         encoder, report = open_encoder(
             list(enc.candidates) or None, stream, bitrate_kbps=enc.bitrate_kbps, gop_s=enc.gop_s,
             profile=enc.profile, preset=enc.preset, fallback=enc.fallback,
-            source_encoded=frame.packet is not None and frame.main is None)
+            source_encoded=encoded, rate=budget.settings if budget is not None else None)
         self.encoder_report = report
         log.info("%s", report.summary())
+        if budget is not None and report.chosen != "libx264":  # a bitrate encoder: its own knob
+            budget = self._build_budget(stream.width, stream.height, stream.fps, report.chosen)
+            if budget is not None:
+                encoder.reconfigure(budget.settings)
+        if budget is not None:
+            budget.apply_fn = encoder.reconfigure
+            self.fanout.add(budget.meter)
+            self.budget = budget
         return encoder, StreamInfo("h264", stream.width, stream.height, stream.fps)
+
+    def _build_budget(self, width: int, height: int, fps: float, encoder_name: str) -> Any:
+        """The storage budget for this stream (None when off); a bad setting is a fault."""
+        from node.record.budget import build_budget
+
+        try:
+            return build_budget(self.cfg, width, height, fps, self.clock, self.recorder,
+                                encoder_name=encoder_name,
+                                phase_fn=lambda: self.daynight.state.mode)
+        except ValueError as exc:
+            self.faults.set("budget", str(exc))
+            return None
 
     # -- per-frame hooks -----------------------------------------------------------
     def _stamp(self, frame: Frame) -> None:
@@ -302,6 +335,7 @@ class Node:
             try:
                 if isinstance(act, ProtectClip):
                     self.recorder.protect(act.event_id, act.start_utc, act.end_utc)
+                    self._event_tier(act.event_id, open_=act.end_utc is None)
                 elif isinstance(act, MarkSegments):
                     self.recorder.mark(act.event_id, act.start_utc, act.end_utc, act.motion, act.person)
                 elif isinstance(act, PublishEvent):
@@ -311,6 +345,12 @@ class Node:
             except Exception as exc:
                 log.exception("event action %s failed", type(act).__name__)
                 self.faults.set("events", f"{type(act).__name__}: {exc}")
+
+    def _event_tier(self, event_id: str, open_: bool) -> None:
+        """Analysis thread: the budget's event tier is on while any object event is open."""
+        (self._open_events.add if open_ else self._open_events.discard)(event_id)
+        if self.budget is not None:
+            self.budget.set_event(bool(self._open_events))
 
     def _on_command(self, name: str, payload: bytes) -> None:
         self.commands.handle(name, payload)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 from node.sections import (
+    BudgetSection,
     CameraSection,
     DayNightSection,
     DetectSection,
@@ -60,6 +61,7 @@ class Config:
     detect: DetectSection = dataclasses.field(default_factory=DetectSection)
     gpio: GpioSection = dataclasses.field(default_factory=GpioSection)
     overlay: OverlaySection = dataclasses.field(default_factory=OverlaySection)
+    budget: BudgetSection = dataclasses.field(default_factory=BudgetSection)
 
     def replace(self, **sections: Any) -> Config:
         return dataclasses.replace(self, **sections)

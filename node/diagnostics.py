@@ -74,6 +74,8 @@ class Diagnostics:
                 hb["throttled"] = throttled
         if n.analyzer is not None:
             hb["vision"] = n.analyzer.health()
+        if getattr(n, "budget", None) is not None:
+            hb["budget"] = n.budget.health()
         return hb
 
     def faults(self, rec: dict[str, Any] | None = None) -> dict[str, str]:
@@ -84,7 +86,11 @@ class Diagnostics:
         if rec.get("last_error"):
             out["storage"] = str(rec["last_error"])
         days, target = rec.get("retention_days_projected"), n.cfg.record.max_age_days
-        if isinstance(days, int | float) and days < target:
+        budget = getattr(n, "budget", None)
+        if budget is not None:  # the budget holds the target; a fault only past its floor
+            if (why := budget.fault()) is not None:
+                out["retention"] = why
+        elif isinstance(days, int | float) and days < target:
             out["retention"] = f"card holds ~{days:.1f} days at the current bitrate, target {target:g}"
         now = n.clock.monotonic()
         stalled = n.pipeline.stalled_for(now, since_start=True)

@@ -68,8 +68,8 @@ def _grain(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np
 def synthetic_frames(phase: str, width: int, height: int, fps: float, n: int) -> list[np.ndarray]:
     """yuv420p frames of the synthetic street in ``phase`` (walkers by day; dim, monochrome,
     with fresh grain every frame at night)."""
-    level, sigma = {"day": (1.0, 0.0), "dusk": (0.55, 3.0), "dawn": (0.6, 3.0),
-                    "night": (0.3, 6.0)}[phase]
+    level, sigma = {"day": (1.0, 0.0), "still": (1.0, 0.0), "dusk": (0.55, 3.0),
+                    "dawn": (0.6, 3.0), "night": (0.3, 6.0)}[phase]
     walkers = [Walker(enter_s=0.0, speed=0.25), Walker(enter_s=1.5, from_x=1.0, speed=0.2)] \
         if phase in ("day", "dusk") else []
     src = SyntheticSource(width, height, fps, (64, 48), FakeClock(datetime(2026, 3, 1, tzinfo=UTC)),

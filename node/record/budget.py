@@ -138,10 +138,13 @@ class BudgetController:
         self.meter: RateMeter | None = None
         self._boost_on = False
         self.decision: Decision | None = None
+        #: (kept, free, protected) bytes at the last plan
+        self.space: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self.settings = self.settings_for(self.loop.x_now, boosted=False, budget_bpd=None)
 
     def budget_bytes_per_day(self) -> float:
-        kept, free, protected = self.space_fn()
+        self.space = self.space_fn()
+        kept, free, protected = self.space
         return daily_budget(kept, free, protected, self.p.target_days, headroom_s=self.p.headroom_s,
                             min_free=self.p.min_free)
 
@@ -173,6 +176,21 @@ class BudgetController:
             self._boost_on = active
             self._apply()
 
+    def plan_now(self, caution: float = 1.0) -> Decision:
+        """Jump straight to the model's solution (at start: from the prior, no step limit),
+        ``caution`` (in x: 1.0 = half the rate, 6 CRF) on the safe side: a prior measured on
+        other footage must not overfill the first day; the loop then spends what it measures."""
+        budget = self.budget_bytes_per_day()
+        loop = self.loop
+        aim = budget * (1.0 - loop.margin) / 2.0 ** caution
+        x_star = math.log2(aim / loop.bytes_per_day(0.0)) if aim > 0 else self.knob.x_floor
+        loop.x_now = self.knob.x(self.knob.q(min(self.knob.x_best, max(self.knob.x_floor, x_star))))
+        d = loop.step(self.clock.monotonic(), budget, force=True)
+        assert d is not None
+        self.decision = d
+        self._apply()
+        return d
+
     def tick(self, force: bool = False) -> Decision | None:
         """Main thread, often: feed the meter's bytes to the loop; every ``step_s`` a step."""
         now = self.clock.monotonic()
@@ -197,7 +215,7 @@ class BudgetController:
         if d is None or d.fault is None:
             return None
         p = self.p
-        kept, free, protected = self.space_fn()
+        kept, free, protected = self.space
         card_days = max(0.0, (kept + free - protected)) / max(1.0, d.floor_bytes_per_day)
         need = d.floor_bytes_per_day * p.target_days + protected + p.min_free
         short = d.budget_bytes_per_day / d.floor_bytes_per_day
@@ -217,3 +235,47 @@ class BudgetController:
                     "predicted_gb_per_day": round(d.predicted_bytes_per_day / 1e9, 3),
                     "floor_gb_per_day": round(d.floor_bytes_per_day / 1e9, 3)}
         return out
+
+
+def params_from_config(cfg: Any, width: int, height: int, fps: float) -> BudgetParams:
+    b, rec = cfg.budget, cfg.record
+    return BudgetParams(target_days=rec.max_age_days, headroom_s=rec.headroom_s,
+                        min_free=rec.min_free_mb * 1024 * 1024, gop_s=cfg.encoder.gop_s,
+                        peak_factor=b.peak_factor, event_boost_crf=b.event_boost_crf,
+                        step_s=b.step_s, width=width, height=height, fps=fps)
+
+
+def recorder_space(recorder: Any) -> Callable[[], tuple[float, float, float]]:
+    """``space_fn`` over the recorder's index and card: (kept, free, protected) bytes."""
+
+    def space() -> tuple[float, float, float]:
+        tot = recorder.store.index.totals()
+        try:
+            free = recorder.retention.free_fn(recorder.root)
+        except OSError:
+            free = 0
+        return float(tot["bytes"]), float(free), float(tot["protected_bytes"])
+
+    return space
+
+
+def build_budget(cfg: Any, width: int, height: int, fps: float, clock: Any, recorder: Any, *,
+                 encoder_name: str = "libx264",
+                 phase_fn: Callable[[], str] = lambda: "day") -> BudgetController | None:
+    """The node's budget for a stream, or None in ``fixed`` mode or for a stream the node does
+    not encode (passthrough). The first plan is made at once, from the prior: a card that
+    cannot hold the target is reported from the first heartbeat on."""
+    if cfg.budget.mode != "budget":
+        return None
+    knob = knob_for(encoder_name, cfg.budget)
+    if knob is None:
+        return None
+    if knob.best >= knob.floor if knob.kind == "crf" else knob.best <= knob.floor:
+        raise ValueError(f"budget: best quality {knob.best:g} must be better than the floor "
+                         f"{knob.floor:g}")
+    ctl = BudgetController(params_from_config(cfg, width, height, fps), knob, clock,
+                           recorder_space(recorder))
+    ctl.plan_now()
+    ctl.meter = RateMeter(phase_fn, clock)
+    ctl.meter.x = ctl.loop.x_now
+    return ctl
