@@ -23,10 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hw.camera.base import Frame
-from hw.encode.base import StreamInfo
 from hw.encode.libav import LibavEncoder
 from hw.encode.rate import RateSettings
+from hw.media import Frame, StreamInfo
 from node.clock import FakeClock
 from node.record import capacity
 from node.record.budget import BudgetController, BudgetParams, Knob, RateMeter

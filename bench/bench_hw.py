@@ -70,8 +70,8 @@ def bench_overlay() -> None:
 
 def bench_passthrough(clip: Path) -> None:
     from hw.camera.pyav import PyAVSource
-    from hw.encode.base import StreamInfo
     from hw.encode.libav import LibavEncoder
+    from hw.media import StreamInfo
     from node.clock import FakeClock
 
     print(f"== IP camera path ({clip.name}, per frame)")
@@ -97,8 +97,8 @@ def bench_passthrough(clip: Path) -> None:
 
 
 def bench_encoder_probe() -> None:
-    from hw.encode.base import StreamInfo
     from hw.encode.select import open_encoder
+    from hw.media import StreamInfo
 
     print("== encoder selection at start (1280x720)")
     t0 = time.perf_counter()

@@ -70,8 +70,8 @@ def prepare(path: Path, n: int) -> None:
     import pickle
 
     from hw.camera.synthetic import SyntheticSource
-    from hw.encode.base import StreamInfo
     from hw.encode.libav import LibavEncoder
+    from hw.media import StreamInfo
     from node.clock import SystemClock
 
     src = SyntheticSource(W, H, FPS, LORES, SystemClock(), realtime=False, max_frames=n)
@@ -88,7 +88,7 @@ def load_prepared(path: Path, n: int):
     """Frames carrying only what a hardware path delivers: the packet and the lores plane."""
     import pickle
 
-    from hw.camera.base import Frame
+    from hw.media import Frame
 
     items = pickle.loads(path.read_bytes())
     lores = [lo for _, lo in items if lo is not None]

@@ -36,8 +36,9 @@ from node.record import mp4box
 from node.record.index import Index
 from node.record.integrity import GENESIS, Signer
 from node.record.retention import Policy, Retention
-from node.record.segmenter import SegmentInfo, SegmentWriter, segment_name, to_us
+from node.record.segment import SegmentInfo, segment_name, to_us
 from node.record.store import Store
+from node.record.writer import SegmentWriter
 from tests.record_media import T0, encode_packets
 
 MIN_US = 60_000_000

@@ -44,10 +44,11 @@ from hw.infer import Detector  # noqa: E402
 from node.clock import FakeClock  # noqa: E402
 from node.config import Config  # noqa: E402
 from node.events import EventRules, EventState, Instant, Obs, PublishEvent, Rules, step  # noqa: E402
-from node.vision.clips import EPOCH, decode_clip  # noqa: E402
+from node.vision.analyzer import Analyzer  # noqa: E402
+from node.vision.boxes import Crop  # noqa: E402
+from node.vision.crops import crop_rgb  # noqa: E402
 from node.vision.motion import MotionDetector, MotionParams  # noqa: E402
-from node.vision.person import Crop, crop_rgb  # noqa: E402
-from node.vision.pipeline import Analyzer  # noqa: E402
+from node.vision.video_frames import EPOCH, decode_clip  # noqa: E402
 
 SHARED = Path(os.environ.get("CAMNODE_SHARED", REPO.parent / "shared")).resolve()
 VIDEOS = SHARED / "media" / "videos"

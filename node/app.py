@@ -2,9 +2,13 @@
 
 The only module that knows every piece. It probes the board, builds the GPIO devices, the
 camera, the encoder choice, the recorder, the analyzer, the day/night controller, the MQTT
-link and its commands, wires them (see :mod:`node.pipeline` for the threads), and owns the
+link and its commands, hands each part the others it uses, and owns the start and the
 shutdown order: camera stops → encoder flushes → last segment closed → events ended →
 GPIO left safe (IR off, filter to day) → ``offline`` published.
+
+What runs is elsewhere: the frame threads in :mod:`node.pipeline`, the main thread's loop in
+:mod:`node.mainloop`, event actions in :mod:`node.actions`, commands in :mod:`node.commands`,
+diagnostics in :mod:`node.diagnostics` (every thread: ``docs/threads.md``).
 
 Nothing here runs at import time; ``Node.start()`` does the probing.
 """
@@ -17,25 +21,25 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from hw.camera import Frame, FrameSource, open_source
-from hw.encode.base import FanOut, StreamInfo
+from hw.camera import FrameSource, open_source
+from hw.encode.base import FanOut
+from hw.media import Frame, StreamInfo
 from node import __version__
+from node.actions import ActionRouter
 from node.clock import Clock, SystemClock
+from node.commands import CommandParts, register_node_commands
 from node.config import Config
 from node.daynight import DayNightController, policy_from_config
 from node.diagnostics import Diagnostics
-from node.events import MarkSegments, ProtectClip, PublishEvent, PublishSnapshot
-from node.link.commands import CommandRouter
 from node.link.mqtt import MqttLink
 from node.link.outbox import Outbox
+from node.link.router import CommandRouter
+from node.mainloop import MainLoop, healthy
 from node.pipeline import Faults, Pipeline
 from node.record.recorder import build_recorder
 from node.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
-
-#: A live camera silent this long stops the watchdog feed: systemd restarts the node.
-STALL_RESTART_S = 120.0
 
 
 class Node:
@@ -67,7 +71,10 @@ class Node:
         self._stopped = threading.Event()
         self._started_mono = self.clock.monotonic()
         try:
-            self.outbox: Outbox | None = Outbox(Path(cfg.storage.path) / "outbox.sqlite")
+            self.outbox: Outbox | None = Outbox(
+                Path(cfg.storage.path) / "outbox.sqlite", max_rows=cfg.mqtt.outbox_max_rows,
+                max_bytes=int(cfg.mqtt.outbox_max_mb * 1e6), max_age_s=cfg.mqtt.outbox_max_age_h * 3600,
+                clock=self.clock, lost_topic=f"{cfg.mqtt.topic_prefix}/{cfg.node.id}/lost")
         except (sqlite3.Error, OSError) as exc:  # events then go out in memory only; said so
             self.outbox = None
             self.faults.set("outbox", f"durable outbox unavailable: {exc}")
@@ -79,6 +86,8 @@ class Node:
         #: the storage budget (None: budget.mode "fixed", or a stream the node does not encode)
         self.budget: Any = None
         self._open_events: set[str] = set()
+        self.actions = ActionRouter(self.recorder, self.link, self.faults,
+                                    on_protect=self._event_tier)
         self.fanout = FanOut()
         self.fanout.add(self.recorder)
         self.daynight = DayNightController(policy_from_config(cfg.daynight), self.clock,
@@ -89,10 +98,14 @@ class Node:
             encode_queue=cfg.camera.queue_frames, faults=self.faults,
             prepare_frame=self._stamp, analyse=self._analyse if analysis else None,
             analysis_fps=cfg.motion.fps)
-        self.diagnostics = Diagnostics(self)
-        from node.commands import register_node_commands
+        self.diagnostics = self._diagnostics()  # rebuilt by start() with the parts it builds
 
-        register_node_commands(self)
+    def _diagnostics(self) -> Diagnostics:
+        return Diagnostics(cfg=self.cfg, clock=self.clock, started_mono=self._started_mono,
+                           faults=self.faults, pipeline=self.pipeline, recorder=self.recorder,
+                           daynight=self.daynight, link=self.link, router=self.commands,
+                           platform=self.platform, devices=self.devices, analyzer=self.analyzer,
+                           encoder_report=lambda: self.encoder_report, budget=lambda: self.budget)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -106,6 +119,11 @@ class Node:
             self._build_analyzer()
         self.daynight.devices = self.devices
         self.daynight.rebaseline = self.analyzer.rebaseline if self.analyzer is not None else None
+        self.diagnostics = self._diagnostics()  # now with the parts built above
+        register_node_commands(self.commands, CommandParts(
+            node_id=cfg.node.id, storage_path=Path(cfg.storage.path), link=self.link,
+            recorder=self.recorder, daynight=self.daynight, diagnostics=self.diagnostics,
+            faults=self.faults, analyzer=self.analyzer))
         self.link.start()
         self.pipeline.start()
         self.notifier.ready(f"recording {cfg.camera.source}")
@@ -120,7 +138,7 @@ class Node:
         self.notifier.stopping()
         steps = [("pipeline", self.pipeline.stop)]
         if self.analyzer is not None:
-            steps.append(("events", lambda: self._dispatch(self.analyzer.close())))
+            steps.append(("events", lambda: self.actions.dispatch(self.analyzer.close())))
         steps.append(("recorder", self._close_recorder))
         if self.devices is not None:
             steps.append(("gpio", self.devices.close))
@@ -145,60 +163,26 @@ class Node:
         return self.pipeline.join(timeout)
 
     def run(self, stop: threading.Event) -> None:
-        """Main thread: heartbeats, day/night, LED and watchdog until ``stop``, then a clean stop."""
+        """Main thread: start, run :class:`~node.mainloop.MainLoop` until ``stop``, then a clean stop."""
         self.start()
-        period = self.cfg.mqtt.heartbeat_s
-        now = self.clock.monotonic()
-        next_beat = now + min(1.0, period)
-        next_light = now
-        tick = min(1.0, period / 2, (self.notifier.watchdog_s or 2.0) / 2)
+        led = self.devices.led if self.devices is not None else None
+        loop = MainLoop(clock=self.clock, notifier=self.notifier, faults=self.faults,
+                        pipeline=self.pipeline, link=self.link, heartbeat=self.heartbeat,
+                        daynight_step=lambda: self.daynight.step(self.pipeline.counters.luma_mean),
+                        led=led, heartbeat_s=self.cfg.mqtt.heartbeat_s,
+                        daynight_s=self.cfg.daynight.check_s,
+                        steps=[("budget", lambda: self.budget.tick() if self.budget else None)])
         try:
-            while not stop.wait(tick):
-                now = self.clock.monotonic()
-                if self.healthy():
-                    self.notifier.watchdog()
-                if now >= next_light:
-                    next_light = now + self.cfg.daynight.check_s
-                    self._guarded("daynight", lambda: self.daynight.step(self.pipeline.counters.luma_mean))
-                if self.budget is not None:
-                    self._guarded("budget", self.budget.tick)
-                if now >= next_beat:
-                    next_beat = now + period
-                    self._guarded("heartbeat", self.publish_heartbeat)
+            loop.run(stop)
         finally:
             self.stop()
 
-    def _guarded(self, area: str, step: Any) -> None:
-        """Run a main-loop step; a failure becomes a fault, never the end of the node."""
-        try:
-            step()
-            if area in self.faults.items:
-                self.faults.set(area, None)
-        except Exception as exc:
-            log.exception("%s failed", area)
-            self.faults.set(area, f"{type(exc).__name__}: {exc}")
-
-    # -- state -------------------------------------------------------------------
     def healthy(self) -> bool:
-        """For the systemd watchdog: workers alive, the encoder not stuck, and frames arriving
-        (a camera silent for ``STALL_RESTART_S`` gets the process restarted by systemd)."""
-        now = self.clock.monotonic()
-        return (self.pipeline.alive() and not self.pipeline.stuck(now)
-                and self.pipeline.stalled_for(now) < STALL_RESTART_S)
+        """For the systemd watchdog (see :func:`node.mainloop.healthy`)."""
+        return healthy(self.pipeline, self.clock.monotonic())
 
     def heartbeat(self) -> dict[str, Any]:
         return self.diagnostics.heartbeat()
-
-    def publish_heartbeat(self) -> dict[str, Any]:
-        hb = self.heartbeat()
-        self.link.publish(self.link.topics.heartbeat, hb, qos=0)
-        if self.devices is not None and self.devices.led is not None:
-            from hw.gpio import led_code_for
-
-            self.devices.led.set_code(led_code_for(
-                booting=False, fault=bool(hb["faults"]), broker_connected=self.link.connected,
-                recording=hb["fps_out"] > 0))
-        return hb
 
     # -- building ----------------------------------------------------------------
     def _remove_stale_exports(self) -> None:
@@ -248,7 +232,7 @@ class Node:
                                    scale=ov.scale, show_name=ov.show_name)
 
     def _build_analyzer(self) -> None:
-        from node.vision.pipeline import Analyzer
+        from node.vision.analyzer import Analyzer
 
         self.analyzer = Analyzer(self.cfg.motion, self.cfg.detect, self.clock, detector=self._detector,
                                  base_dir=self._base_dir)
@@ -324,27 +308,7 @@ class Node:
     def _analyse(self, frame: Frame) -> None:
         """Analysis thread: motion, detection, events → recorder and link."""
         if self.analyzer is not None:
-            self._dispatch(self.analyzer.process(frame))
-
-    def _dispatch(self, actions: list) -> None:
-        """Recorder actions first (footage protection must not depend on the network or the
-        outbox), then messages; each action guarded on its own."""
-        topics = self.link.topics
-        ordered = sorted(actions, key=lambda a: not isinstance(a, ProtectClip | MarkSegments))
-        for act in ordered:
-            try:
-                if isinstance(act, ProtectClip):
-                    self.recorder.protect(act.event_id, act.start_utc, act.end_utc)
-                    self._event_tier(act.event_id, open_=act.end_utc is None)
-                elif isinstance(act, MarkSegments):
-                    self.recorder.mark(act.event_id, act.start_utc, act.end_utc, act.motion, act.person)
-                elif isinstance(act, PublishEvent):
-                    self.link.send_durable(topics.event, act.payload)
-                elif isinstance(act, PublishSnapshot):
-                    self.link.send_durable(topics.snapshot(act.event_id), act.jpeg)
-            except Exception as exc:
-                log.exception("event action %s failed", type(act).__name__)
-                self.faults.set("events", f"{type(act).__name__}: {exc}")
+            self.actions.dispatch(self.analyzer.process(frame))
 
     def _event_tier(self, event_id: str, open_: bool) -> None:
         """Analysis thread: the budget's event tier is on while any object event is open."""
@@ -354,5 +318,3 @@ class Node:
 
     def _on_command(self, name: str, payload: bytes) -> None:
         self.commands.handle(name, payload)
-
-

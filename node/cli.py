@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from node import __version__
-from node.config import ConfigError, example_toml, load_config, schema
+from node.config import Config, ConfigError, example_toml, load_config, schema
 
 log = logging.getLogger("node.cli")
 
@@ -23,8 +23,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from node import logs
     from node.app import Node
 
-    cfg = load_config(args.config)
+    cfg, warnings = _checked_config(args.config)
     logs.setup(cfg.log.level)
+    for warning in warnings:
+        log.warning("%s", warning)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -33,15 +35,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    # relative paths in a config file (model, labels) are relative to the file's directory
-    base_dir = str(Path(args.config).resolve().parent) if args.config else None
-    node = Node(cfg, base_dir=base_dir)
+    node = Node(cfg, base_dir=_base_dir(args.config))
     node.run(stop)
     return 0
 
 
+def _base_dir(config: str | None) -> str | None:
+    """Relative paths in a config file (model, labels) are relative to the file's directory."""
+    return str(Path(config).resolve().parent) if config else None
+
+
+def _checked_config(path: str | None) -> tuple[Config, list[str]]:
+    """The one validation path of ``run`` and ``config check``: the file, then the machine.
+    Raises :class:`ConfigError` (exit 2, field named); returns the config and its warnings.
+    Without a file (the built-in demo) a missing model means motion detection only."""
+    from node.preflight import require
+
+    cfg = load_config(path)
+    return cfg, require(cfg, path or "<defaults>", _base_dir(path), need_model=path is not None)
+
+
 def _cmd_config_check(args: argparse.Namespace) -> int:
+    from node.preflight import examine
+
     cfg = load_config(args.file)
+    found = examine(cfg, args.file, _base_dir(args.file))
+    for warning in found.warnings:
+        print(f"{args.file}: warning: {warning}")
+    if found.errors:
+        for problem in found.errors:
+            print(f"camnode: config error: {problem}", file=sys.stderr)
+        return 2
     print(f"{args.file}: OK (node {cfg.node.id}, source {cfg.camera.source}, "
           f"broker {cfg.mqtt.host}:{cfg.mqtt.port})")
     return 0
@@ -90,9 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="camera.source for the demo (default: the built-in street scene)")
     demo.set_defaults(func=_cmd_demo)
 
-    from node.record import commands as record_commands
+    from node.record import cli as record_cli
 
-    record_commands.register(sub)  # storage plan, clip, verify
+    record_cli.register(sub)  # storage plan, clip, verify
     return p
 
 

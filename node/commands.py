@@ -1,4 +1,4 @@
-"""The node's commands (see :mod:`node.link.commands` for the envelope and error replies).
+"""The node's commands (see :mod:`node.link.router` for the envelope and error replies).
 
     help                               list commands
     diag                               full diagnostics (config with secrets masked, platform,
@@ -24,14 +24,12 @@ import secrets
 import shutil
 import tempfile
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from node.link.commands import CommandError, expect_keys
-
-if TYPE_CHECKING:
-    from node.app import Node
+from node.link.router import CommandError, CommandRouter, expect_keys
 
 log = logging.getLogger(__name__)
 
@@ -41,44 +39,59 @@ MAX_CLIP_S = 30 * 60
 CHUNK_BYTES = 256 * 1024
 
 
-def _stream_clip(node: Node, request: str, start: datetime, end: datetime, busy: threading.Lock) -> None:
+@dataclass(frozen=True)
+class CommandParts:
+    """The parts of the node the commands act on (and nothing else)."""
+
+    node_id: str
+    storage_path: Path  # where the footage is; clip exports are prepared beside it
+    link: Any  # topics, publish, publish_paced, last_error
+    recorder: Any  # hold, signer
+    daynight: Any  # force
+    diagnostics: Any  # full
+    faults: Any  # set("clip", ...)
+    analyzer: Any = None  # rebaseline; None when analysis is off
+
+
+def _stream_clip(parts: CommandParts, request: str, start: datetime, end: datetime,
+                 busy: threading.Lock) -> None:
     """Worker thread: export (remux, no re-encode) to a temporary file beside the footage, send
     it in paced chunks, then ``done`` with the manifest, size and SHA-256 — or the error. The
     range is put under a legal hold first, so retention cannot delete it mid-export (footage
     the police pulled is evidence)."""
     from node.record.export import export_clip
 
-    topics = node.link.topics
+    topics = parts.link.topics
     done: dict[str, Any] = {"request": request, "ok": False}
     work: Path | None = None
     try:
-        node.recorder.hold(f"clip-{request}", start, end)
-        work = Path(tempfile.mkdtemp(prefix="clip-", dir=node.cfg.storage.path))
-        out = work / f"{node.cfg.node.id}-{start.strftime('%Y%m%dT%H%M%SZ')}-{end.strftime('%H%M%SZ')}.mp4"
-        manifest = export_clip(Path(node.cfg.storage.path), start, end, out,
-                               signer=node.recorder.signer, node_id=node.cfg.node.id)
+        parts.recorder.hold(f"clip-{request}", start, end)
+        work = Path(tempfile.mkdtemp(prefix="clip-", dir=parts.storage_path))
+        out = work / f"{parts.node_id}-{start.strftime('%Y%m%dT%H%M%SZ')}-{end.strftime('%H%M%SZ')}.mp4"
+        manifest = export_clip(parts.storage_path, start, end, out,
+                               signer=parts.recorder.signer, node_id=parts.node_id)
         sha, n = hashlib.sha256(), 0
         with out.open("rb") as fh:
             while chunk := fh.read(CHUNK_BYTES):
-                if not node.link.publish_paced(topics.clip(request, str(n)), chunk):
-                    raise OSError(f"chunk {n} not delivered: {node.link.last_error or 'link down'}")
+                if not parts.link.publish_paced(topics.clip(request, str(n)), chunk):
+                    raise OSError(f"chunk {n} not delivered: {parts.link.last_error or 'link down'}")
                 sha.update(chunk)
                 n += 1
         done.update(ok=True, name=out.name, chunks=n, bytes=out.stat().st_size, sha256=sha.hexdigest(),
                     manifest=manifest)
-        node.faults.set("clip", None)
+        parts.faults.set("clip", None)
     except Exception as exc:  # ExportError, OSError, a PyAV error on a damaged segment...
         done["error"] = f"{type(exc).__name__}: {exc}"
         log.warning("clip %s failed: %s", request, exc)
-        node.faults.set("clip", f"last export failed: {done['error']}")
+        parts.faults.set("clip", f"last export failed: {done['error']}")
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
         busy.release()
     try:
         payload = json.dumps(done, default=str).encode()
-        if not node.link.publish_paced(topics.clip(request, "done"), payload):
-            node.link.publish(topics.reply("clip"), {"request": request, "ok": False,
+        if not parts.link.publish_paced(topics.clip(request, "done"), payload):
+            parts.link.publish(topics.reply("clip"), {"request": request, "ok": False,
                                                      "error": done.get("error", "done not delivered")},
                               qos=1)
     except Exception:
@@ -97,12 +110,12 @@ def _utc(value: Any, name: str) -> datetime:
     return ts.astimezone(UTC)
 
 
-def register_node_commands(node: Node) -> None:
-    r = node.commands
+def register_node_commands(r: CommandRouter, parts: CommandParts) -> None:
+    """Register the node's commands on ``r``, acting on ``parts``."""
 
     def diag(args: dict[str, Any]) -> dict[str, Any]:
         expect_keys(args, set())
-        return node.diagnostics.full()
+        return parts.diagnostics.full()
 
     def ir(args: dict[str, Any]) -> dict[str, Any]:
         expect_keys(args, {"mode", "minutes"})
@@ -113,13 +126,13 @@ def register_node_commands(node: Node) -> None:
         if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int | float)
                                     or not 0 < minutes <= 24 * 60):
             raise CommandError("minutes must be a number in (0, 1440]")
-        return node.daynight.force(mode, minutes)
+        return parts.daynight.force(mode, minutes)
 
     def rebaseline(args: dict[str, Any]) -> dict[str, Any]:
         expect_keys(args, set())
-        if node.analyzer is None:
+        if parts.analyzer is None:
             raise CommandError("motion detection is not running")
-        node.analyzer.rebaseline()
+        parts.analyzer.rebaseline()
         return {"rebaselined": True}
 
     def hold(args: dict[str, Any]) -> dict[str, Any]:
@@ -128,7 +141,7 @@ def register_node_commands(node: Node) -> None:
         if end <= start:
             raise CommandError("end must be after start")
         name = str(args.get("name") or start.strftime("%Y%m%dT%H%M%SZ"))[:64]
-        segments = node.recorder.hold(name, start, end)
+        segments = parts.recorder.hold(name, start, end)
         return {"hold": name, "segments": segments}
 
     clip_busy = threading.Lock()  # one export at a time: memory, card space and uplink
@@ -143,9 +156,9 @@ def register_node_commands(node: Node) -> None:
         if not clip_busy.acquire(blocking=False):
             raise CommandError("busy: another clip is being exported; ask again when it is done")
         request = secrets.token_hex(6)
-        threading.Thread(target=_stream_clip, args=(node, request, start, end, clip_busy),
+        threading.Thread(target=_stream_clip, args=(parts, request, start, end, clip_busy),
                          name="clip-export", daemon=True).start()
-        return {"request": request, "topic": node.link.topics.clip(request, "#"),
+        return {"request": request, "topic": parts.link.topics.clip(request, "#"),
                 "chunk_bytes": CHUNK_BYTES}
 
     r.register("diag", diag, "full diagnostics of this node")

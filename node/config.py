@@ -112,7 +112,12 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
             kwargs[name] = _build(typ, value, source, path + ".")
         else:
             kwargs[name] = _coerce(typ, value, fields[name].metadata, source, path)
-    return cls(**kwargs)
+    built = cls(**kwargs)
+    cross = getattr(built, "cross_check", None)  # rules between fields of one section
+    problem = cross() if cross is not None else None
+    if problem:
+        raise ConfigError(source, f"{prefix}{problem[0]}", problem[1])
+    return built
 
 
 def _tname(v: Any) -> str:

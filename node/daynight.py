@@ -7,9 +7,10 @@ so every schedule and flapping case is a row in a test table. Its inputs:
 * ``luma``: the mean of the lores luma 0..255 (no sensor fitted). While the IR light is on it
   brightens the scene itself, so leaving night needs ``luma_day_above`` — well above what
   entering night needed — or the node would flap at dusk;
-* ``sun_elevation_deg``: from the node's position and the UTC time — in ``auto`` mode the
-  choice when no light sensor is fitted and no picture brightness is available yet; with
-  ``source = "sun"`` the only input (a pole under a street lamp that fools the picture).
+* ``sun_elevation_deg``: from the node's position and the UTC time (only when the clock is
+  synchronised). In ``auto`` mode the sun decides full day and full night on its own, and the
+  sensor (else the picture, else the sun at ±3°) times the switch at dawn and dusk — see
+  :func:`wanted_mode`; with ``source = "sun"`` the sun is the only input.
 
 A change must hold for ``confirm_s`` (a passing headlight is not dawn) and the node stays at
 least ``min_dwell_s`` in a mode. A technician override (``force``) wins until it expires.
@@ -37,6 +38,9 @@ class DayNightPolicy:
     luma_day_above: float = 110.0
     sun_night_below_deg: float = -3.0
     sun_day_above_deg: float = 3.0
+    #: ``auto``: the sun alone decides above/below these elevations (full day, full night)
+    auto_day_above_deg: float = 6.0
+    auto_night_below_deg: float = -6.0
     latitude: float | None = None
     longitude: float | None = None
     confirm_s: float = 20.0
@@ -114,28 +118,49 @@ def solar_elevation_deg(utc: datetime, latitude: float, longitude: float) -> flo
 
 
 def wanted_mode(policy: DayNightPolicy, current: str, r: Reading) -> tuple[str, str]:
-    """The mode the light asks for (with hysteresis around ``current``) and why."""
+    """The mode the light asks for (with hysteresis around ``current``) and why.
+
+    ``auto`` combines the three inputs, each where it is right (docs/hardware.md, "Day/night"):
+    the sun alone decides full day (elevation >= ``auto_day_above_deg``: an overcast or dark
+    picture is still day) and full night (<= ``auto_night_below_deg``: a street lamp or
+    headlights are not day); between them — dawn and dusk — the light sensor decides, a failed
+    or missing sensor hands over to the picture's brightness, and without a picture the sun at
+    ±3° does. Without a trusted clock (``utc`` None) the sun is unknown: sensor, else picture.
+    """
     src = policy.source
     if src == "fixed-day":
         return DAY, "fixed"
     if src == "fixed-night":
         return NIGHT, "fixed"
+    el = _sun_elevation(policy, r) if src in ("auto", "sun") else None
+    if src == "auto" and el is not None:
+        if el >= policy.auto_day_above_deg:
+            return DAY, f"sun {el:.1f}° (full day)"
+        if el <= policy.auto_night_below_deg:
+            return NIGHT, f"sun {el:.1f}° (after dusk)"
     if src in ("auto", "sensor") and r.light is not None:
-        if current == DAY:
-            return (NIGHT, f"light {r.light:.2f}") if r.light < policy.light_night_below else (DAY, "")
-        return (DAY, f"light {r.light:.2f}") if r.light > policy.light_day_above else (NIGHT, "")
-    if src in ("auto", "sun") and policy.latitude is not None and policy.longitude is not None \
-            and r.utc is not None:
-        el = solar_elevation_deg(r.utc, policy.latitude, policy.longitude)
-        if src == "sun" or r.luma is None:
-            if current == DAY:
-                return (NIGHT, f"sun {el:.1f}°") if el < policy.sun_night_below_deg else (DAY, "")
-            return (DAY, f"sun {el:.1f}°") if el > policy.sun_day_above_deg else (NIGHT, "")
+        return _hysteresis(current, r.light, policy.light_night_below, policy.light_day_above,
+                           f"light {r.light:.2f}")
     if src in ("auto", "luma") and r.luma is not None:
-        if current == DAY:
-            return (NIGHT, f"luma {r.luma:.0f}") if r.luma < policy.luma_night_below else (DAY, "")
-        return (DAY, f"luma {r.luma:.0f}") if r.luma > policy.luma_day_above else (NIGHT, "")
+        return _hysteresis(current, r.luma, policy.luma_night_below, policy.luma_day_above,
+                           f"luma {r.luma:.0f}")
+    if el is not None:
+        return _hysteresis(current, el, policy.sun_night_below_deg, policy.sun_day_above_deg,
+                           f"sun {el:.1f}°")
     return current, ""
+
+
+def _sun_elevation(policy: DayNightPolicy, r: Reading) -> float | None:
+    if policy.latitude is None or policy.longitude is None or r.utc is None:
+        return None
+    return solar_elevation_deg(r.utc, policy.latitude, policy.longitude)
+
+
+def _hysteresis(current: str, value: float, night_below: float, day_above: float,
+                why: str) -> tuple[str, str]:
+    if current == DAY:
+        return (NIGHT, why) if value < night_below else (DAY, "")
+    return (DAY, why) if value > day_above else (NIGHT, "")
 
 
 def _switch(state: State, mode: str, now: float, reason: str, policy: DayNightPolicy) -> tuple[State, list]:
@@ -214,7 +239,11 @@ class DayNightController:
                 light = self.devices.light.read().level
             except Exception as exc:  # a dead sensor must not stop day/night: fall back
                 self.error = f"light sensor: {exc}"
-        return Reading(light=light, luma=luma, utc=self._clock.utc())
+            else:
+                if self.error and self.error.startswith("light sensor"):
+                    self.error = None  # the sensor reads again
+        # an unsynchronised wall clock (no NTP, no RTC) would put the sun anywhere: not used
+        return Reading(light=light, luma=luma, utc=self._clock.utc() if self._clock.synced() else None)
 
     def step(self, luma: float | None = None) -> list:
         reading = self.read(luma)

@@ -33,6 +33,8 @@ def demo_config(port: int, storage: str, heartbeat_s: float, model_dir: str = ""
     models = Path(model_dir).resolve() if model_dir else None
     if models is not None and (models / MODEL).is_file() and (models / LABELS).is_file():
         text += f'\n[detect]\nmodel = "{models / MODEL}"\nlabels = "{models / LABELS}"\n'
+    else:  # no model beside the repository: say so in the config rather than fail the check
+        text += "\n[detect]\nenabled = false\n"
     return text
 
 

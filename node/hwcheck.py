@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hw.camera import open_source
-from hw.encode.base import StreamInfo
 from hw.encode.select import open_encoder
 from hw.gpio import GpioSpec, LedCode, apply_safe_state, build_devices
+from hw.media import StreamInfo
 from hw.platform import VC4_KINDS, PlatformInfo, probe
 from node.clock import Clock, SystemClock
 from node.config import Config, ConfigError, load_config

@@ -21,8 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hw.camera import Frame, FrameSource, SourceError
-from hw.encode.base import EncoderError, FanOut, StreamInfo
+from hw.camera import FrameSource, SourceError
+from hw.encode.base import EncoderError, FanOut
+from hw.media import Frame, StreamInfo
 from node.queues import Closed, DropOldestQueue
 
 log = logging.getLogger(__name__)

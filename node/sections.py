@@ -21,6 +21,22 @@ def _check_node_id(v: str) -> str | None:
     return None
 
 
+def _check_timezone(v: str) -> str | None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown time zone {v!r}: expected an IANA name such as 'Asia/Ho_Chi_Minh'"
+    return None
+
+
+def _check_prefix(v: str) -> str | None:
+    from node.link.topics import check_prefix
+
+    return check_prefix(v)
+
+
 def check_source(v: str) -> str | None:
     """Validate ``camera.source`` by its form (existence is checked when it opens)."""
     if v in ("synthetic", "demo", "picamera2", "csi"):
@@ -55,8 +71,8 @@ class NodeSection:
     )
     name: str = setting("Demo node", "Human name of the pole (street, number), shown on video.")
     timezone: str = setting(
-        "Asia/Ho_Chi_Minh", "IANA time zone for local times shown on video (storage is UTC)."
-    )
+        "Asia/Ho_Chi_Minh", "IANA time zone for local times shown on video (storage is UTC).",
+        check=_check_timezone)
 
 
 @section("The image source and its two streams (main for recording, lores for analysis).")
@@ -143,7 +159,8 @@ class RecordSection:
 class MqttSection:
     host: str = setting("127.0.0.1", "Broker host name or address.")
     port: int = setting(1883, "Broker TCP port.", minimum=1, maximum=65535)
-    topic_prefix: str = setting("camnode", "First topic level; topics are <prefix>/<node id>/...")
+    topic_prefix: str = setting("camnode", "First topic level; topics are <prefix>/<node id>/... "
+                                "(letters, digits, '_', '-', '.'; no wildcards).", check=_check_prefix)
     username: str = setting("", "User name (empty: anonymous).")
     password: str = setting("", "Password (prefer password_file on a real node).")
     password_file: str = setting("", "File holding the password (provisioned, mode 0600).")
@@ -154,6 +171,14 @@ class MqttSection:
                                minimum=2, maximum=3600)
     reconnect_max_s: float = setting(30.0, "Longest wait between reconnect attempts.", unit="s",
                                      minimum=0.1, maximum=600.0)
+    outbox_max_rows: int = setting(
+        5000, "Most events/snapshots queued while the station is unreachable; beyond it the oldest "
+        "are dropped and a `lost` notice names them.", minimum=10, maximum=1_000_000)
+    outbox_max_mb: float = setting(64.0, "Most bytes the queue may hold.", unit="MB",
+                                   minimum=1.0, maximum=100_000.0)
+    outbox_max_age_h: float = setting(
+        168.0, "Queued messages older than this are dropped (and named in a `lost` notice); "
+        "0: no age limit.", unit="h", minimum=0.0, maximum=24 * 365.0)
 
 
 @section("Logging.")
@@ -257,7 +282,9 @@ class DetectSection:
 class DayNightSection:
     source: str = setting(
         "auto", "What decides night: 'sensor' (light sensor), 'luma' (picture brightness), 'sun' "
-        "(position + clock), 'auto' (sensor, else sun, else luma), or 'fixed-day'/'fixed-night'.",
+        "(position + clock), 'auto' (the sun decides full day and full night; at dawn and dusk the "
+        "sensor, else the picture, times the switch — docs/hardware.md), or "
+        "'fixed-day'/'fixed-night'.",
         choices=("auto", "sensor", "luma", "sun", "fixed-day", "fixed-night"))
     light_night_below: float = setting(0.25, "Sensor brightness (0-1) under which night begins.",
                                        minimum=0.0, maximum=1.0)
@@ -267,9 +294,9 @@ class DayNightSection:
                                       minimum=0.0, maximum=255.0)
     luma_day_above: float = setting(110.0, "Mean luma above which day returns; high because the IR "
                                     "light brightens the night picture itself.", minimum=0.0, maximum=255.0)
-    latitude: float = setting(10.78, "Node latitude for the sun fallback (degrees north).",
+    latitude: float = setting(10.78, "Node latitude, for the sun (degrees north).",
                               unit="deg", minimum=-90.0, maximum=90.0)
-    longitude: float = setting(106.70, "Node longitude for the sun fallback (degrees east).",
+    longitude: float = setting(106.70, "Node longitude, for the sun (degrees east).",
                                unit="deg", minimum=-180.0, maximum=180.0)
     confirm_s: float = setting(20.0, "A change of light must hold this long before a switch "
                                "(headlights are not dawn).", unit="s", minimum=0.0, maximum=3600.0)
@@ -281,6 +308,16 @@ class DayNightSection:
                                    minimum=0.0, maximum=1.0)
     override_max_min: float = setting(60.0, "Longest technician override before the node "
                                       "returns to automatic.", unit="min", minimum=1.0, maximum=1440.0)
+
+    def cross_check(self) -> tuple[str, str] | None:
+        """Hysteresis needs day above night (equal thresholds would flap)."""
+        if self.light_day_above <= self.light_night_below:
+            return ("light_day_above", f"must be above light_night_below ({self.light_night_below}), "
+                    f"got {self.light_day_above}")
+        if self.luma_day_above <= self.luma_night_below:
+            return ("luma_day_above", f"must be above luma_night_below ({self.luma_night_below}), "
+                    f"got {self.luma_day_above}")
+        return None
 
 
 @section("GPIO devices: IR illuminator, IR-cut filter, light sensor, status LED (BCM pin numbers; "

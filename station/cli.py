@@ -1,4 +1,10 @@
-"""``camnode-station``: the central station's and the technician's console over MQTT."""
+"""``camnode-station``: the central station's and the technician's console over MQTT.
+
+Every subcommand connects the same way (:mod:`station.connect`): the password from
+``--password-file`` (or stdin, or ``CAMNODE_MQTT_PASSWORD``), never from the command line.
+Exit codes: 0 done, 1 not done (the one-line reason on stderr: unknown host, connection refused,
+TLS failure, not authorised, no reply in time, the node refused), 2 bad arguments.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ import signal
 import sys
 import threading
 
+from station.connect import StationError, add_connection_args, connection_from_args
+
 
 def _cmd_watch(args: argparse.Namespace) -> int:
     from station.watch import Watcher
@@ -15,8 +23,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    w = Watcher(args.host, args.port, args.prefix, raw_json=args.json, username=args.username,
-                password=args.password, tls_ca=args.tls_ca)
+    w = Watcher(connection_from_args(args), raw_json=args.json)
     w.start()
     stop.wait(args.seconds)
     w.stop()
@@ -34,13 +41,13 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     fleet = Fleet(SystemClock())
-    w = Watcher(args.host, args.port, args.prefix, username=args.username, password=args.password,
-                sink=fleet.feed, quiet=True, tls_ca=args.tls_ca)
+    conn = connection_from_args(args)
+    w = Watcher(conn, sink=fleet.feed, quiet=True)
     w.start()
     end = None if args.seconds is None else time.monotonic() + args.seconds
     tty = sys.stdout.isatty()
     while not stop.wait(args.every):
-        head = f"broker {args.host}:{args.port}" + (f" — {w.connect_error}" if w.connect_error else "")
+        head = f"broker {conn.where}" + (f" — {w.connect_error}" if w.connect_error else "")
         print(("\x1b[H\x1b[2J" if tty else "") + head + "\n" + render(fleet.rows()) + ("" if tty else "\n"),
               flush=True)
         if end is not None and time.monotonic() >= end:
@@ -50,31 +57,26 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
 
 
 def _send(args: argparse.Namespace, name: str, payload: dict) -> int:
-    from station.console import NoReply, request
+    from station.console import request
 
-    try:
-        reply = request(args.host, args.port, args.prefix, args.node, name, payload,
-                        timeout_s=args.timeout, username=args.username, password=args.password,
-                        tls_ca=args.tls_ca)
-    except (NoReply, ConnectionError, OSError) as exc:
-        print(f"camnode-station: {exc}", file=sys.stderr)
-        return 1
+    reply = request(connection_from_args(args), args.node, name, payload, timeout_s=args.timeout)
     print(json.dumps(reply, indent=2, sort_keys=True))
-    return 0 if reply.get("ok") else 1
+    if not reply.get("ok"):
+        print(f"camnode-station: {args.node} refused {name!r}: {reply.get('error', '?')}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_clip(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from station.clips import ClipError, fetch_clip
+    from station.clips import fetch_clip
 
     try:
-        clip, manifest = fetch_clip(args.host, args.port, args.prefix, args.node, args.start, args.end,
-                                    Path(args.out), idle_s=args.timeout, username=args.username,
-                                    password=args.password, tls_ca=args.tls_ca)
-    except (ClipError, OSError) as exc:
-        print(f"camnode-station: {exc}", file=sys.stderr)
-        return 1
+        clip, manifest = fetch_clip(connection_from_args(args), args.node, args.start, args.end,
+                                    Path(args.out), idle_s=args.timeout)
+    except OSError as exc:
+        raise StationError(f"cannot write the clip into {args.out}: {exc.strerror or exc}") from None
     print(f"{clip} ({clip.stat().st_size} bytes), manifest {manifest}")
     return 0
 
@@ -104,32 +106,23 @@ def _cmd_ir(args: argparse.Namespace) -> int:
     return _send(args, "ir", payload)
 
 
-def _connection_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=1883)
-    p.add_argument("--prefix", default="camnode")
-    p.add_argument("--username", default="")
-    p.add_argument("--password", default="")
-    p.add_argument("--tls-ca", default="", help="the ward's CA certificate: connect with TLS")
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="camnode-station", description="Station and technician console.")
     sub = p.add_subparsers(dest="command", required=True)
     w = sub.add_parser("watch", help="print status, heartbeats and events of every node")
-    _connection_args(w)
+    add_connection_args(w)
     w.add_argument("--json", action="store_true", help="print raw JSON payloads")
     w.add_argument("--seconds", type=float, default=None, help="stop after this long")
     w.set_defaults(func=_cmd_watch)
 
     f = sub.add_parser("fleet", help="one row per node, worst first (lost, silent, faults)")
-    _connection_args(f)
+    add_connection_args(f)
     f.add_argument("--every", type=float, default=2.0, help="refresh period (s)")
     f.add_argument("--seconds", type=float, default=None, help="stop after this long")
     f.set_defaults(func=_cmd_fleet)
 
     cl = sub.add_parser("clip", help="pull footage of a UTC range from a node (MP4 + manifest)")
-    _connection_args(cl)
+    add_connection_args(cl)
     cl.add_argument("node")
     cl.add_argument("--start", required=True, help="UTC, ISO 8601 (e.g. 2026-11-22T18:00:00Z)")
     cl.add_argument("--end", required=True)
@@ -144,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("cmd", "send any command (JSON arguments) and print the reply", _cmd_cmd),
     ):
         c = sub.add_parser(name, help=helptext)
-        _connection_args(c)
+        add_connection_args(c)
         c.add_argument("--timeout", type=float, default=10.0)
         c.add_argument("node", help="node id")
         if name == "ir":
@@ -159,7 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except StationError as exc:
+        print(f"camnode-station: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

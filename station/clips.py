@@ -1,7 +1,8 @@
 """Pull footage of an incident from a node over MQTT: ``camnode-station clip``.
 
-One client subscribes to the node's ``reply/clip``, ``clip/#`` and ``status`` *before* asking
-(once: a reconnect never asks again), so no chunk can be missed. Chunks are written straight
+One session subscribes to the node's ``reply/clip`` and ``clip/#`` *before* asking (once: a
+reconnect never asks again, it ends the transfer), so no chunk can be missed; then to its
+``status``, so a node that is (or goes) offline ends the wait at once. Chunks are written straight
 to a temporary file at their offsets (memory stays one chunk, whatever the clip's length); on
 ``done`` the count, size and SHA-256 are checked before the file is renamed into place beside
 its manifest (``<clip>.json``). Waiting ends with a reason: the node refused, went offline,
@@ -23,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from node.link import topics as t
-from station.connect import make_client
+from station.connect import Connection, StationError, open_session
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.mp4$")
 
 
-class ClipError(RuntimeError):
+class ClipError(StationError):
     """The node refused or failed the export, or the transfer was incomplete."""
 
 
@@ -72,33 +73,20 @@ class _Transfer:
         self.finished.set()
 
 
-def fetch_clip(host: str, port: int, prefix: str, node_id: str, start: str, end: str, out_dir: Path,
-               *, idle_s: float = 60.0, reply_s: float = 15.0, username: str = "",
-               password: str = "", tls_ca: str = "") -> tuple[Path, Path]:
-    topics = t.Topics(prefix, node_id)
+def fetch_clip(conn: Connection, node_id: str, start: str, end: str, out_dir: Path,
+               *, idle_s: float = 60.0, reply_s: float = 15.0) -> tuple[Path, Path]:
+    topics = t.Topics(conn.prefix, node_id)
     ask_id = secrets.token_hex(6)
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".clip-", dir=out_dir))
     tr = _Transfer(work)
-    asked = threading.Event()
     pending_dones: dict[str, dict[str, Any]] = {}
-    c = make_client(username, password, tls_ca)
 
-    def on_connect(cl, ud, flags, rc, props):
-        if rc.is_failure:
-            tr.fail(f"broker refused the console: {rc}")
-            return
-        if asked.is_set():  # a reconnect: chunks sent meanwhile are lost, do not ask twice
-            tr.fail("the connection to the broker dropped during the transfer; ask again")
-            return
-        cl.subscribe([(topics.reply("clip"), 1), (f"{topics.base}/clip/#", 1), (topics.status, 1)])
+    def on_state(reason: str | None) -> None:
+        if reason is not None:  # chunks sent while the link was down are lost: never ask twice
+            tr.fail(f"the connection to the broker dropped during the transfer ({reason}); ask again")
 
-    def on_subscribe(cl, ud, mid, rcs, props):
-        if not asked.is_set():
-            asked.set()
-            cl.publish(topics.cmd("clip"), json.dumps({"start": start, "end": end, "id": ask_id}), qos=1)
-
-    def on_message(cl, ud, msg):
+    def on_message(msg: Any) -> None:
         try:
             with tr.lock:
                 tr.last_activity = time.monotonic()
@@ -107,10 +95,10 @@ def fetch_clip(host: str, port: int, prefix: str, node_id: str, start: str, end:
         except Exception as exc:  # a malformed message ends this transfer with a reason
             tr.fail(f"unreadable message on {msg.topic}: {type(exc).__name__}: {exc}")
 
-    def _handle(msg) -> None:
+    def _handle(msg: Any) -> None:
         if msg.topic == topics.status:
             state = json.loads(msg.payload).get("state")
-            if state == "offline" and asked.is_set():
+            if state == "offline":
                 tr.fail(f"{node_id} went offline during the transfer")
             return
         if msg.topic == topics.reply("clip"):
@@ -135,20 +123,22 @@ def fetch_clip(host: str, port: int, prefix: str, node_id: str, start: str, end:
         else:
             tr.chunk(request, int(part), bytes(msg.payload))
 
-    c.on_connect, c.on_subscribe, c.on_message = on_connect, on_subscribe, on_message
+    subs = [(topics.reply("clip"), 1), (f"{topics.base}/clip/#", 1)]
     try:
-        c.connect(host, port, keepalive=30)
-        c.loop_start()
-        started = time.monotonic()
-        while not tr.finished.wait(0.5):
-            now = time.monotonic()
-            if tr.request is None and now - started > reply_s:
-                tr.fail(f"no answer from {node_id} within {reply_s:.0f} s (offline?)")
-            elif now - tr.last_activity > idle_s:
-                tr.fail(f"{node_id} stopped sending for {idle_s:.0f} s "
-                        f"({len(tr.received)} chunks received)")
-        c.disconnect()
-        c.loop_stop()
+        with open_session(conn, subs, on_message=on_message, on_state=on_state) as session:
+            # the retained status only after the others: an "offline" now means offline
+            with tr.lock:
+                tr.last_activity = time.monotonic()
+            session.publish(topics.cmd("clip"), json.dumps({"start": start, "end": end, "id": ask_id}))
+            session.client.subscribe(topics.status, qos=1)
+            started = time.monotonic()
+            while not tr.finished.wait(0.5):
+                now = time.monotonic()
+                if tr.request is None and now - started > reply_s:
+                    tr.fail(f"no answer from {node_id} within {reply_s:.0f} s (offline?)")
+                elif now - tr.last_activity > idle_s:
+                    tr.fail(f"{node_id} stopped sending for {idle_s:.0f} s "
+                            f"({len(tr.received)} chunks received)")
         with tr.lock:
             return _finish(tr, node_id, out_dir)
     finally:

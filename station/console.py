@@ -1,7 +1,9 @@
 """The technician's console: send one command to a node and wait for its reply.
 
-Subscribes to the node's ``reply/<name>`` before publishing ``cmd/<name>`` with a fresh
-``id``, so the answer cannot be missed or confused with another console's.
+Subscribes to the node's ``reply/<name>`` (granted, or a :class:`StationError` says the ACL
+refused it) before publishing ``cmd/<name>`` with a fresh ``id`` and waiting for the broker's
+PUBACK (a refusal says so), so the answer cannot be missed or confused with another
+console's, and "no reply" really means the node did not answer.
 """
 
 from __future__ import annotations
@@ -12,54 +14,32 @@ import threading
 from typing import Any
 
 from node.link import topics as t
-from station.connect import make_client
+from station.connect import Connection, StationError, open_session
 
 
-class NoReply(TimeoutError):
-    """The node did not answer in time (offline, or the broker denied the command)."""
+class NoReply(StationError, TimeoutError):
+    """The node did not answer in time (offline, or busy)."""
 
 
-def request(host: str, port: int, prefix: str, node_id: str, name: str, args: dict[str, Any] | None = None,
-            *, timeout_s: float = 10.0, username: str = "", password: str = "",
-            tls_ca: str = "") -> dict[str, Any]:
-    topics = t.Topics(prefix, node_id)
+def request(conn: Connection, node_id: str, name: str, args: dict[str, Any] | None = None,
+            *, timeout_s: float = 10.0) -> dict[str, Any]:
+    topics = t.Topics(conn.prefix, node_id)
     req_id = secrets.token_hex(6)
     payload = {**(args or {}), "id": req_id}
     got: dict[str, Any] = {}
     done = threading.Event()
-    subscribed = threading.Event()
 
-    c = make_client(username, password, tls_ca)
-
-    def on_connect(cl, ud, flags, rc, props):
-        if rc.is_failure:
-            got["error"] = f"broker refused the console: {rc}"
-            done.set()
-            return
-        cl.subscribe(topics.reply(name), qos=1)
-
-    def on_subscribe(cl, ud, mid, rcs, props):
-        subscribed.set()
-        cl.publish(topics.cmd(name), json.dumps(payload), qos=1)
-
-    def on_message(cl, ud, msg):
+    def on_message(msg: Any) -> None:
         try:
             reply = json.loads(msg.payload)
         except ValueError:
             return
-        if reply.get("id") == req_id:
+        if isinstance(reply, dict) and reply.get("id") == req_id:
             got.update(reply)
             done.set()
 
-    c.on_connect, c.on_subscribe, c.on_message = on_connect, on_subscribe, on_message
-    c.connect(host, port, keepalive=30)
-    c.loop_start()
-    try:
+    with open_session(conn, [(topics.reply(name), 1)], on_message=on_message) as session:
+        session.publish(topics.cmd(name), json.dumps(payload), qos=1)
         if not done.wait(timeout_s):
-            raise NoReply(f"no reply from {node_id} to {name!r} within {timeout_s:.0f} s")
-    finally:
-        c.disconnect()
-        c.loop_stop()
-    if "error" in got and "command" not in got:
-        raise ConnectionError(got["error"])
+            raise NoReply(f"no reply from {node_id} to {name!r} within {timeout_s:g} s (offline?)")
     return got

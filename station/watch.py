@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from node.link import topics as t
-from station.connect import make_client
+from station.connect import Connection, Session
 
 
 def format_line(node_id: str, leaf: str, msg: dict[str, Any]) -> str:
@@ -42,14 +42,22 @@ def format_line(node_id: str, leaf: str, msg: dict[str, Any]) -> str:
     return f"{node_id:<16} {leaf} {json.dumps(msg)}"
 
 
+#: What the view subscribes to, for every node.
+LEAVES = ("status", "heartbeat", "event", "snapshot/+")
+
+
 class Watcher:
-    def __init__(self, host: str, port: int, prefix: str, *, out: IO[str] | None = None,
-                 raw_json: bool = False, username: str = "", password: str = "",
+    def __init__(self, conn: Connection | str, port: int = 0, prefix: str = "camnode", *,
+                 out: IO[str] | None = None, raw_json: bool = False,
                  sink: Callable[[str, str, dict[str, Any]], None] | None = None,
                  quiet: bool = False, tls_ca: str = "") -> None:
-        """``sink(node_id, leaf, payload)`` also receives every JSON message (the fleet view);
-        ``quiet`` prints nothing."""
-        self.prefix = prefix
+        """``conn``: where and as whom (a bare host name: anonymous, ``port`` and ``prefix``).
+        ``sink(node_id, leaf, payload)`` also receives every JSON message (the fleet view);
+        ``quiet`` prints nothing. :meth:`start` raises :class:`station.connect.StationError`
+        when the broker cannot be reached or refuses the login or the subscriptions."""
+        if isinstance(conn, str):
+            conn = Connection(host=conn, port=port, prefix=prefix, tls_ca=tls_ca)
+        self.prefix = conn.prefix
         self.sink = sink
         self.quiet = quiet
         self.connect_error: str | None = None
@@ -57,30 +65,28 @@ class Watcher:
         self.raw_json = raw_json
         self.lines = 0
         self._lock = threading.Lock()
-        c = make_client(username, password, tls_ca)
-        c.on_connect = self._on_connect
-        c.on_message = self._on_message
-        c.reconnect_delay_set(1, 10)
-        self._client = c
-        self._host, self._port = host, port
+        subs = [(t.all_nodes(conn.prefix, leaf), 1) for leaf in LEAVES]
+        # a technician may read status and heartbeats but not events: show what is allowed
+        self._session = Session(conn, subs, on_message=self._on_message, on_state=self._on_state,
+                                partial_ok=True)
+        self._client = self._session.client
 
     def start(self) -> None:
-        self._client.connect_async(self._host, self._port, keepalive=30)
-        self._client.loop_start()
+        self._session.open()
+        if self._session.denied and not self.quiet:
+            print(f"note: not authorised to read {', '.join(self._session.denied)}; showing the rest",
+                  file=self.out, flush=True)
 
     def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._session.close()
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        self.connect_error = f"broker refused the station: {reason_code}" if reason_code.is_failure else None
-        if self.connect_error:
-            print(self.connect_error, file=self.out, flush=True)
-            return
-        for leaf in ("status", "heartbeat", "event", "snapshot/+"):
-            client.subscribe(t.all_nodes(self.prefix, leaf), qos=1)
+    def _on_state(self, reason: str | None) -> None:
+        self.connect_error = reason
+        if not self.quiet:
+            with self._lock:
+                print(reason or "connected again", file=self.out, flush=True)
 
-    def _on_message(self, client, userdata, msg) -> None:
+    def _on_message(self, msg) -> None:
         try:
             _, node_id, leaf = t.split_topic(msg.topic)
             if leaf.startswith("snapshot/"):

@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.camera.base import Frame
 from hw.camera.synthetic import SceneScript, SyntheticSource, Walker
-from hw.encode.base import StreamInfo
 from hw.encode.libav import LibavEncoder
 from hw.encode.rate import RateSettings
+from hw.media import Frame, StreamInfo
 from node.clock import FakeClock
 
 

@@ -21,6 +21,9 @@ def write_config(path: Path, *, port: int, storage: Path, node_id: str = "pole-7
         f'[storage]\npath = "{storage}"\nsegment_s = {segment_s}\n\n'
         f'[mqtt]\nport = {port}\nheartbeat_s = {heartbeat_s}\nkeepalive_s = 5\nreconnect_max_s = 1.0\n'
         + extra
+        # no model file beside these configs: motion detection only, said explicitly (a missing
+        # model is a config error)
+        + ("" if "[detect]" in extra else "\n[detect]\nenabled = false\n")
     )
     return path
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from node.record.segmenter import PART, segment_files
+from node.record.segment import PART, segment_files
 from node.record.store import JOURNAL_NAME, Store
 from node.record.verify import verify_store
 from tests.record_media import decode_count
@@ -117,7 +117,7 @@ def run_campaign(root: Path, clip: Path, kills: int, seed: int = 1, speed: float
         check_store(root, decoded, camp, fed)
         if fed is not None:
             # the next run continues the timeline 1 s after what this one fed
-            from node.record.segmenter import from_us
+            from node.record.segment import from_us
             from tests.record_media import T0
 
             offset = (from_us(fed) - T0).total_seconds() + 1.0

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from node.clock import FakeClock
 from node.record.recorder import Recorder
 from node.record.retention import Policy
-from node.record.segmenter import to_us
+from node.record.segment import to_us
 from tests.record_media import T0, clip_packets, retime
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import av
 
-from hw.encode.base import TIME_BASE, EncodedPacket, StreamInfo
+from hw.media import TIME_BASE, EncodedPacket, StreamInfo
 from node.record import mp4box
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

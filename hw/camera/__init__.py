@@ -5,7 +5,7 @@ Backends are imported only when chosen, so a board without a library never impor
 
 from __future__ import annotations
 
-from hw.camera.base import Frame, FrameSource, SourceError
+from hw.camera.base import FrameSource, SourceError
 
 
 def open_source(
@@ -43,4 +43,4 @@ def open_source(
                       max_frames=max_frames, **(options or {}))
 
 
-__all__ = ["Frame", "FrameSource", "SourceError", "open_source"]
+__all__ = ["FrameSource", "SourceError", "open_source"]

@@ -1,6 +1,6 @@
 """The ``FrameSource`` seam: what every camera backend hands the node.
 
-A backend delivers :class:`Frame` objects: a *main* image for the encoder (YUV 4:2:0, the
+A backend delivers :class:`~hw.media.Frame` objects: a *main* image for the encoder (YUV 4:2:0, the
 format hardware encoders and libx264 take without conversion) and a small *lores* luma image
 for analysis (motion, person detection), plus two timestamps. A backend that receives
 already-encoded H.264 (an IP camera over RTSP, a hardware encoder) attaches the encoded
@@ -12,45 +12,15 @@ Backends never import ``node``; the node reaches them only through this module.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from hw.encode.base import EncodedPacket
+from hw.media import Frame
 
 
 class SourceError(RuntimeError):
     """The source cannot be opened or stopped delivering (camera vanished, stream dropped)."""
-
-
-@dataclass(slots=True)
-class Frame:
-    """One captured frame.
-
-    Attributes:
-        seq: frame counter from the source, starting at 0, never reused.
-        mono: capture time in seconds on the monotonic clock (sensor timestamp where known).
-        utc: wall time of capture, UTC.
-        width, height: size of the main image.
-        main: main image as a planar yuv420p array of shape ``(height * 3 // 2, width)``
-            (Y plane, then U and V planes packed as PyAV lays them out), or ``None`` when the
-            source only delivers encoded packets.
-        lores: luma (grey) analysis image, shape ``(lh, lw)``, uint8. Always present.
-        packet: the already-encoded H.264 packet of this frame, when the source has one.
-    """
-
-    seq: int
-    mono: float
-    utc: datetime
-    width: int
-    height: int
-    main: np.ndarray | None
-    lores: np.ndarray
-    packet: EncodedPacket | None = None
-    meta: dict[str, object] = field(default_factory=dict)
 
 
 class FrameSource(Protocol):

@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from hw.camera.base import Frame, SourceError
-from hw.encode.base import EncodedPacket
+from hw.camera.base import SourceError
 from hw.encode.rate import RateSettings
+from hw.media import EncodedPacket, Frame
 
 log = logging.getLogger(__name__)
 

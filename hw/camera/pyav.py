@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from hw.camera.base import Frame, SourceError, luma_downscale
-from hw.encode.base import TIME_BASE, EncodedPacket
+from hw.camera.base import SourceError, luma_downscale
 from hw.encode.libav import has_sps
+from hw.media import TIME_BASE, EncodedPacket, Frame
 
 
 def open_args(spec: str) -> tuple[str, dict[str, Any]]:

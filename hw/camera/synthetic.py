@@ -20,7 +20,8 @@ from datetime import timedelta
 
 import numpy as np
 
-from hw.camera.base import Frame, luma_downscale
+from hw.camera.base import luma_downscale
+from hw.media import Frame
 
 _NOISE_BANK = 4
 

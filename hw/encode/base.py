@@ -13,59 +13,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from datetime import datetime
-from fractions import Fraction
 from typing import Protocol
 
-from hw.camera.base import Frame
+from hw.media import EncodedPacket, Frame, StreamInfo
 
 log = logging.getLogger(__name__)
 
-#: Time base of packet timestamps: the 90 kHz clock of MPEG-TS and RTP.
-TIME_BASE = Fraction(1, 90_000)
-
-
 class EncoderError(RuntimeError):
     """An encoder could not be opened or failed while encoding."""
-
-
-@dataclass(slots=True, frozen=True)
-class StreamInfo:
-    """What an output needs to know to mux the stream (set before the first packet)."""
-
-    codec: str  # "h264"
-    width: int
-    height: int
-    fps: float
-    #: SPS/PPS as Annex-B (may be empty when they only travel in-band).
-    extradata: bytes = b""
-
-
-@dataclass(slots=True, frozen=True)
-class EncodedPacket:
-    """One access unit of H.264.
-
-    Attributes:
-        data: Annex-B bytes.
-        pts, dts: in :data:`TIME_BASE` units, from the capture's monotonic time.
-        keyframe: an IDR; a segment may start here.
-        utc: wall time of the capture of this frame.
-        mono: monotonic capture time in seconds.
-        seq: frame counter of the source frame.
-    """
-
-    data: bytes
-    pts: int
-    dts: int
-    keyframe: bool
-    utc: datetime
-    mono: float
-    seq: int = 0
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
 
 
 class Output(Protocol):

@@ -24,9 +24,9 @@ from fractions import Fraction
 
 import numpy as np
 
-from hw.camera.base import Frame
-from hw.encode.base import TIME_BASE, EncodedPacket, EncoderError, StreamInfo
+from hw.encode.base import EncoderError
 from hw.encode.rate import RateSettings
+from hw.media import TIME_BASE, EncodedPacket, Frame, StreamInfo
 
 
 class LibavEncoder:

@@ -8,8 +8,8 @@ Thread: encoder thread. Cost: none beyond a list append.
 
 from __future__ import annotations
 
-from hw.camera.base import Frame
-from hw.encode.base import EncodedPacket, EncoderError, StreamInfo
+from hw.encode.base import EncoderError
+from hw.media import EncodedPacket, Frame, StreamInfo
 
 
 class PassthroughEncoder:

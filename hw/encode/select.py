@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from hw.camera.base import Frame
-from hw.encode.base import Encoder, EncoderError, StreamInfo
+from hw.encode.base import Encoder, EncoderError
 from hw.encode.rate import CRF_ENCODERS, RateSettings
+from hw.media import Frame, StreamInfo
 
 log = logging.getLogger(__name__)
 

@@ -83,6 +83,9 @@ class MqttLink:
         #: a setting that makes connecting impossible (unreadable password/CA file): reported,
         #: and the node records without a link rather than not at all
         self.config_error = config_error
+        bad_prefix = t.check_prefix(prefix)
+        if bad_prefix:  # no topic could be published or subscribed: say so instead of idling
+            self.config_error = f"mqtt.topic_prefix {prefix!r}: {bad_prefix}"
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"camnode-{node_id}",
                         protocol=paho.MQTTv5)
         c.suppress_exceptions = True  # a failing callback must never kill the network thread
@@ -207,22 +210,30 @@ class MqttLink:
             self._drain()
 
     def _drain(self) -> None:
-        """Publish what the outbox holds and is not yet in flight (any thread)."""
+        """Publish what the outbox holds and is not yet in flight (any thread).
+
+        Rows are claimed from the outbox (never two senders for one row) and stay claimed until
+        acknowledged or given back: see :class:`~node.link.outbox.Outbox`."""
         if self.outbox is None:
             return
         with self._drain_lock:
-            with self._ack_lock:
-                busy = set(self._inflight.values())
+            if not self._connected.is_set():
+                return
             try:
-                rows = self.outbox.pending(100, busy)
+                rows = self.outbox.claim(100)
             except sqlite3.Error as exc:
                 self.last_error = f"outbox: {exc}"
                 return
-            for row_id, topic, payload, qos in rows:
+            for n, (row_id, topic, payload, qos) in enumerate(rows):
                 if not self._connected.is_set():
+                    self.outbox.release(r[0] for r in rows[n:])
                     return
                 info = self._client.publish(topic, payload, qos=qos)
-                if info.rc != paho.MQTT_ERR_SUCCESS:
+                # NO_CONN: the link dropped under us, but paho keeps the message queued and sends
+                # it on reconnect — it is in flight like any other (sending it again would
+                # duplicate it)
+                if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+                    self.outbox.release(r[0] for r in rows[n:])
                     return
                 with self._ack_lock:
                     seen = self._early_acks.pop(info.mid, None)
@@ -240,9 +251,9 @@ class MqttLink:
         if self.outbox is not None:
             try:
                 h["outbox"] = len(self.outbox)
+                h["outbox_dropped"] = self.outbox.dropped  # persisted: survives restarts
             except sqlite3.Error as exc:
                 h["outbox"] = f"error: {exc}"
-            h["outbox_dropped"] = self.outbox.dropped
         return h
 
     # -- paho callbacks (network thread) -------------------------------------------
@@ -289,7 +300,9 @@ class MqttLink:
             self.last_error = f"broker rejected a queued message: {reason_code}"
             log.error("%s", self.last_error)
             if getattr(reason_code, "value", 0) not in PERMANENT_REJECTIONS:
-                return  # temporary (quota exceeded...): the row stays and is sent again later
+                if self.outbox is not None:  # temporary (quota exceeded...): sent again later
+                    self.outbox.release([row_id])
+                return
         self._done(row_id)
         if idle:
             threading.Thread(target=self._drain, name="outbox-drain", daemon=True).start()

@@ -8,6 +8,7 @@ Topics (``<p>`` = ``mqtt.topic_prefix``, ``<id>`` = ``node.id``)::
     <p>/<id>/heartbeat   QoS 0, every mqtt.heartbeat_s  (see HEARTBEAT_FIELDS)
     <p>/<id>/event       QoS 1  motion/person events (start, update, end)
     <p>/<id>/snapshot/<event id>  QoS 1  JPEG bytes of the event's best frame
+    <p>/<id>/lost        QoS 1  durable messages the bounded outbox dropped (which, how many, why)
     <p>/<id>/cmd/<name>  to the node, QoS 1; reply on <p>/<id>/reply/<name>
     <p>/<id>/clip/<request>/<n>, .../done   an exported clip in chunks, then its manifest
 
@@ -34,6 +35,24 @@ HEARTBEAT_FIELDS = (
 MAX_COMMAND_BYTES = 16 * 1024
 
 
+_PREFIX_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+def check_prefix(prefix: str) -> str | None:
+    """Why ``prefix`` cannot be a topic prefix (None: it can). One topic level of letters,
+    digits, ``_``, ``-`` and ``.``: no MQTT wildcards (``#``, ``+``: no publish could match), no
+    ``/`` (the station reads the first level as the prefix), no ``$`` (broker-reserved), not empty."""
+    if not prefix:
+        return "must not be empty"
+    bad = sorted(set(prefix) - _PREFIX_CHARS)
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        return f"contains {shown}: use one topic level of letters, digits, '_', '-' or '.'"
+    if len(prefix) > 64:
+        return "longer than 64 characters"
+    return None
+
+
 @dataclass(frozen=True)
 class Topics:
     prefix: str
@@ -54,6 +73,10 @@ class Topics:
     @property
     def event(self) -> str:
         return f"{self.base}/event"
+
+    @property
+    def lost(self) -> str:
+        return f"{self.base}/lost"
 
     def snapshot(self, event_id: str) -> str:
         return f"{self.base}/snapshot/{event_id}"

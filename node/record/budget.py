@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hw.encode.base import EncodedPacket, StreamInfo
 from hw.encode.rate import CRF_ENCODERS, RateSettings
+from hw.media import EncodedPacket, StreamInfo
 from node.record import capacity
 from node.record.ratecontrol import DAY_S, Decision, Knob, RateLoop
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from node.record.index import Index
 from node.record.integrity import CHAIN_FIELDS, Signer, file_sha256
-from node.record.segmenter import from_us, to_us
+from node.record.segment import from_us, to_us
 from node.record.store import INDEX_NAME
 
 TB = Fraction(1, 90_000)

@@ -6,11 +6,8 @@ its row as a *tombstone* (``deleted_us`` set) so the hash chain can be verified 
 retention gaps. Events (motion/person clips, legal holds) live in ``events`` and flag the
 segments they overlap (``motion``, ``person``, ``protected``; ids in ``segment_events``).
 
-The index is a cache of what the files and the journal say: :mod:`node.record.store` rebuilds
-it from them when it is missing or corrupt. The journal (``journal.jsonl``) is an append-only
-record of the two things the files cannot tell: events and deliberate deletions. It is
-written once per event and once per deleted segment (no fsync: a lost line costs a
-"removed without record" warning after a power cut *and* a lost index, never footage).
+The index is a cache of what the files and the journal (:mod:`node.record.journal`) say:
+:mod:`node.record.store` rebuilds it from them when it is missing or corrupt.
 
 Cost: an insert ≈ 50-100 µs (one commit per segment, i.e. per minute); a range lookup uses
 ``start_us`` bounded by the longest segment: < 1 ms at 43,200 rows (see bench).
@@ -19,15 +16,13 @@ Thread: any; one connection behind a lock, every method holds it briefly.
 
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from node.record.segmenter import SegmentInfo
+from node.record.segment import SegmentInfo
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
@@ -351,61 +346,3 @@ class Index:
             self._db.execute("DELETE FROM events WHERE end_us IS NOT NULL AND end_us < (SELECT"
                              " MIN(start_us) FROM segments WHERE deleted_us IS NULL)")
             return cur.rowcount
-
-
-class Journal:
-    """Append-only JSON lines: events and deliberate deletions (what the files cannot tell).
-
-    Thread: any (a lock around each append). Cost: one ``write`` per line, no fsync.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-
-    def append(self, entry: dict[str, Any]) -> None:
-        line = (json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n").encode()
-        with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line)
-            finally:
-                os.close(fd)
-
-    def size(self) -> int:
-        try:
-            return self.path.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def rewrite(self, entries: list[dict[str, Any]]) -> None:
-        """Replace the journal atomically (tmp, fsync, rename): compaction."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        body = b"".join((json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n").encode()
-                        for e in entries)
-        with self._lock:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                view = memoryview(body)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-
-    def entries(self) -> list[dict[str, Any]]:
-        """Every readable line (a torn last line after a crash is skipped)."""
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in data.splitlines():
-            try:
-                v = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(v, dict):
-                out.append(v)
-        return out

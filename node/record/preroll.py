@@ -20,7 +20,7 @@ from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
 
-from hw.encode.base import TIME_BASE, EncodedPacket, StreamInfo
+from hw.media import TIME_BASE, EncodedPacket, StreamInfo
 from node.record import mp4box
 
 
@@ -87,7 +87,7 @@ class PreRoll:
 def write_clip(packets: list[EncodedPacket], stream: StreamInfo, out: Path) -> int:
     """Mux packets (starting at a keyframe) into a standard MP4, timestamps rebased to 0.
 
-    Two steps, no re-encode: Annex-B packets → fragmented MP4 in memory (the segmenter's
+    Two steps, no re-encode: Annex-B packets → fragmented MP4 in memory (the segment writer's
     proven path), then a remux through ``add_stream_from_template`` into a plain MP4 with
     ``faststart`` (PyAV's bare ``add_stream`` drops packets in a plain MP4). Returns the number
     of packets written. Cost: ~2x the clip size in RAM for a moment.

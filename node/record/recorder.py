@@ -1,7 +1,7 @@
 """The recorder: the one object the app builds (:func:`build_recorder`) and adds to the encoder.
 
 It is an :class:`~hw.encode.base.Output` whose ``write`` only queues the packet: a *writer*
-thread muxes packets into segments (:class:`~node.record.segmenter.SegmentWriter`), fsyncs and
+thread muxes packets into segments (:class:`~node.record.writer.SegmentWriter`), fsyncs and
 indexes them, and a *retention* thread sweeps every ``sweep_s`` (and at once when the disk
 fills). So neither an fsync at a segment close nor an ``unlink`` ever stalls the encoder.
 
@@ -27,12 +27,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from hw.encode.base import EncodedPacket, StreamInfo
+from hw.media import EncodedPacket, StreamInfo
 from node.record.integrity import GENESIS, Signer
 from node.record.preroll import PreRoll
 from node.record.retention import Policy, Retention, disk_free
-from node.record.segmenter import SegmentInfo, SegmentWriter, to_us
+from node.record.segment import SegmentInfo, to_us
 from node.record.store import Store
+from node.record.writer import SegmentWriter
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ class Recorder:
 
 
 def _iso(us: int) -> str:
-    from node.record.segmenter import from_us
+    from node.record.segment import from_us
 
     return from_us(us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

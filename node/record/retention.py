@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node.record.segmenter import to_us
+from node.record.segment import to_us
 from node.record.store import Store
 
 log = logging.getLogger(__name__)

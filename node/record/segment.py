@@ -5,7 +5,7 @@ sequence number that only grows); ``<name>.part`` while being written. The seque
 orders footage; the wall clock only labels it.
 
 :func:`recover_part` closes an in-progress file left by a crash (see the module doc of
-:mod:`node.record.segmenter` for why a fragmented MP4 can be cut and made whole again).
+:mod:`node.record.writer` for why a fragmented MP4 can be cut and made whole again).
 Thread: any; functions touch only the files they are given.
 """
 

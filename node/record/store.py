@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from node.record import mp4box
-from node.record.index import Index, IndexCorrupt, Journal
+from node.record.index import Index, IndexCorrupt
 from node.record.integrity import GENESIS, Signer
-from node.record.segmenter import PART, SegmentInfo, name_seq, recover_part, segment_entries, to_us
+from node.record.journal import Journal
+from node.record.segment import PART, SegmentInfo, name_seq, recover_part, segment_entries, to_us
 
 log = logging.getLogger(__name__)
 

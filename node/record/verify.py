@@ -26,7 +26,7 @@ from node.record import mp4box
 from node.record.export import manifest_digest
 from node.record.index import COLUMNS
 from node.record.integrity import chain_hash, check_signature, file_sha256
-from node.record.segmenter import PART, parse_name, segment_files
+from node.record.segment import PART, parse_name, segment_files
 from node.record.store import INDEX_NAME
 
 

@@ -32,7 +32,7 @@ Per frame:
    update (slower where something moves) leaves a long-lived "ghost" where a person stood
    for a minute and then left (measured on ``one-by-one-person-detection.mp4``). A person who
    stops moving is absorbed within a few time constants; the person detector keeps such a
-   person in the event by re-checking its last box (see :mod:`node.vision.pipeline`).
+   person in the event by re-checking its last box (see :mod:`node.vision.schedule`).
    Cells that differ from the background but have stayed *still* (equal to a fast average,
    time constant 0.3 s) are pulled into the background with the shorter time constant
    ``still_s``: a parked car, a person standing at a table, and the ghost such a person
@@ -52,8 +52,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: A box in lores pixels, ``(x0, y0, x1, y1)``, x1/y1 exclusive.
-Box = tuple[int, int, int, int]
+from node.vision.boxes import Box  # here in lores pixels
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,15 +7,19 @@ Frames wider than ``max_width`` are halved (box-averaged) until they fit, which 
 MQTT message small (≈20 kB for 768x432 at quality 5) and the encode short.
 
 Cost: ≈5-15 ms for 1280x720 here, on the analysis thread, once or twice per object event.
+:class:`SnapshotFrames` keeps the frames a snapshot may be taken from.
 """
 
 from __future__ import annotations
 
+import logging
 from fractions import Fraction
 
 import numpy as np
 
-RelBox = tuple[float, float, float, float]
+from node.events import PublishSnapshot, RelBox, TakeSnapshot
+
+log = logging.getLogger(__name__)
 
 
 def draw_box(yuv: np.ndarray, width: int, height: int, box: RelBox, thickness: int = 0) -> None:
@@ -82,3 +86,61 @@ def grey_to_yuv(luma: np.ndarray) -> np.ndarray:
     out = np.full((h2 * 3 // 2, w2), 128, np.uint8)
     out[:h2] = luma[:h2, :w2]
     return out
+
+
+class SnapshotFrames:
+    """The frames an event snapshot may be taken from, kept on the analysis thread.
+
+    Every frame the model looks at is kept (the last ``keep`` of them, not copied: frames are
+    read-only once delivered); the frame of the open object event's best detection is *pinned*
+    (copied once) so its snapshot survives however long the event runs. :meth:`take` encodes
+    the JPEG for a :class:`~node.events.TakeSnapshot` action.
+
+    Thread: the analysis thread only.
+    """
+
+    def __init__(self, max_width: int = 1280, keep: int = 8) -> None:
+        self._max_width, self._keep = max_width, keep
+        self._recent: dict[int, tuple[np.ndarray, int, int]] = {}
+        self._pinned: tuple[int, np.ndarray, int, int] | None = None
+
+    def keep(self, seq: int, image: np.ndarray, width: int, height: int) -> None:
+        """Keep frame ``seq`` (a yuv420p main image, or lores luma when there are no pixels)."""
+        self._recent[seq] = (image, width, height)
+        if len(self._recent) > self._keep:
+            self._recent.pop(next(iter(self._recent)))
+
+    def clear(self) -> None:
+        """Forget every frame (frame numbers may start again)."""
+        self._recent.clear()
+        self._pinned = None
+
+    def pin(self, seq: int | None) -> None:
+        """Pin (copy) frame ``seq``, the open object event's best detection; None: no event."""
+        if seq is None:
+            self._pinned = None
+            return
+        if self._pinned is not None and self._pinned[0] == seq:
+            return
+        got = self._recent.get(seq)
+        if got is not None:
+            self._pinned = (seq, got[0].copy(), got[1], got[2])
+
+    def take(self, a: TakeSnapshot) -> PublishSnapshot | None:
+        """The snapshot action's JPEG, or None (frame no longer held, encode failed: logged)."""
+        if self._pinned is not None and self._pinned[0] == a.seq:
+            image, w, h = self._pinned[1], self._pinned[2], self._pinned[3]
+        elif a.seq in self._recent:
+            image, w, h = self._recent[a.seq]
+        else:
+            log.warning("snapshot frame %d of event %s no longer held", a.seq, a.event_id)
+            return None
+        if image.ndim == 2 and image.shape[0] == h:  # lores luma only
+            image = grey_to_yuv(image)
+            h, w = image.shape[0] * 2 // 3, image.shape[1]
+        try:
+            jpeg = encode_jpeg(image, w, h, a.box, max_width=self._max_width)
+        except Exception:
+            log.exception("snapshot of event %s failed", a.event_id)
+            return None
+        return PublishSnapshot(a.event_id, jpeg, a.box, a.label, a.score, a.utc)

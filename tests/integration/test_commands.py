@@ -10,6 +10,7 @@ import pytest
 
 from node.app import Node
 from station.cli import main as station
+from station.connect import Connection
 from station.console import request
 from tests.integration.test_node_inprocess import small_config
 
@@ -28,7 +29,7 @@ def running(tmp_path, broker):
 
 
 def ask(broker, name, args=None):
-    return request(broker.host, broker.port, "camnode", "pole-9", name, args, timeout_s=10)
+    return request(Connection(broker.host, broker.port), "pole-9", name, args, timeout_s=10)
 
 
 def test_diag_reports_everything(running):

@@ -9,11 +9,10 @@ from datetime import UTC, datetime
 import av
 import numpy as np
 
-from hw.camera.base import Frame
-from hw.encode.base import StreamInfo
 from hw.encode.libav import LibavEncoder
 from hw.encode.rate import RateSettings
 from hw.encode.select import make_encoder, open_encoder, rate_for
+from hw.media import Frame, StreamInfo
 from tests.budget_day import synthetic_frames
 
 W, H, FPS = 320, 180, 10.0

@@ -14,8 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from hw.camera.base import Frame
-from hw.encode.base import TIME_BASE, EncoderError, StreamInfo
+from hw.encode.base import EncoderError
 from hw.encode.libav import has_sps
 from hw.encode.select import (
     HARDWARE_ORDER,
@@ -24,6 +23,7 @@ from hw.encode.select import (
     open_encoder,
     probe_encoder,
 )
+from hw.media import TIME_BASE, Frame, StreamInfo
 
 STREAM = StreamInfo("h264", 640, 360, 10.0)
 

@@ -9,8 +9,8 @@ import av
 import numpy as np
 
 from hw.camera.synthetic import SyntheticSource
-from hw.encode.base import StreamInfo
 from hw.encode.select import open_encoder
+from hw.media import StreamInfo
 from hw.overlay import TextOverlay, render_mask
 from node.clock import FakeClock
 

@@ -25,10 +25,11 @@ import pytest
 
 from hw.camera.base import SourceError
 from hw.camera.pyav import PyAVSource, _redact
-from hw.encode.base import StreamInfo
 from hw.encode.libav import has_sps
+from hw.media import StreamInfo
 from node.clock import FakeClock, SystemClock
-from node.record.segmenter import SegmentWriter, segment_files
+from node.record.segment import segment_files
+from node.record.writer import SegmentWriter
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER = REPO / "tests" / "hw_rtsp_server.py"

@@ -129,8 +129,8 @@ class HangingCamera:
 
 def test_hung_camera_is_a_fault_then_stops_the_watchdog(tmp_path, broker):
     from hw.camera.synthetic import SyntheticSource
-    from node.app import STALL_RESTART_S
     from node.clock import FakeClock
+    from node.mainloop import STALL_RESTART_S
 
     clock = FakeClock()
     frames = list(SyntheticSource(320, 240, 10.0, (160, 120), clock, realtime=False, max_frames=5).frames())

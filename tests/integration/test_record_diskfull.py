@@ -18,7 +18,7 @@ import pytest
 from node.clock import FakeClock
 from node.record.recorder import Recorder
 from node.record.retention import Policy
-from node.record.segmenter import PART, segment_files
+from node.record.segment import PART, segment_files
 from tests.record_media import T0, decode_count, encode_packets, retime
 
 CARD_BYTES = 8 << 20

@@ -22,8 +22,8 @@ import pytest
 from node.clock import FakeClock
 from node.config import Config
 from node.events import MarkSegments, ProtectClip, PublishEvent, PublishSnapshot
-from node.vision.clips import EPOCH, decode_clip, iter_clip
-from node.vision.pipeline import Analyzer
+from node.vision.analyzer import Analyzer
+from node.vision.video_frames import EPOCH, decode_clip, iter_clip
 
 VISITS = [(62, 195), (229, 444), (505, 694), (745, 863), (925, 1194), (1237, 1357)]
 FPS = 10.0
@@ -160,7 +160,8 @@ def test_vehicles_are_reported_when_configured(shared_dir):
     """
     import av
 
-    from hw.camera.base import Frame, luma_downscale
+    from hw.camera.base import luma_downscale
+    from hw.media import Frame
     from node.vision.snapshot import _halve
 
     with av.open(str(shared_dir / "media/images/peds_0.jpg")) as c:

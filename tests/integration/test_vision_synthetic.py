@@ -17,7 +17,7 @@ from hw.camera.synthetic import SceneScript, SyntheticSource, Walker
 from node.clock import FakeClock
 from node.config import Config
 from node.events import PublishEvent
-from node.vision.pipeline import Analyzer
+from node.vision.analyzer import Analyzer
 
 W, H, FPS = 640, 360, 10.0
 

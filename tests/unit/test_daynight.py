@@ -105,3 +105,76 @@ def test_controller_drives_mock_gpio_and_override_expires():
     finally:
         devices.close()
     assert factory.pin(17).state == 0  # IR pin left low (off) on close
+
+
+# -- what "auto" means: sun + light sensor + picture (issue 8, item 17; docs/hardware.md) ------
+
+SAIGON = DayNightPolicy(source="auto", latitude=10.78, longitude=106.70, confirm_s=0, min_dwell_s=0)
+NOON = datetime(2026, 6, 1, 5, 0, tzinfo=UTC)  # 12:00 local, sun ~80°
+MIDNIGHT = datetime(2026, 6, 1, 17, 0, tzinfo=UTC)  # 00:00 local, sun ~-57°
+DUSK = datetime(2026, 6, 1, 11, 0, tzinfo=UTC)  # 18:00 local, sun ~+1.9°: inside the ±6° band
+EARLY_DUSK = datetime(2026, 6, 1, 10, 55, tzinfo=UTC)  # sun ~+3.0°
+
+
+@pytest.mark.parametrize(("case", "current", "reading", "expected"), [
+    ("lamp-lit midnight, no sensor", DAY, Reading(luma=150, utc=MIDNIGHT), NIGHT),
+    ("lamp-lit midnight stays night", NIGHT, Reading(luma=150, utc=MIDNIGHT), NIGHT),
+    ("lamp shining on the sensor at midnight", DAY, Reading(light=0.8, luma=150, utc=MIDNIGHT), NIGHT),
+    ("overcast noon, dark picture", DAY, Reading(luma=20, utc=NOON), DAY),
+    ("overcast noon leaves a night it was forced into", NIGHT, Reading(luma=20, utc=NOON), DAY),
+    ("overcast noon, sensor reads dark", DAY, Reading(light=0.1, luma=20, utc=NOON), DAY),
+    ("sensor failed (no reading) at noon", DAY, Reading(light=None, luma=20, utc=NOON), DAY),
+    ("dusk: the sensor times the switch", DAY, Reading(light=0.1, luma=120, utc=DUSK), NIGHT),
+    ("dusk: sensor still bright, picture dark", DAY, Reading(light=0.6, luma=20, utc=DUSK), DAY),
+    ("dusk: sensor failed, the picture decides", DAY, Reading(light=None, luma=30, utc=DUSK), NIGHT),
+    ("dusk: sensor failed, picture still bright", DAY, Reading(light=None, luma=90, utc=DUSK), DAY),
+    ("dusk: nothing but the sun, above +3°", DAY, Reading(utc=EARLY_DUSK), DAY),
+    ("dusk: nothing but the sun, at -0.4°", DAY,
+     Reading(utc=datetime(2026, 6, 1, 11, 25, tzinfo=UTC)), NIGHT),
+    ("clock not synchronised: the picture", DAY, Reading(luma=150, utc=None), DAY),
+    ("clock not synchronised: the sensor", DAY, Reading(light=0.1, luma=150, utc=None), NIGHT),
+])
+def test_auto_combines_sun_sensor_and_picture(case, current, reading, expected):
+    from node.daynight import wanted_mode
+
+    assert wanted_mode(SAIGON, current, reading)[0] == expected, case
+
+
+class _Sensor:
+    """The light sensor at the hardware edge: a level, or a read error."""
+
+    def __init__(self) -> None:
+        self.level: float | None = 0.9
+
+    def read(self):
+        if self.level is None:
+            raise OSError("i2c read failed")
+        return type("R", (), {"level": self.level})()
+
+
+def test_a_day_under_a_street_lamp_with_a_sensor_that_fails_at_noon():
+    """A whole day in 1-minute steps on an injected clock (no sleeping): the sensor works at
+    dawn (bright from 05:30), fails from 10:00 to 20:00 local; the picture is lamp-lit (luma
+    150) all night and overcast-dark (25) at noon. The node switches at dawn and dusk only."""
+    clock = FakeClock(datetime(2026, 6, 1, 17, 0, tzinfo=UTC))  # local midnight
+    sensor = _Sensor()
+    devices = type("D", (), {"light": sensor, "ir": None, "ircut": None})()
+    policy = DayNightPolicy(source="auto", latitude=10.78, longitude=106.70, confirm_s=20,
+                            min_dwell_s=120)
+    ctl = DayNightController(policy, clock, devices=devices)
+    switches = []
+    for minute in range(24 * 60):
+        local_h = (minute / 60) % 24
+        sensor.level = None if 10 <= local_h < 20 else (0.9 if 5.5 <= local_h < 18 else 0.05)
+        luma = 25.0 if 11 <= local_h < 14 else 150.0
+        for act in ctl.step(luma):
+            if isinstance(act, Switched):
+                switches.append((f"{int(local_h):02d}:{minute % 60:02d}", act.mode))
+        if local_h == 12:
+            assert ctl.status()["error"] == "light sensor: i2c read failed"
+        clock.advance(60)
+    # 00:02: the lamp-lit picture never held day against the sun (after 20 s of confirmation);
+    # 05:31: dawn timed by the sensor inside the band (sun -0.7°);
+    # 18:37: dusk, sensor failed and the lamp-lit picture says day: the sun at -6° decides
+    assert switches == [("00:02", NIGHT), ("05:31", DAY), ("18:37", NIGHT)], switches
+    assert ctl.status()["error"] is None  # the sensor reads again after 20:00

@@ -12,7 +12,7 @@ from node.record.index import Index
 from node.record.integrity import GENESIS
 from node.record.recorder import Recorder
 from node.record.retention import Policy, Retention
-from node.record.segmenter import SegmentInfo, segment_files, to_us
+from node.record.segment import SegmentInfo, segment_files, to_us
 from node.record.store import Store
 from tests.record_media import T0, encode_packets, retime
 

@@ -13,7 +13,7 @@ import pytest
 
 from node.clock import FakeClock
 from node.config import config_from_dict
-from node.record import commands
+from node.record import cli as record_cli
 from node.record.export import ExportError, export_clip
 from node.record.integrity import Signer, generate_key
 from node.record.recorder import Recorder
@@ -199,7 +199,7 @@ def _cli(argv: list[str]) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="camnode")
-    commands.register(parser.add_subparsers(dest="command", required=True))
+    record_cli.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)
 

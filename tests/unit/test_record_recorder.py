@@ -13,7 +13,7 @@ from node.config import config_from_dict
 from node.record.preroll import PreRoll, write_clip
 from node.record.recorder import Recorder, build_recorder
 from node.record.retention import Policy, Retention
-from node.record.segmenter import segment_files
+from node.record.segment import segment_files
 from tests.record_media import T0, decode_count, encode_packets, retime
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from hw.camera.synthetic import SceneScript, SyntheticSource, Walker
-from hw.encode.base import StreamInfo
 from hw.encode.libav import LibavEncoder
+from hw.media import StreamInfo
 from node.clock import FakeClock
 from node.queues import Closed, DropOldestQueue
 from node.sdnotify import Notifier

@@ -11,17 +11,10 @@ import pytest
 
 from hw.infer import Detector, InferError, _pick_outputs, load_runtime
 from node.clock import UTC
-from node.vision.person import (
-    Crop,
-    Found,
-    Persistence,
-    crop_rgb,
-    dedupe,
-    merge_boxes,
-    plan_crops,
-    to_frame,
-)
+from node.vision.boxes import Crop, merge_boxes, to_frame
+from node.vision.crops import crop_rgb, plan_crops
 from node.vision.snapshot import draw_box, encode_jpeg
+from node.vision.tracks import Found, Persistence, dedupe
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -187,7 +180,7 @@ def test_runtime_and_model_errors_are_explained(tmp_path):
 
 def test_person_model_detects_and_rejects_input_size(shared_dir):
     """The real model on a real frame (one-by-one clip, frame 150: a person at the table)."""
-    from node.vision.clips import iter_clip
+    from node.vision.video_frames import iter_clip
 
     det = Detector(shared_dir / "models" / "ssd_mobilenet_v1_coco_quant.tflite", threads=1)
     *_, f = iter_clip(shared_dir / "media" / "videos" / "one-by-one-person-detection.mp4", max_frames=151)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.camera.base import Frame, luma_downscale
+from hw.camera.base import luma_downscale
+from hw.media import Frame
 from node.clock import UTC
 
 #: Start of the clip's timeline when none is given (a fixed instant keeps tests deterministic).

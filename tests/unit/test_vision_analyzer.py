@@ -16,12 +16,13 @@ import av
 import numpy as np
 import pytest
 
-from hw.camera.base import Frame, luma_downscale
+from hw.camera.base import luma_downscale
 from hw.camera.synthetic import SceneScript, SyntheticSource
+from hw.media import Frame
 from node.clock import FakeClock
 from node.config import Config
 from node.events import PublishEvent, PublishSnapshot
-from node.vision.pipeline import Analyzer
+from node.vision.analyzer import Analyzer
 from node.vision.snapshot import _halve
 
 T0 = FakeClock().utc()

@@ -44,31 +44,19 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from hw.encode.base import TIME_BASE, EncodedPacket, StreamInfo
+from hw.media import TIME_BASE, EncodedPacket, StreamInfo
 from node.record import mp4box
 from node.record.integrity import Signer
 from node.record.segment import (
-    EXT,
-    NAME_RE,
     PART,
     SegmentInfo,
     finalise,
-    from_us,
-    fsync_dir,
-    name_seq,
-    parse_name,
     recover_part,
     scan_head,
-    segment_entries,
-    segment_files,
     segment_name,
     to_us,
     write_all,
 )
-
-__all__ = ["EXT", "NAME_RE", "PART", "STEP_LIMIT_S", "SegmentInfo", "SegmentWriter", "from_us",
-           "fsync_dir", "name_seq", "parse_name", "recover_part", "scan_head", "segment_entries",
-           "segment_files", "segment_name", "to_us"]
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from node.clock import FakeClock
 from node.record import mp4box
 from node.record.integrity import GENESIS, Signer, chain_hash, file_sha256
 from node.record.recorder import Recorder
-from node.record.segmenter import PART, SegmentWriter, parse_name, recover_part, segment_files
+from node.record.segment import PART, parse_name, recover_part, segment_files
+from node.record.writer import SegmentWriter
 from tests.record_media import T0, decode_count, encode_packets, retime
 
 

@@ -1,0 +1,128 @@
+"""Checks of a config against this machine: the files, keys and mounts it names.
+
+:mod:`node.config` checks what a config *says* (types, bounds, rules between fields); this module
+checks what it *needs* from the machine, so that ``camnode config check`` and ``camnode run``
+refuse the same configs, for the same reasons, before anything starts — one path used by both.
+A problem names its field (``storage.path: ...``) and becomes exit code 2.
+
+What a node can still live with (a signing key not provisioned yet) is a warning, not an error.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.config import Config, ConfigError
+
+#: Virtual file systems: footage written there is not stored.
+_VIRTUAL = ("/proc", "/sys", "/dev", "/run/user")
+
+
+@dataclass(frozen=True)
+class Findings:
+    errors: list[ConfigError]
+    warnings: list[str]
+
+
+def examine(cfg: Config, source: str = "<config>", base_dir: str | None = None, *,
+            need_model: bool = True) -> Findings:
+    """Every machine-dependent problem of ``cfg``. ``base_dir``: where relative model paths
+    start (the config file's directory). ``need_model``: a missing model is an error (the
+    built-in defaults run motion-only instead)."""
+    errors: list[ConfigError] = []
+    warnings: list[str] = []
+
+    def err(field: str, message: str) -> None:
+        errors.append(ConfigError(source, field, message))
+
+    _storage(cfg.storage.path, err)
+    _signing_key(cfg.record.signing_key, err, warnings)
+    m = cfg.mqtt
+    if m.password_file:
+        try:
+            if not Path(m.password_file).read_text().strip():
+                err("mqtt.password_file", f"{m.password_file} is empty")
+        except OSError as exc:
+            err("mqtt.password_file", f"{m.password_file}: {exc.strerror or exc}")
+        except UnicodeDecodeError:
+            err("mqtt.password_file", f"{m.password_file} is not text")
+    if m.tls_ca:
+        try:
+            ssl.create_default_context(cafile=m.tls_ca)
+        except FileNotFoundError:
+            err("mqtt.tls_ca", f"{m.tls_ca}: no such file")
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            err("mqtt.tls_ca", f"{m.tls_ca}: not a usable CA certificate ({exc})")
+    if cfg.detect.enabled and cfg.motion.enabled:
+        base = Path(base_dir) if base_dir else Path.cwd()
+        for field in ("model", "labels"):
+            p = base / getattr(cfg.detect, field)
+            if not p.is_file():
+                if need_model:
+                    err(f"detect.{field}", f"{p}: no such file (set detect.enabled = false for "
+                        "motion detection only)")
+                else:
+                    warnings.append(f"detect.{field}: {p} not found: motion detection only")
+    src = cfg.camera.source
+    if _is_local_file(src) and not Path(src.removeprefix("file://")).is_file():
+        err("camera.source", f"{src}: no such file")
+    return Findings(errors, warnings)
+
+
+def require(cfg: Config, source: str = "<config>", base_dir: str | None = None, *,
+            need_model: bool = True) -> list[str]:
+    """Raise the first problem as :class:`ConfigError`; return the warnings."""
+    found = examine(cfg, source, base_dir, need_model=need_model)
+    if found.errors:
+        raise found.errors[0]
+    return found.warnings
+
+
+def _storage(path: str, err) -> None:
+    p = Path(path).resolve()
+    if any(str(p) == v or str(p).startswith(v + "/") for v in _VIRTUAL):
+        err("storage.path", f"{p} is on a virtual file system: footage would not be kept")
+        return
+    if p.exists() and not p.is_dir():
+        err("storage.path", f"{p} is a file, not a directory")
+        return
+    probe = p
+    while not probe.exists():  # the node creates the directory: its nearest parent must allow it
+        probe = probe.parent
+    if not probe.is_dir():
+        err("storage.path", f"{probe} is a file, not a directory")
+        return
+    try:
+        read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+    except OSError as exc:
+        err("storage.path", f"{probe}: {exc.strerror or exc}")
+        return
+    if read_only:
+        err("storage.path", f"{probe} is on a read-only file system")
+    elif not os.access(probe, os.W_OK | os.X_OK):
+        err("storage.path", f"{probe} is not writable by this user")
+
+
+def _signing_key(path: str, err, warnings: list[str]) -> None:
+    if not path:
+        return
+    from node.record.integrity import KeyError_, Signer
+
+    if not Path(path).exists():  # provisioning may write it later: recorded unsigned until then
+        warnings.append(f"record.signing_key: {path} not provisioned yet: segments are not signed")
+        return
+    try:
+        Signer.from_file(path)
+    except KeyError_ as exc:
+        err("record.signing_key", str(exc))
+    except OSError as exc:
+        err("record.signing_key", f"{path}: {exc.strerror or exc}")
+
+
+def _is_local_file(source: str) -> bool:
+    if source in ("synthetic", "demo", "picamera2", "csi") or source.startswith(("lavfi:", "/dev/")):
+        return False
+    return source.startswith("file://") or "://" not in source
