@@ -27,12 +27,10 @@ from hw.encode.libav import LibavEncoder
 from hw.encode.rate import RateSettings
 from hw.media import Frame, StreamInfo
 from node.clock import FakeClock
-from node.record import capacity
-from node.record.budget import BudgetController, BudgetParams, Knob, RateMeter
 from node.record.ratecontrol import DAY_S
 from node.record.recorder import Recorder
 from node.record.retention import Policy
-from tests.budget_day import DaySampler, encode_sample, phase_at, real_frames, videos
+from tests.budget_day import DaySampler, days_on, encode_sample, real_frames, simulate_days, videos
 
 CLIPS = {"car-detection.mp4": "day, traffic (parking lot)",
          "one-by-one-person-detection.mp4": "day, indoor, people",
@@ -69,61 +67,22 @@ def quality_table(crfs: list[float]) -> None:
 def simulate(kind: str, w: int, h: int, fps: float, days: int, seconds: float,
              grainier_from_day: int | None) -> None:
     """The budget loop over ``days`` simulated days, 30-minute observations, hourly steps."""
-    samplers = {k: DaySampler(k, w, h, fps, seconds) for k in {kind, "real-ir"}}
-    t0 = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
-    clock = FakeClock(t0)
-    usable0 = CARD * (1 - capacity.FS_OVERHEAD) - 2e9
-    written = [0.0]
-    params = BudgetParams(target_days=30, headroom_s=3600, min_free=256 * 2**20, gop_s=GOP_S,
-                          peak_factor=3.0, event_boost_crf=0.0, step_s=3600, width=w, height=h,
-                          fps=fps)
-    ctl = BudgetController(params, Knob("crf", 23.0, 42.0), clock,
-                           lambda: (written[0], usable0 - written[0], 0.0))
-    ctl.plan_now()
-    ctl.meter = RateMeter(lambda: "day", clock)
-    step = 1800.0
-    rows = []
-    day_bytes, day_q, quality = 0.0, [], {}
-    for i in range(int(days * DAY_S / step)):
-        t = i * step
-        hour = (t % DAY_S) / 3600
-        day_no = int(t // DAY_S) + 1
-        phase, mode = phase_at(hour)
-        k = "real-ir" if (grainier_from_day and day_no >= grainier_from_day and phase == "night"
-                          and kind == "real") else kind
-        rate = ctl.settings
-        s = samplers[k].sample(phase, rate)
-        nbytes = s.bytes_per_s * step
-        written[0] += nbytes
-        day_bytes += nbytes
-        day_q.append(rate.crf)
-        quality[phase] = (rate.crf, s)
-        clock.advance(step)
-        ctl.loop.observe(clock.monotonic(), mode, step, nbytes, ctl.loop.x_now)
-        ctl.tick()
-        if (i + 1) % int(DAY_S / step) == 0:
-            d = ctl.decision
-            rows.append((day_no, min(day_q), max(day_q), day_bytes, d.budget_bytes_per_day,
-                         dict(quality)))
-            day_bytes, day_q = 0.0, []
+    rows, encodes = simulate_days(kind, w, h, fps, days, card=CARD, seconds=seconds,
+                                  grainier_from_day=grainier_from_day)
     print(f"\n### {kind} footage, {w}x{h}@{fps:g}, {days} simulated days "
-          f"({sum(s.encodes for s in samplers.values())} real encodes of {seconds:g} s)")
+          f"({encodes} real encodes of {seconds:g} s)")
     print("| day | CRF (min-max) | written GB | budget GB/day | written/budget | "
           "projected days on 128 GB | kbit/s avg |")
     print("|---|---|---|---|---|---|---|")
-    for day_no, qmin, qmax, b, budget, _q in rows:
-        print(f"| {day_no} | {qmin:g}-{qmax:g} | {b / 1e9:.2f} | {budget / 1e9:.2f} | "
-              f"{b / budget:.2f} | {usable_days(b):.1f} | {b * 8 / DAY_S / 1000:.0f} |")
+    for r in rows:
+        print(f"| {r.day} | {r.crf_min:g}-{r.crf_max:g} | {r.written / 1e9:.2f} | "
+              f"{r.budget / 1e9:.2f} | {r.written / r.budget:.2f} | {days_on(CARD, r.written):.1f} | "
+              f"{r.written * 8 / DAY_S / 1000:.0f} |")
     print("| phase (last day) | CRF | kbit/s | PSNR dB | SSIM |")
     print("|---|---|---|---|---|")
-    for phase, (crf, s) in rows[-1][5].items():
+    for phase, (crf, s) in rows[-1].phases.items():
         print(f"| {phase} | {crf:g} | {s.bytes_per_s * 8 / 1000:.0f} | {s.psnr:.1f} | {s.ssim:.3f} |")
     sys.stdout.flush()
-
-
-def usable_days(bytes_per_day: float) -> float:
-    floor = bytes_per_day / DAY_S * 3600
-    return (CARD * (1 - capacity.FS_OVERHEAD) - 2e9 - floor) / bytes_per_day
 
 
 def tradeoffs(w: int, h: int, fps: float, seconds: float, crf: float) -> None:

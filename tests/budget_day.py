@@ -190,3 +190,72 @@ class DaySampler:
     def sample(self, phase: str, rate: RateSettings) -> Sample:
         self.encodes += 1
         return encode_sample(self.frames(phase), self.width, self.height, self.fps, rate)
+
+
+@dataclass
+class DayRow:
+    """One simulated day: knob range, bytes written, the budget, and per phase the last
+    (crf, sample) seen."""
+
+    day: int
+    crf_min: float
+    crf_max: float
+    written: float
+    budget: float
+    phases: dict[str, tuple[float, Sample]]
+
+
+def simulate_days(kind: str, width: int, height: int, fps: float, days: int, *, card: float,
+                  seconds: float = 8.0, grainier_from_day: int | None = None,
+                  step_s: float = 1800.0, gop_s: float = 4.0) -> tuple[list[DayRow], int]:
+    """The node's budget controller over ``days`` simulated days on an empty ``card``: every
+    ``step_s`` the phase's sample bytes at the current settings are "written", the meter's
+    observation goes to the loop, the injected clock advances, and the loop ticks (hourly
+    steps). Returns the per-day rows and how many real encodes it took."""
+    from node.record import capacity
+    from node.record.budget import BudgetController, BudgetParams
+    from node.record.ratecontrol import DAY_S, Knob
+
+    samplers = {k: DaySampler(k, width, height, fps, seconds) for k in {kind, "real-ir"}}
+    clock = FakeClock(datetime(2026, 3, 1, 0, 0, tzinfo=UTC))
+    usable0 = card * (1 - capacity.FS_OVERHEAD) - 2e9
+    written = [0.0]
+    params = BudgetParams(target_days=30, headroom_s=3600, min_free=256 * 2**20, gop_s=gop_s,
+                          peak_factor=3.0, event_boost_crf=0.0, step_s=3600, width=width,
+                          height=height, fps=fps)
+    ctl = BudgetController(params, Knob("crf", 23.0, 42.0), clock,
+                           lambda: (written[0], usable0 - written[0], 0.0))
+    ctl.plan_now()
+    rows: list[DayRow] = []
+    day_bytes, day_q, seen = 0.0, [], {}
+    per_day = int(DAY_S / step_s)
+    for i in range(days * per_day):
+        t = i * step_s
+        day_no = i // per_day + 1
+        phase, mode = phase_at((t % DAY_S) / 3600)
+        k = "real-ir" if (grainier_from_day and day_no >= grainier_from_day and phase == "night"
+                          and kind == "real") else kind
+        rate = ctl.settings
+        s = samplers[k].sample(phase, rate)
+        nbytes = s.bytes_per_s * step_s
+        written[0] += nbytes
+        day_bytes += nbytes
+        day_q.append(rate.crf)
+        seen[phase] = (rate.crf, s)
+        clock.advance(step_s)
+        ctl.loop.observe(clock.monotonic(), mode, step_s, nbytes, ctl.loop.x_now)
+        ctl.tick()
+        if (i + 1) % per_day == 0:
+            assert ctl.decision is not None
+            rows.append(DayRow(day_no, min(day_q), max(day_q), day_bytes,
+                               ctl.decision.budget_bytes_per_day, dict(seen)))
+            day_bytes, day_q = 0.0, []
+    return rows, sum(s.encodes for s in samplers.values())
+
+
+def days_on(card: float, bytes_per_day: float) -> float:
+    """Days of footage ``card`` holds at ``bytes_per_day`` (reserve 2 GB, 1 h floor)."""
+    from node.record import capacity
+
+    floor = bytes_per_day / 24
+    return (card * (1 - capacity.FS_OVERHEAD) - 2e9 - floor) / bytes_per_day
