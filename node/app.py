@@ -285,6 +285,8 @@ class Node:
             budget.apply_fn = encoder.reconfigure
             self.fanout.add(budget.meter)
             self.budget = budget
+        elif encoded and self.budget is not None and self.budget.meter is not None:
+            self.fanout.add(self.budget.meter)  # picamera2: its encoder's bytes, measured here
         return encoder, StreamInfo("h264", stream.width, stream.height, stream.fps)
 
     def _build_budget(self, width: int, height: int, fps: float, encoder_name: str) -> Any:

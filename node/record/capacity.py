@@ -30,7 +30,7 @@ CONTAINER_OVERHEAD = 1.01
 CARD_SIZES_GB = (16, 32, 64, 128, 256, 512, 1024, 2048)
 #: Named quality levels as bits per pixel (see docs/recording.md for the SSIM/PSNR they give
 #: on the shared day and night clips with libx264, measured by bench/bench_budget.py).
-QUALITY = {"low": 0.008, "standard": 0.015, "high": 0.04}
+QUALITY = {"low": 0.01, "standard": 0.017, "high": 0.045}
 #: Plausible ranges: outside them the input is a unit mistake, not a plan.
 CARD_RANGE = (1e9, 1e14)
 BITRATE_RANGE = (16e3, 100e6)
