@@ -122,6 +122,8 @@ class Picamera2Source:
         self.dropped_packets = 0
         self.overlay_errors = 0
         self.encoder_name = ""
+        self._pending_rate: RateSettings | None = None
+        self.encoder_swaps = 0
         self.state = "idle"
         self.last_error = ""
 
@@ -159,10 +161,26 @@ class Picamera2Source:
         return controls
 
     def set_rate(self, rate: RateSettings) -> None:
-        """The storage budget's settings. picamera2's encoders take a bitrate and an intra
-        period (no CRF); they are fixed while the encoder runs, so a change applies when the
-        camera is next opened."""
+        """The storage budget's settings: picamera2's encoders take a bitrate and an intra
+        period (no CRF). They are fixed while an encoder runs, so while streaming the capture
+        thread swaps the encoder (``stop_encoder`` flushes the old one's last packets, a new one
+        starts with a keyframe); timestamps stay on the sensor's clock. Any thread."""
+        if self._cam is None:
+            self.bitrate_kbps, self.gop_s = rate.bitrate_kbps, rate.gop_s
+        else:
+            self._pending_rate = rate
+
+    def _swap_encoder(self) -> None:
+        """Capture thread: apply a pending :meth:`set_rate` to the running camera."""
+        rate, self._pending_rate = self._pending_rate, None
+        if rate is None or self._cam is None:
+            return
         self.bitrate_kbps, self.gop_s = rate.bitrate_kbps, rate.gop_s
+        self._cam.stop_encoder()  # its last packets are pushed (converted) before it returns
+        self._first_sensor_us = None  # the new encoder stamps from its own first frame
+        self._cam.start_encoder(self._make_encoder(self._pc2), self._make_output(self._pc2),
+                                name="main")
+        self.encoder_swaps += 1
 
     def _make_encoder(self, pc2: Any) -> Any:
         enc_mod = pc2.encoders
@@ -191,8 +209,10 @@ class Picamera2Source:
         return _QueueOutput()
 
     def _push(self, data: bytes, keyframe: bool, timestamp_us: int) -> None:
+        # to sensor time now, while this encoder's origin is current (an encoder swap resets it)
+        ts = self._sensor_us(timestamp_us)
         with self._lock:
-            self._packets.append((data, keyframe, timestamp_us))
+            self._packets.append((data, keyframe, ts))
             while len(self._packets) > self._max_pending:
                 self._packets.popleft()
                 self.dropped_packets += 1
@@ -250,6 +270,8 @@ class Picamera2Source:
         seq = 0
         try:
             while not self._stop.is_set():
+                if self._pending_rate is not None:
+                    self._swap_encoder()
                 request = self._next_request(cam)
                 try:
                     ts_ns = int(request.get_metadata()["SensorTimestamp"])
@@ -299,9 +321,8 @@ class Picamera2Source:
                 if not self._packets:
                     self._have_packet.clear()
                     return
-                data, keyframe, enc_ts = self._packets.popleft()
+                data, keyframe, ts_us = self._packets.popleft()
                 gap, self._gap = self._gap, False
-            ts_us = self._sensor_us(enc_ts)
             lores = lores_by_ts.get(ts_us)
             exact = lores is not None
             if lores is None:
