@@ -397,3 +397,12 @@ class BudgetSection:
                                      "x 2^(n/6)); 0 turns the tier off.", minimum=0.0, maximum=12.0)
     step_s: float = setting(3600.0, "How often the loop re-plans the quality from the measured bytes.",
                             unit="s", minimum=10.0, maximum=86_400.0)
+
+    def cross_check(self) -> tuple[str, str] | None:
+        """The floor must be worse than the best quality (CRF: higher; bitrate: lower)."""
+        if self.crf_floor <= self.crf_best:
+            return ("crf_floor", f"must be above crf_best ({self.crf_best:g}): a higher CRF is a "
+                    f"lower quality, got {self.crf_floor:g}")
+        if self.min_kbps >= self.max_kbps:
+            return ("min_kbps", f"must be below max_kbps ({self.max_kbps}), got {self.min_kbps}")
+        return None

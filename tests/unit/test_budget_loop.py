@@ -138,3 +138,17 @@ def test_bitrate_knob_for_hardware_encoders() -> None:
     per_day = loop.bytes_per_day(loop.x_now)
     assert 0.8 * BUDGET <= per_day <= BUDGET  # the wider band towards spending more
     assert 300 < loop.q_now < 700  # ≈ 4 GB/day / 0.8 efficiency
+
+
+@pytest.mark.parametrize(("budget", "field"), [
+    ({"crf_best": 30, "crf_floor": 28}, "budget.crf_floor"),
+    ({"min_kbps": 500, "max_kbps": 400}, "budget.min_kbps"),
+    ({"mode": "sometimes"}, "budget.mode"),
+])
+def test_budget_config_rules(budget, field) -> None:
+    from node.config import ConfigError, config_from_dict
+
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict({"budget": budget})
+    assert exc.value.path == field
+    assert config_from_dict({}).budget.mode == "budget"
