@@ -91,7 +91,8 @@ class RateMeter:
     def write(self, packet: EncodedPacket) -> None:
         key = (self.phase_fn(), self.x, self.boosted)
         with self._lock:
-            dt = 0.0 if self._last_mono is None else max(0.0, packet.mono - self._last_mono)
+            # a gap (camera reopened) is not recording time: at most 5 s per packet
+            dt = 0.0 if self._last_mono is None else min(5.0, max(0.0, packet.mono - self._last_mono))
             self._last_mono = packet.mono
             a = self._acc.setdefault(key, [0.0, 0.0])
             a[0] += packet.size

@@ -72,7 +72,8 @@ def test_default_node_on_128g_keeps_30_days_without_a_fault(tmp_path, broker) ->
     assert rate.crf is not None and rate.maxrate_kbps == b.settings.maxrate_kbps
     assert rate.gop_s == 4.0
     assert node.heartbeat()["budget"]["settings"]["crf"] == b.settings.crf
-    assert "day" in b.loop.a  # measured, not only the prior
+    assert b.loop.a["day"] != b.loop.prior["day"]  # the meter's bytes reached the model
+    assert b.loop.a["night"] == b.loop.prior["night"]  # no night seen yet
 
 
 @pytest.mark.slow

@@ -152,3 +152,53 @@ def test_budget_config_rules(budget, field) -> None:
         config_from_dict({"budget": budget})
     assert exc.value.path == field
     assert config_from_dict({}).budget.mode == "budget"
+
+
+def test_event_tier_switches_the_encoder_and_its_cost_is_counted() -> None:
+    """An open object event (ProtectClip without an end) turns the tier on: the encoder gets
+    4 CRF more quality from its next keyframe; the loop prices the tier's bytes into the day."""
+    from datetime import UTC, datetime
+
+    from node.actions import ActionRouter
+    from node.clock import FakeClock
+    from node.events import ProtectClip
+    from node.record.budget import BudgetController, BudgetParams
+
+    clock = FakeClock(datetime(2026, 3, 1, tzinfo=UTC))
+    params = BudgetParams(target_days=30, headroom_s=3600, min_free=0, gop_s=4.0, peak_factor=3.0,
+                          event_boost_crf=4.0, step_s=3600, width=1920, height=1080, fps=15.0)
+    applied = []
+    ctl = BudgetController(params, Knob("crf", 23.0, 42.0), clock, lambda: (0.0, 124e9, 0.0),
+                           apply_fn=applied.append)
+    ctl.plan_now()
+    base = ctl.settings.crf
+
+    class Rec:
+        def protect(self, *a):
+            pass
+
+    tier = set()
+
+    def on_protect(event_id: str, open_: bool) -> None:
+        (tier.add if open_ else tier.discard)(event_id)
+        ctl.set_event(bool(tier))
+
+    import types
+
+    router = ActionRouter(Rec(), link=types.SimpleNamespace(topics=None), faults=None,
+                          on_protect=on_protect)
+    router.dispatch([ProtectClip("ev-1", clock.utc(), None)])
+    assert applied[-1].crf == base - 4 and ctl.health()["event_tier"]
+    router.dispatch([ProtectClip("ev-1", clock.utc(), clock.utc())])
+    assert applied[-1].crf == base and not ctl.health()["event_tier"]
+    # the tier's price: a day with 10 % of its time in events costs 2**(4/6) more for that time
+    loop = ctl.loop
+    a_before = loop.a["day"]
+    loop.observe(3600.0, "day", 3600.0, 3600.0 * 50_000, loop.x_now, boosted_s=360.0)
+    shares, ev = loop.shares()
+    assert ev == pytest.approx(0.1)
+    plain = DAY_S * sum(sh * 2 ** (loop.a[p] + loop.x_now) for p, sh in shares.items())
+    assert loop.bytes_per_day(loop.x_now) == pytest.approx(plain * (1 + 0.1 * (2 ** (4 / 6) - 1)))
+    # the observation was read as 3240 s at the base rate plus 360 s at 2**(4/6) of it
+    a_obs = math.log2(3600.0 * 50_000 / (3240 + 360 * 2 ** (4 / 6))) - loop.x_now
+    assert loop.a["day"] == pytest.approx(a_before + 0.5 * (a_obs - a_before))
