@@ -193,13 +193,15 @@ class BudgetController:
         return d
 
     def tick(self, force: bool = False) -> Decision | None:
-        """Main thread, often: feed the meter's bytes to the loop; every ``step_s`` a step."""
+        """Main thread, often (cheap when not due): every ``step_s`` the meter's bytes since the
+        last step go to the loop (one observation per phase and tier: the loop's 24 h window
+        holds a few dozen, not one per tick) and the loop steps."""
         now = self.clock.monotonic()
+        if not force and not self.loop.due(now):
+            return None
         if self.meter is not None:
             for (phase, x, boosted), (nbytes, secs) in self.meter.take().items():
                 self.loop.observe(now, phase, secs, nbytes, x, secs if boosted else 0.0)
-        if not force and not self.loop.due(now):
-            return None
         d = self.loop.step(now, self.budget_bytes_per_day(), force=force)
         self.decision = d
         if d is not None:

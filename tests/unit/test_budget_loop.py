@@ -202,3 +202,31 @@ def test_event_tier_switches_the_encoder_and_its_cost_is_counted() -> None:
     # the observation was read as 3240 s at the base rate plus 360 s at 2**(4/6) of it
     a_obs = math.log2(3600.0 * 50_000 / (3240 + 360 * 2 ** (4 / 6))) - loop.x_now
     assert loop.a["day"] == pytest.approx(a_before + 0.5 * (a_obs - a_before))
+
+
+def test_meter_feeds_the_loop_hourly_and_its_window_stays_small() -> None:
+    """Ticked every couple of seconds for 30 h, the loop keeps one observation per phase per
+    step (a list that grew per tick would be 54,000 entries by now)."""
+    from datetime import UTC, datetime
+
+    from hw.media import EncodedPacket
+    from node.clock import FakeClock
+    from node.record.budget import BudgetController, BudgetParams, RateMeter
+
+    clock = FakeClock(datetime(2026, 3, 1, tzinfo=UTC))
+    params = BudgetParams(target_days=30, headroom_s=3600, min_free=0, gop_s=4.0, peak_factor=3.0,
+                          event_boost_crf=0.0, step_s=3600, width=1280, height=720, fps=15.0)
+    ctl = BudgetController(params, Knob("crf", 23.0, 42.0), clock, lambda: (0.0, 124e9, 0.0))
+    ctl.plan_now()
+    phase = ["day"]
+    ctl.meter = RateMeter(lambda: phase[0], clock)
+    for i in range(int(30 * 3600 / 2)):
+        clock.advance(2.0)
+        phase[0] = "day" if 6 <= (i * 2 / 3600) % 24 < 18 else "night"
+        ctl.meter.write(EncodedPacket(b"\0" * 20_000, i, i, False, clock.utc(), clock.monotonic()))
+        ctl.tick()
+    assert len(ctl.loop._window) <= 30 * 2
+    shares, _ = ctl.loop.shares()
+    assert shares["day"] == pytest.approx(0.5, abs=0.05)  # 12 h / 12 h, measured
+    # 10 kB/s written, whatever the knob: the model predicts what was written
+    assert ctl.loop.bytes_per_day(ctl.loop.x_now) == pytest.approx(10_000 * DAY_S, rel=0.05)
