@@ -95,8 +95,6 @@ class Picamera2Source:
         self.lores_size = lores
         self._clock = clock
         self.bitrate_kbps, self.gop_s, self.profile = bitrate_kbps, gop_s, profile
-        if rate is not None:  # the storage budget's settings: bitrate and intra period
-            self.set_rate(rate)
         self.hardware_encoder = hardware_encoder
         self.overlay = overlay
         self.camera_num = camera_num
@@ -125,6 +123,8 @@ class Picamera2Source:
         self._pending_rate: RateSettings | None = None
         self.encoder_swaps = 0
         self.state = "idle"
+        if rate is not None:  # the storage budget's settings: bitrate and intra period
+            self.set_rate(rate)
         self.last_error = ""
 
     # ------------------------------------------------------------------ picamera2 glue
