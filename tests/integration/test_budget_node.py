@@ -85,3 +85,22 @@ def test_default_node_on_16g_reports_the_shortfall_with_numbers(tmp_path, broker
     assert "the card holds ~" in fault and "of 30 days" in fault
     assert "resolution <= " in fault and "fps <= " in fault and "card)" in fault
     assert node.budget.loop.q_now == 42.0  # it did give up quality first
+
+
+def test_provisioned_pi_node_gives_picamera2_the_budget_bitrate(tmp_path, broker) -> None:
+    """camera.source = "picamera2" (as provisioned): the camera's own encoder is configured
+    from the budget (bitrate knob, intra period = the GOP) and the loop steers it there."""
+    import dataclasses
+
+    cfg = provisioned_config(tmp_path, broker.port)
+    cfg = cfg.replace(camera=dataclasses.replace(cfg.camera, source="picamera2"))
+    node = Node(cfg, analysis=False, free_fn=card(128e9, Path(cfg.storage.path)))
+    try:
+        src = node._open_source()  # builds the source; the library is only needed to stream
+        b = node.budget
+        assert b is not None and b.knob.kind == "bitrate"
+        assert src.bitrate_kbps == b.settings.bitrate_kbps and src.gop_s == 4.0
+        assert b.settings.bitrate_kbps < 1200  # not the old fixed default
+        assert b.apply_fn == src.set_rate
+    finally:
+        node.stop()
