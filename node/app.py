@@ -250,7 +250,8 @@ class Node:
             kind = getattr(self.platform, "kind", "")
             options = dict(bitrate_kbps=enc.bitrate_kbps, gop_s=enc.gop_s, profile=enc.profile,
                            hardware_encoder=kind in VC4_KINDS, overlay=self.overlay)
-            self.budget = self._build_budget(cam.width, cam.height, cam.fps, "picamera2")
+            if self.budget is None:  # once: a reopened camera keeps what the loop learnt
+                self.budget = self._build_budget(cam.width, cam.height, cam.fps, "picamera2")
             if self.budget is not None:  # picamera2's encoder: bitrate and intra period
                 options["rate"] = self.budget.settings
         source = open_source(cam.source, cam.width, cam.height, cam.fps,

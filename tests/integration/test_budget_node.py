@@ -102,5 +102,7 @@ def test_provisioned_pi_node_gives_picamera2_the_budget_bitrate(tmp_path, broker
         assert src.bitrate_kbps == b.settings.bitrate_kbps and src.gop_s == 4.0
         assert b.settings.bitrate_kbps < 1200  # not the old fixed default
         assert b.apply_fn == src.set_rate
+        again = node._open_source()  # a camera reopened after a fault: same budget, its settings
+        assert node.budget is b and again.bitrate_kbps == b.settings.bitrate_kbps
     finally:
         node.stop()
