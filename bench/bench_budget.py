@@ -107,6 +107,16 @@ def tradeoffs(w: int, h: int, fps: float, seconds: float, crf: float) -> None:
     low = DaySampler("synthetic", w, h, fps / 3, seconds).sample("still", base)
     print(f"| still scene at {fps / 3:g} fps vs {fps:g} fps (synthetic) | "
           f"{low.bytes_per_s / full.bytes_per_s:.2f} | {full.psnr:.1f} | {full.ssim:.3f} |")
+    # the libx264 preset: bytes at the same CRF, and the encode time as a same-run ratio
+    for phase in ("day", "night"):
+        frames = day.frames(phase)
+        ref = encode_sample(frames, w, h, fps, base, quality_every=6)
+        for preset in ("superfast", "veryfast"):
+            o = encode_sample(frames, w, h, fps, base, quality_every=6, preset=preset)
+            cpu = o.encode_cpu_s / ref.encode_cpu_s
+            print(f"| preset {preset} vs ultrafast, {phase} (encoder CPU x{cpu:.1f}) | "
+                  f"{o.bytes_per_s / ref.bytes_per_s:.2f} | {ref.psnr:.1f} → {o.psnr:.1f} | "
+                  f"{ref.ssim:.3f} → {o.ssim:.3f} |")
     night_low = DaySampler("synthetic", w, h, fps / 3, seconds).sample("night", base)
     night_full = syn.sample("night", base)
     print(f"| still IR night at {fps / 3:g} fps vs {fps:g} fps (synthetic, grain) | "
@@ -144,15 +154,20 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="640x360, fewer days (a smoke run)")
     ap.add_argument("--days", type=int, default=6)
+    ap.add_argument("--parts", default="1234", help="which tables (default: all four)")
     args = ap.parse_args()
     w, h, fps = (640, 360, 15.0) if args.quick else (1920, 1080, 15.0)
     days = 3 if args.quick else args.days
-    quality_table([26, 30, 34, 38, 42] if not args.quick else [30, 38])
-    print("\n## 2. a simulated 24 h day under the budget loop (128 GB card, 30-day target)")
-    simulate("synthetic", w, h, fps, days, 8.0, None)
-    simulate("real", w, h, fps, days, 8.0, grainier_from_day=4)
-    tradeoffs(w, h, fps, 8.0, 36.0)
-    overhead(w, h, fps, 36.0)
+    if "1" in args.parts:
+        quality_table([26, 30, 34, 38, 42] if not args.quick else [30, 38])
+    if "2" in args.parts:
+        print("\n## 2. a simulated 24 h day under the budget loop (128 GB card, 30-day target)")
+        simulate("synthetic", w, h, fps, days, 8.0, None)
+        simulate("real", w, h, fps, days, 8.0, grainier_from_day=4)
+    if "3" in args.parts:
+        tradeoffs(w, h, fps, 8.0, 36.0)
+    if "4" in args.parts:
+        overhead(w, h, fps, 36.0)
 
 
 if __name__ == "__main__":

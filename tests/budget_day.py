@@ -19,6 +19,7 @@ Used by ``tests/unit/test_budget_loop.py`` (small frames) and ``bench/bench_budg
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -124,6 +125,8 @@ class Sample:
     psnr: float
     ssim: float
     keyframe_bytes: float
+    #: CPU seconds of the encoder alone (for same-run ratios, never a target)
+    encode_cpu_s: float = 0.0
 
 
 def psnr_ssim(ref: np.ndarray, dec: np.ndarray) -> tuple[float, float]:
@@ -142,19 +145,22 @@ def psnr_ssim(ref: np.ndarray, dec: np.ndarray) -> tuple[float, float]:
 
 
 def encode_sample(frames: list[np.ndarray], width: int, height: int, fps: float,
-                  rate: RateSettings, *, quality_every: int = 3) -> Sample:
+                  rate: RateSettings, *, quality_every: int = 3, preset: str = "ultrafast") -> Sample:
     """Encode ``frames`` with the node's encoder at ``rate``; bytes/s, and the quality of the
     decoded result against the source on every ``quality_every``-th frame."""
     import av
 
-    enc = LibavEncoder(rate.bitrate_kbps, rate.gop_s, rate=rate)
+    enc = LibavEncoder(rate.bitrate_kbps, rate.gop_s, rate=rate, preset=preset)
     enc.start(StreamInfo("h264", width, height, fps))
     t0 = datetime(2026, 3, 1, tzinfo=UTC)
     packets = []
-    for i, f in enumerate(frames):
-        packets += enc.encode(Frame(seq=i, mono=i / fps, utc=t0, width=width, height=height,
-                                    main=f.copy(), lores=f[:height:8, ::8]))
+    work = [Frame(seq=i, mono=i / fps, utc=t0, width=width, height=height, main=f.copy(),
+                  lores=f[:height:8, ::8]) for i, f in enumerate(frames)]
+    cpu0 = time.process_time()
+    for fr in work:
+        packets += enc.encode(fr)
     packets += enc.flush()
+    cpu = time.process_time() - cpu0
     enc.close()
     dec = av.CodecContext.create("h264", "r")
     scores = []
@@ -171,7 +177,7 @@ def encode_sample(frames: list[np.ndarray], width: int, height: int, fps: float,
     total = sum(p.size for p in packets)
     keys = [p.size for p in packets if p.keyframe]
     return Sample(total / (len(frames) / fps), float(np.mean([s[0] for s in scores])),
-                  float(np.mean([s[1] for s in scores])), float(np.mean(keys)))
+                  float(np.mean([s[1] for s in scores])), float(np.mean(keys)), cpu)
 
 
 class DaySampler:
