@@ -72,12 +72,14 @@ def simulate(kind: str, w: int, h: int, fps: float, days: int, seconds: float,
     print(f"\n### {kind} footage, {w}x{h}@{fps:g}, {days} simulated days "
           f"({encodes} real encodes of {seconds:g} s)")
     print("| day | CRF (min-max) | written GB | budget GB/day | written/budget | "
-          "projected days on 128 GB | kbit/s avg |")
+          "projected days on 128 GB (this day's rate / mean so far) | kbit/s avg |")
     print("|---|---|---|---|---|---|---|")
+    total = 0.0
     for r in rows:
+        total += r.written
         print(f"| {r.day} | {r.crf_min:g}-{r.crf_max:g} | {r.written / 1e9:.2f} | "
-              f"{r.budget / 1e9:.2f} | {r.written / r.budget:.2f} | {days_on(CARD, r.written):.1f} | "
-              f"{r.written * 8 / DAY_S / 1000:.0f} |")
+              f"{r.budget / 1e9:.2f} | {r.written / r.budget:.2f} | {days_on(CARD, r.written):.1f} / "
+              f"{days_on(CARD, total / r.day):.1f} | {r.written * 8 / DAY_S / 1000:.0f} |")
     print("| phase (last day) | CRF | kbit/s | PSNR dB | SSIM |")
     print("|---|---|---|---|---|")
     for phase, (crf, s) in rows[-1].phases.items():
