@@ -7,13 +7,15 @@ knob — libx264's CRF, or the bitrate of an encoder without CRF (``h264_v4l2m2m
 * CRF ``q``: ``x = -q / 6`` (x264: +6 CRF halves the rate, about);
 * bitrate ``q`` kbit/s: ``x = log2(q)``.
 
-For each light phase (``day``, ``night``: IR grain costs bits) it keeps a model
-``log2(bytes/s) = a_phase + x``: every observation (bytes written over some seconds at a known
-``x``) updates ``a_phase`` by an exponential average, so the model does not depend on where the
-knob was when it was measured. The day is the phases' shares over the last 24 h (half and half
-before a day has been seen). The knob is then solved directly::
+For each hour of the day it keeps a model ``log2(bytes/s) = a_hour + x``: every observation
+(bytes written over some seconds at a known ``x``) updates its hour's ``a`` by an exponential
+average (once a day, then: a busy 8 o'clock, a quiet 3 o'clock, the IR grain of the night hours
+each keep their own cost), so the model depends neither on where the knob was when it was
+measured nor on the time of day it is now. Hours not seen yet take the costliest light phase's
+model (``day``, ``night``, kept alongside from the same observations, with a prior from the
+bench). The knob is then solved directly::
 
-    bytes/day(x) = 86,400 x sum(share_p x 2**(a_p + x)) x event_factor  ==  budget x (1 - margin)
+    bytes/day(x) = sum over the hours of 3,600 x 2**(a_h + x) x event_factor == budget x (1 - margin)
 
 and clamped between the quality floor (the worst quality allowed) and the best quality worth
 spending. No oscillation, by construction: the target ``x*`` comes from the model, not from an
@@ -114,6 +116,11 @@ class RateLoop:
     boost: float = 0.0
     start_q: float | None = None
     a: dict[str, float] = field(default_factory=dict)
+    #: the model per hour of the day (monotonic time modulo 24 h; any fixed offset works)
+    hours: dict[int, float] = field(default_factory=dict)
+    #: share of an hour's surprise passed on to the other hours of its light phase
+    spread: float = 0.4
+    _hour_phase: dict[int, str] = field(default_factory=dict)
     x_now: float = 0.0
     _next_t: float | None = None
     _window: deque = field(default_factory=deque)
@@ -143,8 +150,24 @@ class RateLoop:
         # bytes at x_used for the plain part, 2**boost more for the boosted part
         eff = seconds + boosted_s * (2.0 ** self.boost - 1.0)
         a_obs = math.log2(nbytes / eff) - x_used
-        old = self.a.get(phase)
-        self.a[phase] = a_obs if old is None else old + self.alpha * (a_obs - old)
+        old_phase = self.a.get(phase)
+        self.a[phase] = a_obs if old_phase is None else old_phase + self.alpha * (a_obs - old_phase)
+        h = int(((t - seconds / 2) % DAY_S) // 3600)
+        old = self.hours.get(h)
+        self._hour_phase[h] = phase
+        if old is None:  # first sight of this hour: its measurement, no news for the others
+            self.hours[h] = a_obs
+            return
+        surprise = a_obs - old
+        self.hours[h] = old + self.alpha * surprise
+        # What a known hour did not expect is news about the scene (grain tonight, a wrong
+        # slope), not only about this hour: the other hours of its phase take ``spread`` of it
+        # between them now instead of a day later. A regular daily pattern, once learnt, brings
+        # no surprise, so it couples nothing; and the shares sum to ``spread`` (< 1 - alpha),
+        # so a change is never over-learnt.
+        others = [o for o, ph in self._hour_phase.items() if o != h and ph == phase]
+        for other in others:
+            self.hours[other] += self.spread * surprise / len(others)
 
     def shares(self) -> tuple[dict[str, float], float]:
         """Phase shares of the last 24 h and the event tier's share (priors before a day)."""
@@ -159,9 +182,12 @@ class RateLoop:
         return out, sum(o.boosted for o in self._window) / total
 
     def bytes_per_day(self, x: float) -> float:
-        shares, ev = self.shares()
-        per_s = sum(s * 2.0 ** (self.a.get(p, max(self.a.values())) + x) for p, s in shares.items())
-        return DAY_S * per_s * (1.0 + ev * (2.0 ** self.boost - 1.0))
+        """Bytes one day costs at ``x``: each hour of the day by its own model (an hour not
+        seen yet by the costliest phase's), times the event tier's share."""
+        _shares, ev = self.shares()
+        unseen = max(self.a.values())
+        per_day = sum(3600.0 * 2.0 ** (self.hours.get(h, unseen) + x) for h in range(24))
+        return per_day * (1.0 + ev * (2.0 ** self.boost - 1.0))
 
     # -- control -----------------------------------------------------------------
     def due(self, t: float) -> bool:
