@@ -33,7 +33,6 @@ from typing import Any
 from hw.gpio_errors import GpioError
 from hw.light import (
     ChargingLightSensor,
-    DarkThreshold,
     DigitalLightSensor,
     IIOLightSensor,
     LightReading,
@@ -43,7 +42,7 @@ from hw.light import (
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ChargingLightSensor", "DarkThreshold", "Devices", "DigitalLightSensor", "GpioError",
+    "ChargingLightSensor", "Devices", "DigitalLightSensor", "GpioError",
     "GpioSpec", "IIOLightSensor", "IRCutFilter", "IRIlluminator", "LedCode", "LevelIRCut",
     "LightReading", "LightSensor", "PulsedIRCut", "StatusLED", "apply_safe_state",
     "build_devices", "led_code_for", "led_state_at", "make_pin_factory",
@@ -81,8 +80,6 @@ class GpioSpec:
     light_iio_path: str = ""
     light_iio_full_scale: float = 4095.0
     light_iio_invert: bool = False
-    light_dark_below: float = 0.25
-    light_bright_above: float = 0.35
     light_charge_limit_s: float = 0.01
     light_queue_len: int = 5
     led_pin: int = -1
@@ -512,7 +509,6 @@ def build_devices(spec: GpioSpec, *, pin_factory: Any = None,
         factory_name = type(pin_factory).__name__
     devs = Devices(factory=factory_name)
     gpio_ok = pin_factory is not None
-    threshold = DarkThreshold(spec.light_dark_below, spec.light_bright_above)
     step = "IR illuminator"
     try:
         if gpio_ok and spec.ir_pin >= 0:
@@ -530,13 +526,13 @@ def build_devices(spec: GpioSpec, *, pin_factory: Any = None,
         step = "light sensor"
         if spec.light_mode == "iio":
             devs.light = IIOLightSensor(spec.light_iio_path, full_scale=spec.light_iio_full_scale,
-                                        invert=spec.light_iio_invert, threshold=threshold)
+                                        invert=spec.light_iio_invert)
         elif gpio_ok and spec.light_mode == "digital":
             devs.light = DigitalLightSensor(spec.light_pin, dark_high=spec.light_dark_high,
-                                            threshold=threshold, pin_factory=pin_factory)
+                                            pin_factory=pin_factory)
         elif gpio_ok and spec.light_mode == "ldr":
             devs.light = ChargingLightSensor(spec.light_pin, charge_limit_s=spec.light_charge_limit_s,
-                                             queue_len=spec.light_queue_len, threshold=threshold,
+                                             queue_len=spec.light_queue_len,
                                              pin_factory=pin_factory)
         step = "status LED"
         if gpio_ok and spec.led_pin >= 0:

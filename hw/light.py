@@ -1,7 +1,8 @@
 """Light sensors for day/night: a comparator module, an LDR + capacitor, or an ADC channel.
 
-Each reads a brightness ``level`` from 0 (dark) to 1 (bright) and keeps a hysteretic ``dark``
-decision (:class:`DarkThreshold`). The gpiozero import is lazy (inside the GPIO-based
+Each reads a brightness ``level`` from 0 (dark) to 1 (bright). Deciding day or night from it
+(thresholds with hysteresis, a confirmation time) is the day/night controller's job
+(:mod:`node.daynight`), not the sensor's. The gpiozero import is lazy (inside the GPIO-based
 sensors); the IIO sensor needs no GPIO library at all. Built by :func:`hw.gpio.build_devices`.
 """
 
@@ -16,32 +17,10 @@ from hw.gpio_errors import GpioError
 
 @dataclass(frozen=True, slots=True)
 class LightReading:
-    """``level``: 0 (dark) .. 1 (bright). ``dark``: the thresholded, hysteretic decision."""
+    """``level``: 0 (dark) .. 1 (bright); ``raw``: the sensor's own value (pin state, ADC count)."""
 
     level: float
-    dark: bool
     raw: float
-
-
-class DarkThreshold:
-    """Hysteresis: dark once ``level < dark_below``; light again once ``level > bright_above``.
-
-    Between the two the previous decision holds, so a dusk level hovering at one threshold does
-    not flap the IR-cut filter. Pure; thread: one caller.
-    """
-
-    def __init__(self, dark_below: float, bright_above: float, dark: bool = False) -> None:
-        if not 0.0 <= dark_below <= bright_above <= 1.0:
-            raise ValueError(
-                f"need 0 <= dark_below ({dark_below}) <= bright_above ({bright_above}) <= 1")
-        self.dark_below, self.bright_above, self.dark = dark_below, bright_above, dark
-
-    def update(self, level: float) -> bool:
-        if self.dark and level > self.bright_above:
-            self.dark = False
-        elif not self.dark and level < self.dark_below:
-            self.dark = True
-        return self.dark
 
 
 class LightSensor:
@@ -49,16 +28,13 @@ class LightSensor:
 
     kind = "none"
 
-    def __init__(self, threshold: DarkThreshold) -> None:
-        self.threshold = threshold
-
     def level(self) -> tuple[float, float]:
         """(level 0..1, raw value)."""
         raise NotImplementedError
 
     def read(self) -> LightReading:
         level, raw = self.level()
-        return LightReading(level, self.threshold.update(level), raw)
+        return LightReading(level, raw)
 
     def close(self) -> None:
         pass
@@ -68,16 +44,14 @@ class DigitalLightSensor(LightSensor):
     """A comparator module (LDR + LM393 with its own trim pot) giving one digital level.
 
     The module decides the threshold; ``dark_high`` is the level it outputs in the dark. The
-    level is 0.0 or 1.0, so the hysteresis is the module's own. Cost: one pin read.
+    level is 0.0 or 1.0 (the module's trim pot sets where). Cost: one pin read.
     """
 
     kind = "digital"
 
-    def __init__(self, pin: int, *, dark_high: bool = True, threshold: DarkThreshold,
-                 pin_factory: Any = None) -> None:
+    def __init__(self, pin: int, *, dark_high: bool = True, pin_factory: Any = None) -> None:
         from gpiozero import DigitalInputDevice
 
-        super().__init__(threshold)
         # Push-pull module output: no internal pull, so active_state must be given.
         self._dev = DigitalInputDevice(pin, pull_up=None, active_state=dark_high,
                                        pin_factory=pin_factory)
@@ -101,10 +75,9 @@ class ChargingLightSensor(LightSensor):
     kind = "ldr"
 
     def __init__(self, pin: int, *, charge_limit_s: float, queue_len: int,
-                 threshold: DarkThreshold, pin_factory: Any = None) -> None:
+                 pin_factory: Any = None) -> None:
         from gpiozero import LightSensor as GZLightSensor
 
-        super().__init__(threshold)
         self._dev = GZLightSensor(pin, queue_len=queue_len, charge_time_limit=charge_limit_s,
                                   pin_factory=pin_factory)
 
@@ -126,9 +99,7 @@ class IIOLightSensor(LightSensor):
 
     kind = "iio"
 
-    def __init__(self, path: str | Path, *, full_scale: float, invert: bool,
-                 threshold: DarkThreshold) -> None:
-        super().__init__(threshold)
+    def __init__(self, path: str | Path, *, full_scale: float, invert: bool) -> None:
         self.path = Path(path)
         if full_scale <= 0:
             raise ValueError("ADC full scale must be > 0")

@@ -35,6 +35,12 @@ class Frame:
             source only delivers encoded packets.
         lores: luma (grey) analysis image, shape ``(lh, lw)``, uint8. Always present.
         packet: the already-encoded H.264 packet of this frame, when the source has one.
+        meta: backend facts about this frame. ``meta["gap"]`` (frames were lost just before
+            it) and ``meta["discontinuity"]`` (the stream restarted at it) are read by the
+            node's encoder thread, which marks the frame's packet
+            (:attr:`EncodedPacket.discontinuity`) so the recorder cuts there, and sets
+            ``meta["force_keyframe"]`` on a frame with pixels: an encoder that can (libx264)
+            starts a new GOP with it, so the cut loses nothing.
     """
 
     seq: int
@@ -71,6 +77,9 @@ class EncodedPacket:
         utc: wall time of the capture of this frame.
         mono: monotonic capture time in seconds.
         seq: frame counter of the source frame.
+        discontinuity: packets before this one were lost (a camera queue overflowed) or came
+            from a stream that restarted (a reconnect): a segment must not span this point,
+            so the recorder cuts here (see :class:`node.record.writer.SegmentWriter`).
     """
 
     data: bytes
@@ -80,6 +89,7 @@ class EncodedPacket:
     utc: datetime
     mono: float
     seq: int = 0
+    discontinuity: bool = False
 
     @property
     def size(self) -> int:

@@ -24,11 +24,14 @@ class ActionRouter:
     """``recorder``: ``protect``/``mark``; ``link``: ``send_durable`` and ``topics``;
     ``faults``: where a failed action is reported."""
 
-    def __init__(self, recorder: Any, link: Any, faults: Any,
+    def __init__(self, recorder: Any, link: Any, faults: Any, open_events: Any = None,
                  on_protect: Callable[[str, bool], None] | None = None) -> None:
-        """``on_protect(event_id, open)``: told when an event clip opens or closes (the storage
+        """``open_events``: where event messages are recorded so that events a power cut left
+        open are closed at the next start (:mod:`node.open_events`); None: not recorded.
+        ``on_protect(event_id, open)``: told when an event clip opens or closes (the storage
         budget's event tier)."""
         self._recorder, self._link, self._faults = recorder, link, faults
+        self._open_events = open_events
         self._on_protect = on_protect
 
     def dispatch(self, actions: list[Action]) -> None:
@@ -44,6 +47,8 @@ class ActionRouter:
                 elif isinstance(act, MarkSegments):
                     self._recorder.mark(act.event_id, act.start_utc, act.end_utc, act.motion, act.person)
                 elif isinstance(act, PublishEvent):
+                    if self._open_events is not None:  # first: a cut after it still closes it
+                        self._open_events.track(act.payload)
                     self._link.send_durable(topics.event, act.payload)
                 elif isinstance(act, PublishSnapshot):
                     self._link.send_durable(topics.snapshot(act.event_id), act.jpeg)

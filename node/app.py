@@ -24,6 +24,7 @@ from typing import Any
 from hw.camera import FrameSource, open_source
 from hw.encode.base import FanOut
 from hw.media import Frame, StreamInfo
+from hw.redact import redact_url
 from node import __version__
 from node.actions import ActionRouter
 from node.clock import Clock, SystemClock
@@ -31,10 +32,14 @@ from node.commands import CommandParts, register_node_commands
 from node.config import Config
 from node.daynight import DayNightController, policy_from_config
 from node.diagnostics import Diagnostics
+from node.events import EventRules, Rules, close_interrupted
 from node.link.mqtt import MqttLink
 from node.link.outbox import Outbox
 from node.link.router import CommandRouter
+from node.live.manager import LiveManager
+from node.live.usage import DataUsage
 from node.mainloop import MainLoop, healthy
+from node.open_events import OpenEvents
 from node.pipeline import Faults, Pipeline
 from node.record.recorder import build_recorder
 from node.sdnotify import Notifier
@@ -81,15 +86,24 @@ class Node:
         self.link = MqttLink.from_config(cfg.mqtt, cfg.node.id, self.clock, on_command=self._on_command,
                                          outbox=self.outbox)
         self.commands = CommandRouter(lambda topic, payload: self.link.publish(topic, payload, qos=1),
-                                      self.link.topics, self.clock)
+                                      self.link.topics, self.clock, faults=self.faults)
         self.recorder = build_recorder(cfg, self.clock, **({"free_fn": free_fn} if free_fn else {}))
         #: the storage budget (None: budget.mode "fixed", or a stream the node does not encode)
         self.budget: Any = None
-        self._open_events: set[str] = set()
-        self.actions = ActionRouter(self.recorder, self.link, self.faults,
+        self._tier_events: set[str] = set()  # object events open now (the event tier)
+        try:
+            self.open_events: OpenEvents | None = OpenEvents(Path(cfg.storage.path) / "events-open.sqlite")
+        except (sqlite3.Error, OSError) as exc:  # events still go out; a power cut leaves them open
+            self.open_events = None
+            self.faults.set("events", f"open-event record unavailable: {exc}")
+        self.actions = ActionRouter(self.recorder, self.link, self.faults, self.open_events,
                                     on_protect=self._event_tier)
         self.fanout = FanOut()
         self.fanout.add(self.recorder)
+        self.live = LiveManager(cfg.live, cfg.node.id, self.clock,
+                                DataUsage(Path(cfg.storage.path) / "live-usage.json", self.clock),
+                                encoder_candidates=list(cfg.encoder.candidates) or None)
+        self.fanout.add(self.live.tap)
         self.daynight = DayNightController(policy_from_config(cfg.daynight), self.clock,
                                            override_max_s=cfg.daynight.override_max_min * 60)
         self.pipeline = Pipeline(
@@ -105,12 +119,14 @@ class Node:
                            faults=self.faults, pipeline=self.pipeline, recorder=self.recorder,
                            daynight=self.daynight, link=self.link, router=self.commands,
                            platform=self.platform, devices=self.devices, analyzer=self.analyzer,
-                           encoder_report=lambda: self.encoder_report, budget=lambda: self.budget)
+                           encoder_report=lambda: self.encoder_report, live=self.live,
+                           budget=lambda: self.budget)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
         cfg = self.cfg
-        log.info("camnode %s starting: node %s, source %s", __version__, cfg.node.id, cfg.camera.source)
+        log.info("camnode %s starting: node %s, source %s", __version__, cfg.node.id,
+                 redact_url(cfg.camera.source))
         self._remove_stale_exports()
         self._probe_platform()
         self._build_devices()
@@ -119,14 +135,18 @@ class Node:
             self._build_analyzer()
         self.daynight.devices = self.devices
         self.daynight.rebaseline = self.analyzer.rebaseline if self.analyzer is not None else None
+        self.daynight.vision_night = self.analyzer.set_night if self.analyzer is not None else None
         self.diagnostics = self._diagnostics()  # now with the parts built above
         register_node_commands(self.commands, CommandParts(
             node_id=cfg.node.id, storage_path=Path(cfg.storage.path), link=self.link,
             recorder=self.recorder, daynight=self.daynight, diagnostics=self.diagnostics,
             faults=self.faults, analyzer=self.analyzer))
+        self.commands.register("live", self.live.command,
+                               "live view: {stream: sub|main, minutes} or {stop: true}")
+        self._close_interrupted_events()
         self.link.start()
         self.pipeline.start()
-        self.notifier.ready(f"recording {cfg.camera.source}")
+        self.notifier.ready(f"recording {redact_url(cfg.camera.source)}")
 
     def stop(self) -> None:
         """Camera off → encoder flushed → last segment closed → events ended → GPIO safe →
@@ -136,7 +156,7 @@ class Node:
         self._stopped.set()
         log.info("stopping")
         self.notifier.stopping()
-        steps = [("pipeline", self.pipeline.stop)]
+        steps = [("live", self.live.close), ("pipeline", self.pipeline.stop)]
         if self.analyzer is not None:
             steps.append(("events", lambda: self.actions.dispatch(self.analyzer.close())))
         steps.append(("recorder", self._close_recorder))
@@ -145,12 +165,34 @@ class Node:
         steps.append(("link", self.link.close))
         if self.outbox is not None:
             steps.append(("outbox", self.outbox.close))
+        if self.open_events is not None:
+            steps.append(("open events", self.open_events.close))
         for name, step in steps:
             try:
                 step()
             except Exception:
                 log.exception("stop: %s failed", name)
         log.info("stopped")
+
+    def _close_interrupted_events(self) -> None:
+        """Events a power cut or crash left open get their ``end`` now (``end_reason``
+        "interrupted", ended at the last activity recorded before the cut)."""
+        if self.open_events is None:
+            return
+        d = self.cfg.detect
+        rules = EventRules(motion=Rules(protect=False),
+                           object=Rules(pre_roll_s=d.pre_roll_s, post_roll_s=d.post_roll_s))
+        left = self.open_events.left_open()
+        for payload in left:
+            try:
+                actions = close_interrupted(payload, rules)
+            except (KeyError, TypeError, ValueError) as exc:  # an unreadable record: dropped
+                log.error("cannot close interrupted event %s: %s", payload.get("id"), exc)
+                self.open_events.track({"id": payload.get("id"), "phase": "end"})
+                continue
+            self.actions.dispatch(actions)
+        if left:
+            log.warning("closed %d event(s) left open by an interruption", len(left))
 
     def _close_recorder(self) -> None:
         if not self.pipeline.join(0):  # never close the recorder under a live encoder thread
@@ -171,7 +213,8 @@ class Node:
                         daynight_step=lambda: self.daynight.step(self.pipeline.counters.luma_mean),
                         led=led, heartbeat_s=self.cfg.mqtt.heartbeat_s,
                         daynight_s=self.cfg.daynight.check_s,
-                        steps=[("budget", lambda: self.budget.tick() if self.budget else None)])
+                        every_tick={"live": lambda: self.live.step(self.clock.monotonic()),
+                                    "budget": lambda: self.budget.tick() if self.budget else None})
         try:
             loop.run(stop)
         finally:
@@ -269,6 +312,7 @@ class Node:
         from hw.encode.select import open_encoder
 
         enc = self.cfg.encoder
+        self.live.pixels = frame.main is not None or "lores_yuv" in frame.meta
         encoded = frame.packet is not None and frame.main is None
         budget = None if encoded else self._build_budget(stream.width, stream.height, stream.fps,
                                                           "libx264")
@@ -307,6 +351,7 @@ class Node:
         """Encoder thread: burn name and time into the main image (not for passthrough)."""
         if self.overlay is not None and frame.main is not None and frame.packet is None:
             self.overlay.apply(frame.main, frame.width, frame.height, frame.utc, self.clock.synced())
+        self.live.offer_frame(frame)
 
     def _analyse(self, frame: Frame) -> None:
         """Analysis thread: motion, detection, events → recorder and link."""
@@ -315,9 +360,9 @@ class Node:
 
     def _event_tier(self, event_id: str, open_: bool) -> None:
         """Analysis thread: the budget's event tier is on while any object event is open."""
-        (self._open_events.add if open_ else self._open_events.discard)(event_id)
+        (self._tier_events.add if open_ else self._tier_events.discard)(event_id)
         if self.budget is not None:
-            self.budget.set_event(bool(self._open_events))
+            self.budget.set_event(bool(self._tier_events))
 
-    def _on_command(self, name: str, payload: bytes) -> None:
-        self.commands.handle(name, payload)
+    def _on_command(self, name: str, payload: bytes, retained: bool = False) -> None:
+        self.commands.handle(name, payload, retained=retained)

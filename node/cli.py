@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+from hw.redact import redact_url
 from node import __version__
 from node.config import Config, ConfigError, example_toml, load_config, schema
 
@@ -66,7 +67,7 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
         for problem in found.errors:
             print(f"camnode: config error: {problem}", file=sys.stderr)
         return 2
-    print(f"{args.file}: OK (node {cfg.node.id}, source {cfg.camera.source}, "
+    print(f"{args.file}: OK (node {cfg.node.id}, source {redact_url(cfg.camera.source)}, "
           f"broker {cfg.mqtt.host}:{cfg.mqtt.port})")
     return 0
 
@@ -113,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--source", default="synthetic",
                       help="camera.source for the demo (default: the built-in street scene)")
     demo.set_defaults(func=_cmd_demo)
+
+    from node import hwcheck
+
+    hw = sub.add_parser("hwcheck", help="check this board's camera, encoder, IR, IR-cut, light sensor, "
+                        "LED and temperatures (stop the camnode service first)")
+    hwcheck.add_arguments(hw)
+    hw.set_defaults(func=hwcheck.run)
 
     from node.record import cli as record_cli
 

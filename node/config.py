@@ -24,6 +24,7 @@ from node.sections import (
     DetectSection,
     EncoderSection,
     GpioSection,
+    LiveSection,
     LogSection,
     MotionSection,
     MqttSection,
@@ -61,6 +62,7 @@ class Config:
     detect: DetectSection = dataclasses.field(default_factory=DetectSection)
     gpio: GpioSection = dataclasses.field(default_factory=GpioSection)
     overlay: OverlaySection = dataclasses.field(default_factory=OverlaySection)
+    live: LiveSection = dataclasses.field(default_factory=LiveSection)
     budget: BudgetSection = dataclasses.field(default_factory=BudgetSection)
 
     def replace(self, **sections: Any) -> Config:

@@ -212,13 +212,14 @@ class DayNightController:
 
     ``devices``: the GPIO devices (``hw.gpio.Devices`` or None); ``camera``: the frame source,
     tuned through its optional ``set_night(bool)``; ``rebaseline``: the motion detector's
-    re-baseline callable. A device that fails is reported in ``status()['error']`` and the
-    others are still driven. Thread: ``step`` on the main thread; ``force`` from the MQTT
-    command thread (guarded by a lock).
+    re-baseline callable; ``vision_night``: told the mode at each switch (the analyzer's
+    ``set_night``: motion uses its night sensitivity). A device that fails is reported in
+    ``status()['error']`` and the others are still driven. Thread: ``step`` on the main
+    thread; ``force`` from the MQTT command thread (guarded by a lock).
     """
 
     def __init__(self, policy: DayNightPolicy, clock: Any, *, devices: Any = None, camera: Any = None,
-                 rebaseline: Any = None, override_max_s: float = 3600.0) -> None:
+                 rebaseline: Any = None, vision_night: Any = None, override_max_s: float = 3600.0) -> None:
         import threading
 
         self.policy = policy
@@ -226,6 +227,7 @@ class DayNightController:
         self.devices = devices
         self.camera = camera
         self.rebaseline = rebaseline
+        self.vision_night = vision_night
         self.override_max_s = override_max_s
         self.state = State(since=clock.monotonic())
         self.last_reading: Reading | None = None
@@ -257,7 +259,10 @@ class DayNightController:
     def force(self, mode: str | None, minutes: float | None = None) -> dict[str, Any]:
         """Technician override (``mode`` day/night, or None/'auto' to release). Applies at once."""
         mode = None if mode in (None, "auto") else mode
-        dur = min(self.override_max_s, (minutes or self.override_max_s / 60) * 60)
+        if minutes is not None and not 0 < minutes * 60 <= self.override_max_s:
+            raise ValueError(f"an override lasts at most {self.override_max_s / 60:g} minutes, "
+                             f"asked {minutes:g}")  # refused, never silently cut
+        dur = (minutes or self.override_max_s / 60) * 60
         now = self._clock.monotonic()
         with self._lock:
             self.state = force(self.state, mode, now, dur)
@@ -278,8 +283,11 @@ class DayNightController:
                         dev.ir.on(act.brightness)
                     else:
                         dev.ir.off()
-                elif isinstance(act, TuneCamera) and hasattr(self.camera, "set_night"):
-                    self.camera.set_night(act.night)
+                elif isinstance(act, TuneCamera):
+                    if self.vision_night is not None:
+                        self.vision_night(act.night)
+                    if hasattr(self.camera, "set_night"):
+                        self.camera.set_night(act.night)
                 elif isinstance(act, Rebaseline) and self.rebaseline is not None:
                     self.rebaseline()
             except Exception as exc:

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from hw.redact import redact_obj
 from node import __version__, health
 from node.link import topics as t
 
@@ -29,12 +30,13 @@ class Diagnostics:
     def __init__(self, *, cfg: Any, clock: Any, started_mono: float, faults: Any, pipeline: Any,
                  recorder: Any, daynight: Any, link: Any, router: Any, platform: Any = None,
                  devices: Any = None, analyzer: Any = None,
-                 encoder_report: Callable[[], Any] = lambda: None,
+                 encoder_report: Callable[[], Any] = lambda: None, live: Any = None,
                  budget: Callable[[], Any] = lambda: None) -> None:
         self.cfg, self.clock, self.started_mono, self._faults = cfg, clock, started_mono, faults
         self.pipeline, self.recorder, self.daynight, self.link = pipeline, recorder, daynight, link
         self.router, self.platform, self.devices, self.analyzer = router, platform, devices, analyzer
         self.encoder_report = encoder_report
+        self.live = live  # node.live.manager.LiveManager: the heartbeat's live state and data used
         #: the storage budget once the encoder thread built it (None: fixed rate, passthrough)
         self.budget = budget
         self._last: tuple[float, int, int] | None = None
@@ -89,6 +91,8 @@ class Diagnostics:
                 hb["throttled"] = throttled
         if self.analyzer is not None:
             hb["vision"] = self.analyzer.health()
+        if self.live is not None:
+            hb["live"] = self.live.status()
         if (budget := self.budget()) is not None:
             hb["budget"] = budget.health()
         return hb
@@ -99,13 +103,16 @@ class Diagnostics:
         rec = rec if rec is not None else self.recorder.health()
         if rec.get("last_error"):
             out["storage"] = str(rec["last_error"])
-        days, target = rec.get("retention_days_projected"), self.cfg.record.max_age_days
+        verdict = rec.get("retention_fault")
         budget = self.budget()
-        if budget is not None:  # the budget holds the target; a fault only past its floor
-            if (why := budget.fault()) is not None:
-                out["retention"] = why
-        elif isinstance(days, int | float) and days < target:
-            out["retention"] = f"card holds ~{days:.1f} days at the current bitrate, target {target:g}"
+        if budget is not None and verdict and verdict.startswith("card holds ~"):
+            # a card short at the rate measured so far: the budget is lowering that rate; only
+            # when even its quality floor cannot keep the target is it a fault (its numbers)
+            verdict = budget.fault()
+        elif budget is not None and not verdict:
+            verdict = budget.fault()
+        if verdict:  # why footage is not kept as long as it should be
+            out["retention"] = str(verdict)
         now = self.clock.monotonic()
         stalled = self.pipeline.stalled_for(now, since_start=True)
         if stalled > max(10.0, 5.0 / self.cfg.camera.fps):
@@ -123,7 +130,7 @@ class Diagnostics:
         cfg, pipe, report = self.cfg, self.pipeline, self.encoder_report()
         out = self.heartbeat(update_rates=False)
         out["config"] = dataclasses.asdict(cfg)
-        out["config"]["mqtt"]["password"] = "***" if cfg.mqtt.password else ""
+        out["config"] = redact_obj(out["config"])  # passwords, and credentials in camera URLs
         out["platform"] = self.platform.describe() if self.platform is not None else None
         out["encoder_selection"] = report.as_dict() if report is not None else None
         out["camera"] = pipe.source.describe() if pipe.source is not None else None

@@ -231,6 +231,26 @@ def flush(state: EventState, now: Instant, rules: EventRules) -> tuple[EventStat
     return replace(state, motion=None, motion_pending=None, object=None, object_pending=None), actions
 
 
+def close_interrupted(payload: dict, rules: EventRules) -> list[Action]:
+    """The closing actions of an event the node left open when it died (power cut, crash),
+    from the last message it had recorded: an ``end`` with ``end_reason: "interrupted"`` and
+    the last activity known then as its end, the segments flagged, and (object events) the
+    open-ended protection given its end. Pure."""
+    start = datetime.fromisoformat(str(payload["start"]).replace("Z", "+00:00"))
+    duration = max(0.0, float(payload.get("duration_s") or 0.0))
+    last = start + _td(duration)
+    end = {**payload, "phase": "end", "end": iso(last), "duration_s": round(duration, 2),
+           "end_reason": "interrupted"}
+    kind = payload.get("kind")
+    person = kind == "object" and "person" in (payload.get("classes") or [])
+    out: list[Action] = [PublishEvent(end),
+                         MarkSegments(payload["id"], start, last, motion=True, person=person)]
+    r = rules.object if kind == "object" else rules.motion
+    if r.protect:
+        out.append(ProtectClip(payload["id"], start - _td(r.pre_roll_s), last + _td(r.post_roll_s)))
+    return out
+
+
 def _new_id(state: EventState, kind: str, start: Instant) -> tuple[EventState, str]:
     n = state.counter + 1
     ms = start.utc.microsecond // 1000

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hw.camera import open_source
@@ -33,6 +34,7 @@ from hw.encode.select import open_encoder
 from hw.gpio import GpioSpec, LedCode, apply_safe_state, build_devices
 from hw.media import StreamInfo
 from hw.platform import VC4_KINDS, PlatformInfo, probe
+from hw.redact import redact_url
 from node.clock import Clock, SystemClock
 from node.config import Config, ConfigError, load_config
 
@@ -48,11 +50,8 @@ class Check:
 
 
 def gpio_spec(cfg: Config) -> GpioSpec:
-    """The ``[gpio]`` section as the hw layer's spec, with day/night's light thresholds."""
-    values = dataclasses.asdict(cfg.gpio)
-    values["light_dark_below"] = cfg.daynight.light_night_below
-    values["light_bright_above"] = cfg.daynight.light_day_above
-    return GpioSpec.from_mapping(values)
+    """The ``[gpio]`` section as the hw layer's spec."""
+    return GpioSpec.from_mapping(dataclasses.asdict(cfg.gpio))
 
 
 def check_platform(info: PlatformInfo) -> Check:
@@ -115,7 +114,7 @@ def check_camera(cfg: Config, clock: Clock, info: PlatformInfo, frames: int,
                           (cam.lores_width, cam.lores_height), clock, realtime=cam.realtime,
                           loop=cam.loop, max_frames=frames, options=options)
     except Exception as exc:
-        return Check("camera", "FAIL", f"{cam.source}: {exc}"), None
+        return Check("camera", "FAIL", f"{redact_url(cam.source)}: {exc}"), None
 
     def grab() -> None:
         try:
@@ -134,12 +133,12 @@ def check_camera(cfg: Config, clock: Clock, info: PlatformInfo, frames: int,
     dt = time.monotonic() - t0
     facts = {"source": src.describe(), "frames": len(got)}
     if not got:
-        return Check("camera", "FAIL", f"{cam.source}: no frame within {timeout_s:g} s"
+        return Check("camera", "FAIL", f"{redact_url(cam.source)}: no frame within {timeout_s:g} s"
                      + (f": {error[0]}" if error else ""), facts), None
     first = got[0]
     kind = "H.264 from the camera" if first.packet is not None and first.main is None else "raw"
     fps = (len(got) - 1) / max(1e-6, got[-1].mono - first.mono) if len(got) > 1 else 0.0
-    summary = (f"{cam.source}: {len(got)} frames {first.width}x{first.height} ({kind}) in "
+    summary = (f"{redact_url(cam.source)}: {len(got)} frames {first.width}x{first.height} ({kind}) in "
                f"{dt:.1f} s, {fps:.1f} fps by timestamps")
     status = "PASS" if len(got) >= frames else "WARN"
     return Check("camera", status, summary, facts), got
@@ -235,17 +234,26 @@ def render(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="hwcheck", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", help="node config (TOML); default: built-in defaults")
+#: The provisioned node's config (camnode-provision image installs it there).
+NODE_CONFIG = "/etc/camnode/node.toml"
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of ``camnode hwcheck`` (and ``python -m node.hwcheck``)."""
+    ap.add_argument("--config", help=f"node config (TOML); default: {NODE_CONFIG} when it exists, "
+                    "else built-in defaults")
     ap.add_argument("--frames", type=int, default=10, help="camera frames to grab")
     ap.add_argument("--timeout", type=float, default=20.0, help="camera timeout (s)")
     ap.add_argument("--root", default="/", help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--safe-state", action="store_true", help="only drive IR off, filter to day")
-    args = ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit code: 0 every check passed (warnings allowed), 1 a check failed, 2 bad config."""
+    path = args.config or (NODE_CONFIG if Path(NODE_CONFIG).is_file() else None)
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -257,12 +265,20 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print("GPIO safe state: IR off, IR-cut filter in day position")
         return 0
+    if path and not args.json:
+        print(f"config: {path}")
     checks = run_checks(cfg, root=args.root, frames=args.frames, timeout_s=args.timeout)
     if args.json:
         print(json.dumps([dataclasses.asdict(c) for c in checks], indent=2, default=str))
     else:
         print(render(checks))
     return 1 if any(c.status == "FAIL" for c in checks) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="hwcheck", description=__doc__.split("\n\n")[0])
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
 
 
 if __name__ == "__main__":

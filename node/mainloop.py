@@ -3,7 +3,7 @@ tick day/night, publish the heartbeat and set the status LED from it.
 
 Each step is guarded: a failure becomes a fault (``daynight``, ``heartbeat``), cleared when
 the step works again, and never ends the loop. The loop ends when ``stop`` is set (SIGTERM,
-Ctrl-C); the caller then stops the node.
+Ctrl-C), or when a finite source has ended; the caller then stops the node.
 
 Thread: the main thread (:meth:`MainLoop.run`); :func:`healthy` from any thread.
 """
@@ -34,16 +34,16 @@ class MainLoop:
     def __init__(self, *, clock: Any, notifier: Any, faults: Any, pipeline: Any, link: Any,
                  heartbeat: Callable[[], dict[str, Any]], daynight_step: Callable[[], Any],
                  led: Any, heartbeat_s: float, daynight_s: float,
-                 steps: list[tuple[str, Callable[[], Any]]] | None = None) -> None:
+                 every_tick: dict[str, Callable[[], Any]] | None = None) -> None:
         self._clock, self._notifier, self._faults = clock, notifier, faults
         self._pipeline, self._link, self._heartbeat = pipeline, link, heartbeat
         self._daynight_step, self._led = daynight_step, led
         self._heartbeat_s, self._daynight_s = heartbeat_s, daynight_s
-        #: further guarded steps run every tick (each keeps its own schedule): the storage budget
-        self._steps = list(steps or [])
+        self._every_tick = dict(every_tick or {})  # {fault area: step}, e.g. live-session expiry
 
     def run(self, stop: threading.Event) -> None:
-        """Until ``stop`` is set."""
+        """Until ``stop`` is set, or a finite source (``camera.loop = false``) has ended and
+        everything it gave is recorded: then one last heartbeat (its fault says why) and out."""
         period = self._heartbeat_s
         now = self._clock.monotonic()
         next_beat = now + min(1.0, period)
@@ -53,14 +53,18 @@ class MainLoop:
             now = self._clock.monotonic()
             if healthy(self._pipeline, now):
                 self._notifier.watchdog()
+            for area, step in self._every_tick.items():
+                self._guarded(area, step)
             if now >= next_light:
                 next_light = now + self._daynight_s
                 self._guarded("daynight", self._daynight_step)
-            for area, step in self._steps:
-                self._guarded(area, step)
             if now >= next_beat:
                 next_beat = now + period
                 self._guarded("heartbeat", self.publish_heartbeat)
+            if self._pipeline.source_ended and self._pipeline.join(0):
+                self._guarded("heartbeat", self.publish_heartbeat)
+                log.warning("the source ended (camera.loop = false): the run ends")
+                return
 
     def publish_heartbeat(self) -> dict[str, Any]:
         """Publish the heartbeat (QoS 0) and show its state on the LED."""

@@ -1,7 +1,8 @@
 """The frame pipeline: capture → encode → outputs, and capture → analysis.
 
-    capture thread ──frames──► [encode queue] ──► encoder thread ──packets──► FanOut ─► recorder …
-                     └───────► [analysis queue] ──► analysis thread ──actions──► on_actions()
+    capture thread ──frames──► [encode queue] ──► encoder thread ──packets──► FanOut ─► recorder
+                     └───────► [analysis queue] ──► analysis thread ──► analyse(frame)
+                                                      (the app's hook: analyzer → node.actions)
 
 Queues are bounded and drop the oldest frame (counted): a slow encoder or a busy detector
 never stalls the camera, and the analysis queue is short on purpose (analysis wants the
@@ -9,11 +10,17 @@ newest frame, not a backlog). A camera that fails is reopened with backoff (1 s 
 30 s) while the fault is reported; a finite source (a file without loop, a test) ends the
 pipeline cleanly: the encoder flushes and the outputs close their last segment.
 
-Threads: the three loops below; ``stats``/``faults`` are read from the main thread.
+Where frames were lost — the camera says so (``meta["gap"]``, ``meta["discontinuity"]``), the
+source was reopened, or packets of an encoded source fell out of the encode queue — the next
+packet is marked :attr:`~hw.media.EncodedPacket.discontinuity` and the recorder cuts there.
+
+Threads: ``capture``, ``encoder``, ``analysis`` (the loops below; see ``docs/threads.md``);
+``counters``, ``faults`` and the health methods are read from any thread (main loop, MQTT).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -152,11 +159,14 @@ class Pipeline:
     # -- threads -----------------------------------------------------------------
     def _capture_loop(self) -> None:
         backoff = 1.0
+        reopened = False
         try:
             while not self._stop.is_set():
                 try:
                     self.source = self._open_source()
                     for frame in self.source.frames():
+                        if reopened:  # a new stream: the recorder cuts before it
+                            frame.meta["discontinuity"], reopened = True, False
                         c = self.counters
                         c.frames_in += 1
                         self._last_arrival = self.clock.monotonic()
@@ -176,6 +186,9 @@ class Pipeline:
                         if self._finite:
                             self.source_ended = True
                             log.info("source ended after %d frames", self.counters.frames_in)
+                            # said in the heartbeat: a node with fps 0 must not look healthy
+                            self.faults.set("camera", f"source ended after {self.counters.frames_in}"
+                                            " frames (camera.loop = false): nothing more is recorded")
                             return
                         self.faults.set("camera", "camera stream ended; reopening")
                 except SourceError as exc:
@@ -186,20 +199,29 @@ class Pipeline:
                 if self._stop.wait(backoff):
                     return
                 backoff = min(backoff * 2, 30.0)
+                reopened = self.counters.frames_in > 0  # (nothing to cut before a first frame)
         finally:
             self.encode_q.close()
             self.analysis_q.close()
 
     def _encode_loop(self) -> None:
         c = self.counters
+        cut = False  # the next packet out follows a hole: mark it, the recorder cuts there
         try:
             while True:
                 try:
-                    frame = self.encode_q.get(timeout=1.0)
+                    frame, dropped_before = self.encode_q.get_marked(timeout=1.0)
                 except Closed:
                     break
                 if frame is None:
                     continue
+                if frame.meta.get("gap") or frame.meta.get("discontinuity") or (
+                        dropped_before and frame.packet is not None):
+                    # The camera lost frames, its stream restarted, or packets of an encoded
+                    # source were dropped here (a re-encoded source just encodes fewer frames).
+                    cut = True
+                    if frame.main is not None:  # an encoder that can starts a GOP here: no loss
+                        frame.meta["force_keyframe"] = True
                 try:
                     if self.encoder is None:
                         src = self.source
@@ -207,9 +229,11 @@ class Pipeline:
                         self.encoder, info = self._make_encoder(
                             frame, StreamInfo("h264", frame.width, frame.height, fps))
                         self.fanout.start(info)
-                    if self._prepare is not None and frame.main is not None:
+                    if self._prepare is not None:  # also encoded frames (live taps their lores)
                         self._prepare_guarded(frame)
                     for pkt in self.encoder.encode(frame):
+                        if cut:
+                            pkt, cut = dataclasses.replace(pkt, discontinuity=True), False
                         self.fanout.write(pkt)
                         c.packets_out += 1
                     c.frames_encoded += 1

@@ -56,6 +56,15 @@ def examine(cfg: Config, source: str = "<config>", base_dir: str | None = None, 
             err("mqtt.tls_ca", f"{m.tls_ca}: no such file")
         except (OSError, ssl.SSLError, ValueError) as exc:
             err("mqtt.tls_ca", f"{m.tls_ca}: not a usable CA certificate ({exc})")
+    if bool(m.tls_cert) != bool(m.tls_key) or (m.tls_cert and not m.tls_ca):
+        err("mqtt.tls_cert", "tls_cert and tls_key go together, and with tls_ca")
+    elif m.tls_cert:
+        try:
+            ssl.create_default_context().load_cert_chain(m.tls_cert, m.tls_key)
+        except FileNotFoundError as exc:
+            err("mqtt.tls_cert", f"{exc.filename}: no such file")
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            err("mqtt.tls_cert", f"{m.tls_cert} / {m.tls_key}: not a usable certificate and key ({exc})")
     if cfg.detect.enabled and cfg.motion.enabled:
         base = Path(base_dir) if base_dir else Path.cwd()
         for field in ("model", "labels"):

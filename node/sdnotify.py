@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import os
 import socket
+from collections import deque
+
+#: Messages remembered for diagnostics and tests (a node sends one WATCHDOG=1 a second for months).
+RECENT = 16
 
 
 class Notifier:
@@ -19,7 +23,8 @@ class Notifier:
         self._addr = ("\0" + addr[1:]) if addr.startswith("@") else addr
         usec = env.get("WATCHDOG_USEC", "")
         self.watchdog_s: float | None = int(usec) / 1e6 if usec.isdigit() and int(usec) > 0 else None
-        self.sent: list[str] = []
+        self.sent: deque[str] = deque(maxlen=RECENT)  # the last few, not every one since boot
+        self.count = 0
 
     @property
     def enabled(self) -> bool:
@@ -34,6 +39,7 @@ class Notifier:
             except OSError:
                 return False
         self.sent.append(message)
+        self.count += 1
         return True
 
     def ready(self, status: str = "") -> bool:

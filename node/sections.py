@@ -131,7 +131,7 @@ class StorageSection:
     )
 
 
-@section("Recording: durability, retention (the ring buffer), pre-roll and evidence signing.")
+@section("Recording: durability, retention (the ring buffer) and evidence signing.")
 class RecordSection:
     max_age_days: float = setting(30.0, "Delete footage older than this (protected clips excepted); "
                                   "also the retention target the heartbeat compares with.",
@@ -145,8 +145,6 @@ class RecordSection:
                                 "cut.", unit="s", minimum=0.1, maximum=10.0)
     sync_fragments: bool = setting(False, "fdatasync every fragment (more SD wear; for kernels with "
                                    "slow writeback).")
-    preroll_s: float = setting(10.0, "RAM ring of recent video for event clips (0: off).", unit="s",
-                               minimum=0.0, maximum=120.0)
     sweep_s: float = setting(10.0, "Retention sweep period (its own thread).", unit="s",
                              minimum=0.5, maximum=3600.0)
     queue_mb: float = setting(32.0, "Writer queue; past it packets drop to the next keyframe.",
@@ -165,12 +163,21 @@ class MqttSection:
     password: str = setting("", "Password (prefer password_file on a real node).")
     password_file: str = setting("", "File holding the password (provisioned, mode 0600).")
     tls_ca: str = setting("", "CA certificate file; set to use TLS.")
+    tls_cert: str = setting("", "Client certificate (PEM) when the broker requires one (with tls_ca).")
+    tls_key: str = setting("", "Its private key (PEM, mode 0600).")
     heartbeat_s: float = setting(10.0, "Heartbeat period.", unit="s", minimum=0.2, maximum=3600.0)
     keepalive_s: int = setting(30, "MQTT keepalive; the broker declares the node offline "
                                "(last will) after 1.5x this without traffic.", unit="s",
                                minimum=2, maximum=3600)
     reconnect_max_s: float = setting(30.0, "Longest wait between reconnect attempts.", unit="s",
                                      minimum=0.1, maximum=600.0)
+    archive_ack: bool = setting(True, "Keep an event or snapshot in the outbox until the station's "
+                                "archive acknowledges it on <prefix>/<id>/ack/... (false: until the "
+                                "broker's PUBACK).")
+    ack_resend_s: float = setting(60.0, "Send an outbox message again when the archive has not "
+                                  "acknowledged it for this long (doubling each time, at most 1 h; "
+                                  "every reconnect sends all again).", unit="s", minimum=0.5,
+                                  maximum=3600.0)
     outbox_max_rows: int = setting(
         5000, "Most events/snapshots queued while the station is unreachable; beyond it the oldest "
         "are dropped and a `lost` notice names them.", minimum=10, maximum=1_000_000)
@@ -236,6 +243,29 @@ class MotionSection:
                            minimum=1.0, maximum=86400.0)
     cooldown_s: float = setting(0.0, "No new motion event for this long after one ends.", unit="s",
                                 minimum=0.0, maximum=3600.0)
+    night_threshold: float = setting(
+        8.0, "Night (IR, monochrome picture) sensitivity: as threshold, for the night; lower finds "
+        "dim figures.", unit="luma levels (0-255)", minimum=2.0, maximum=128.0)
+    night_noise_factor: float = setting(
+        3.0, "Night: as noise_factor, against the grain measured at night (kept apart from the "
+        "day's).", minimum=1.0, maximum=20.0)
+    min_area_px: float = setting(
+        600.0, "Smallest motion region in main-image pixels at the bottom of the frame (near); "
+        "0 uses min_area instead.", unit="px", minimum=0.0, maximum=1e7)
+    far_scale: float = setting(
+        0.3, "The smallest region at the top of the frame (far) as a fraction of min_area_px; "
+        "linear in between.", unit="fraction", minimum=0.01, maximum=1.0)
+    persist_frames: int = setting(
+        2, "At night (IR), a cell counts as motion when it changed on this many consecutive frames "
+        "(2 ignores most rain streaks, grain and insects darting past the lens; 1 = every change).",
+        minimum=1, maximum=3)
+    history_frames: int = setting(
+        5, "A region's area is that of its track over this many frames: a small, dim mover adds "
+        "up along its path.", minimum=1, maximum=50)
+    passing_step: float = setting(
+        0.5, "Largest step of the background a frame where something moves (an insect lit by "
+        "the IR light leaves no bright trail); 0: no limit.", unit="luma levels", minimum=0.0,
+        maximum=255.0)
 
 
 @section("Object (person, vehicle) detection with a TFLite SSD model on motion regions.")
@@ -276,6 +306,20 @@ class DetectSection:
                                 unit="s", minimum=0.0, maximum=600.0)
     post_roll_s: float = setting(5.0, "Footage kept after an object event (protected clip).",
                                  unit="s", minimum=0.0, maximum=600.0)
+    smooth_crops: bool = setting(
+        True, "Small regions (a far person): crops no larger than the model input (the main "
+        "stream's own resolution), enlarged bilinearly; false: at least 35 % of the frame, "
+        "enlarged by nearest pixel, which the SSD misses small people in.")
+    scan_on_rebaseline: bool = setting(
+        True, "After the motion background is (re)learnt (start, IR switch), look at the whole "
+        "frame once in 2x2 tiles plus the whole (5 model calls): someone standing there is found.")
+    tiles_for_small: float = setting(
+        0.15, "When motion regions are too many for crops and all smaller than this fraction "
+        "of the short side, the model looks at the 2x2 tiles holding them, not the whole "
+        "frame (0: whole frame).", unit="fraction", minimum=0.0, maximum=1.0)
+    max_calls_s: float = setting(
+        10.0, "Inference budget: at most this many model calls (crops, tiles) in any second; "
+        "0: no limit. A Pi 4 spends about 0.14 s a call.", unit="1/s", minimum=0.0, maximum=100.0)
 
 
 @section("Day/night switching: IR light, IR-cut filter and camera tuning.")
@@ -406,3 +450,35 @@ class BudgetSection:
         if self.min_kbps >= self.max_kbps:
             return ("min_kbps", f"must be below max_kbps ({self.max_kbps}), got {self.min_kbps}")
         return None
+
+
+@section("Live view: on request (cmd/live) the node pushes a stream to the station's media relay "
+         "(RTSP RECORD over one outgoing TCP connection, so it works behind a carrier's NAT).")
+class LiveSection:
+    relay: str = setting("", "The station relay's RTSP address, e.g. 'rtsp://station:8554' "
+                         "(empty: live view off).")
+    username: str = setting("", "Stream user name at the relay (empty: the node id).")
+    password: str = setting("", "Stream password (prefer password_file on a real node).")
+    password_file: str = setting("", "File holding the stream password (provisioned, mode 0600).")
+    max_minutes: float = setting(60.0, "Longest session one request may ask for.", unit="min",
+                                 minimum=0.1, maximum=24 * 60.0)
+    monthly_cap_mb: float = setting(0.0, "Live data allowed per calendar month (UTC); a new session "
+                                    "past it is refused (0: no cap).", unit="MB", minimum=0.0,
+                                    maximum=1e7)
+    sub_width: int = setting(640, "Sub-stream width.", unit="px", minimum=16, maximum=1920, check=_even)
+    sub_height: int = setting(360, "Sub-stream height.", unit="px", minimum=16, maximum=1080, check=_even)
+    sub_fps: float = setting(10.0, "Sub-stream frame rate (at most the camera's).", unit="1/s",
+                             minimum=1.0, maximum=60.0)
+    sub_bitrate_kbps: int = setting(250, "Sub-stream bitrate (VBV-capped).", unit="kbit/s", minimum=30,
+                                    maximum=5000)
+    sub_gop_s: float = setting(1.0, "Sub-stream keyframe interval: a viewer starts within it.",
+                               unit="s", minimum=0.2, maximum=10.0)
+    timeout_s: float = setting(5.0, "A push that cannot send for this long ends (link cut).", unit="s",
+                               minimum=1.0, maximum=120.0)
+    serve_port: int = setting(0, "The node's own RTSP server for a VMS on the LAN/VPN: "
+                              "rtsp://<user>@<node>:<port>/<node id>/main (0: off).", minimum=0,
+                              maximum=65535)
+    serve_address: str = setting("0.0.0.0", "Address the node's RTSP server listens on.")
+    serve_username: str = setting("viewer", "User name a VMS gives the node's RTSP server.")
+    serve_password_file: str = setting("", "File holding that user's password (provisioned, 0600); "
+                                       "required when serve_port is set.")

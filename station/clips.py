@@ -2,12 +2,13 @@
 
 One session subscribes to the node's ``reply/clip`` and ``clip/#`` *before* asking (once: a
 reconnect never asks again, it ends the transfer), so no chunk can be missed; then to its
-``status``, so a node that is (or goes) offline ends the wait at once. Chunks are written straight
-to a temporary file at their offsets (memory stays one chunk, whatever the clip's length); on
-``done`` the count, size and SHA-256 are checked before the file is renamed into place beside
-its manifest (``<clip>.json``). Waiting ends with a reason: the node refused, went offline,
-stopped sending for ``idle_s``, or a chunk is missing. The manifest verifies like any export
-(``camnode verify clip.mp4 --manifest clip.json --pubkey <node key>``).
+``status``, so a node that is (or goes) offline ends the wait at once. Chunks are written
+straight to a temporary file at their offsets (memory stays one chunk, whatever the clip's
+length); on ``done`` the count, size and SHA-256 are checked before the file is renamed into
+place beside its manifest (``<clip>.mp4.json``: the one naming rule,
+node.record.export.manifest_path). Waiting ends with a reason: the node refused, went
+offline, stopped sending for ``idle_s``, or a chunk is missing. The manifest verifies like
+any export (``camnode verify clip.mp4 --inventory inventory.csv`` or ``--pubkey signing.pub``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from node.link import topics as t
+from node.record.export import manifest_path
 from station.connect import Connection, StationError, open_session
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.mp4$")
@@ -170,10 +172,10 @@ def _finish(tr: _Transfer, node_id: str, out_dir: Path) -> tuple[Path, Path]:
         name = f"{node_id}-clip.mp4"
     clip = out_dir / name
     n = 1
-    while clip.exists() or clip.with_suffix(".json").exists():  # never overwrite evidence
+    while clip.exists() or manifest_path(clip).exists():  # never overwrite evidence
         clip = out_dir / f"{Path(name).stem}-{n}.mp4"
         n += 1
-    manifest = clip.with_suffix(".json")
+    manifest = manifest_path(clip)
     manifest.write_text(json.dumps(done["manifest"], indent=2, sort_keys=True))
     tr.fh.close()
     os.replace(tr.fh.name, clip)

@@ -29,6 +29,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,6 +194,11 @@ def refused_reason(conn: Connection, reason_code: Any) -> str:
 
 Subscription = tuple[str, int]
 
+#: MQTT 5 DISCONNECT reason "Session taken over": the same client id (= user) connected again.
+TAKEN_OVER = 142
+#: A connection lost sooner than this after login counts as a quick drop.
+QUICK_DROP_S = 5.0
+
 
 class Session:
     """A connected, logged-in client with its subscriptions granted.
@@ -205,9 +211,13 @@ class Session:
                  on_message: Callable[[Any], None] | None = None,
                  on_state: Callable[[str | None], None] | None = None,
                  on_subscribed: Callable[[], None] | None = None, client_id: str = "",
-                 partial_ok: bool = False) -> None:
+                 partial_ok: bool = False, yield_to_same_user: bool = False) -> None:
         """``partial_ok``: a session whose subscriptions were refused in part still opens
-        (:attr:`denied` lists the refused ones): a view that shows what the user may read."""
+        (:attr:`denied` lists the refused ones): a view that shows what the user may read.
+        ``yield_to_same_user``: end (:attr:`ended`) rather than reconnect when the broker keeps
+        dropping the connection right after login — what it does when another program logs in
+        with the same user (client id = user name) — so that two programs do not knock each
+        other off forever. For interactive tools; a service should keep reconnecting."""
         self.conn = conn
         self.partial_ok = partial_ok
         self.denied: list[str] = []
@@ -222,6 +232,13 @@ class Session:
         self._early: dict[int, Any] = {}  # PUBACKs that beat the registration of their waiter
         self.error: str | None = None
         self.opened = False
+        #: set when the session ended for good after it was opened (another program logged in
+        #: with the same user: the broker keeps one connection per user); ``end_reason`` says so
+        self.ended = threading.Event()
+        self.end_reason: str | None = None
+        self._yield = yield_to_same_user
+        self._up_since = 0.0
+        self._quick_drops = 0
         c = make_client(conn, client_id)
         c.on_connect, c.on_disconnect = self._connected, self._disconnected
         c.on_subscribe, c.on_publish = self._subscribed, self._published
@@ -243,6 +260,7 @@ class Session:
             if not self.opened:
                 client.disconnect()
             return
+        self._up_since = time.monotonic()
         if not self.subscriptions:
             self._granted()
             return
@@ -273,6 +291,14 @@ class Session:
         if not self.opened:
             self._fail(f"the broker at {self.conn.where} closed the connection before accepting the login "
                        f"({reason_code}{'' if self.conn.tls_ca else '; a TLS port? give --tls-ca'})")
+        elif self._taken_over(reason_code):  # reconnecting would only knock the other one off
+            client.disconnect()  # stops paho's reconnect loop
+            who = self.conn.username or "this user"
+            self.end_reason = (f"the broker keeps dropping this connection right after login: another "
+                               f"program logged in as {who}? (one connection per user: give each program "
+                               "its own user)")
+            self._fail(self.end_reason)
+            self.ended.set()
         elif reason_code.is_failure or reason_code.value != 0:
             self._fail(f"connection to {self.conn.where} lost ({reason_code}); reconnecting")
         with self._lock:  # nothing in flight can be acknowledged any more
@@ -280,6 +306,16 @@ class Session:
                 box.append("the connection dropped before the broker acknowledged it")
                 ev.set()
             self._pubacks.clear()
+
+    def _taken_over(self, reason_code: Any) -> bool:
+        """MQTT 5 says "session taken over" (142); mosquitto 2.0 just closes the socket, so
+        three drops in a row within seconds of logging in count as the same."""
+        if not self._yield:
+            return False
+        if reason_code.value == TAKEN_OVER:
+            return True
+        self._quick_drops = self._quick_drops + 1 if time.monotonic() - self._up_since < QUICK_DROP_S else 0
+        return self._quick_drops >= 3
 
     def _published(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:

@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
     offset, speed, segment_s = float(argv[2]), float(argv[3]), float(argv[4])
     info, pkts = clip_packets(clip)
     pkts = retime(pkts, offset)
-    rec = Recorder(root, FakeClock(T0), segment_s=segment_s, preroll_s=0, sweep_s=0.5,
+    rec = Recorder(root, FakeClock(T0), segment_s=segment_s, sweep_s=0.5,
                    policy=Policy(headroom_s=0, min_free_bytes=0))
     rec.start(info)
     out = sys.stdout

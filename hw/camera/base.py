@@ -20,7 +20,13 @@ from hw.media import Frame
 
 
 class SourceError(RuntimeError):
-    """The source cannot be opened or stopped delivering (camera vanished, stream dropped)."""
+    """The source cannot be opened or stopped delivering (camera vanished, stream dropped).
+    Its message never carries a camera password (FFmpeg quotes URLs in its errors)."""
+
+    def __init__(self, message: str = "") -> None:
+        from hw.redact import redact_text
+
+        super().__init__(redact_text(message))
 
 
 class FrameSource(Protocol):

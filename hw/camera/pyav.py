@@ -377,12 +377,9 @@ def _lores_of(vf, lw: int, lh: int) -> np.ndarray:
 
 def _redact(spec: str) -> str:
     """Hide the password of ``rtsp://user:password@host/...`` in logs and diagnostics."""
-    if "://" in spec and "@" in spec.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = spec.split("://", 1)
-        cred, host = rest.split("@", 1)
-        user = cred.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return spec
+    from hw.redact import redact_url
+
+    return redact_url(spec)
 
 
 def _scrub(text: str, spec: str) -> str:

@@ -2,8 +2,10 @@
 
 What it draws, at any size: a static street (sky, building fronts, pavement, road with lane
 marks), sensor noise, people ("walkers") crossing at set times, and an illumination level
-that can drop to night (the IR switch: luma falls, chroma goes grey). Everything is a pure
-function of the frame number, so two runs give the same pixels.
+that can drop to night (the IR switch: luma falls, chroma goes grey), and the night's
+nuisances (insects and spiders at the lens, headlight sweeps, rain, sensor grain; see
+:mod:`hw.camera.night_nuisances`). Everything is a pure function of the frame number, so two
+runs give the same pixels.
 
 Cost: the background and a bank of noise planes are rendered once; a frame is a copy of the
 background plus one noise plane, plus the walkers' rectangles, plus one multiply when the
@@ -20,6 +22,7 @@ from datetime import timedelta
 
 import numpy as np
 
+from hw.camera import night_nuisances as nn
 from hw.camera.base import luma_downscale
 from hw.media import Frame
 
@@ -53,6 +56,12 @@ class SceneScript:
     noise_sigma: float = 2.0
     #: when set, the walkers' schedule repeats with this period (the endless demo)
     repeat_s: float | None = None
+    #: night nuisances (see :mod:`hw.camera.night_nuisances`), drawn after the illumination
+    insects: list[nn.Insect] = field(default_factory=list)
+    headlights: list[nn.Headlight] = field(default_factory=list)
+    rain: list[nn.Rain] = field(default_factory=list)
+    #: sensor grain added after the illumination (IR night: the gain amplifies noise), levels
+    grain_sigma: float = 0.0
 
 
 def demo_script() -> SceneScript:
@@ -149,6 +158,15 @@ class SyntheticSource:
         out = np.empty((h * 3 // 2, w), dtype=np.uint8)
         if level != 1.0:
             np.multiply(y, level, out=y, casting="unsafe")
+        sc = self._script
+        for hl in sc.headlights:
+            nn.draw_headlight(y, hl, t)
+        for ins in sc.insects:
+            nn.draw_insect(y, ins, t)
+        for rain in sc.rain:
+            nn.draw_rain(y, rain, t, seq)
+        if sc.grain_sigma > 0:
+            nn.add_grain(y, sc.grain_sigma, seq)
         np.clip(y, 0, 255, out=y)
         out[:h] = y
         if level < 0.5:  # IR night: the IR-cut filter is out, the picture is monochrome

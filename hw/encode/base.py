@@ -1,12 +1,14 @@
 """The ``Encoder`` → ``Output`` seam (picamera2's split, without its god class).
 
-An encoder turns :class:`~hw.camera.base.Frame` pixels into H.264 :class:`EncodedPacket`\\ s
-and fans every packet out, in order, to its list of :class:`Output`\\ s (segment writer,
-pre-roll ring, live stream...). Outputs are added and removed while running.
+An :class:`Encoder` turns :class:`~hw.media.Frame` pixels into H.264
+:class:`~hw.media.EncodedPacket`\\ s; the node's encoder thread hands every packet, in order,
+to a :class:`FanOut`, which delivers it to each :class:`Output` (today the recorder). Outputs
+are added and removed while running. The frame and packet types themselves are in
+:mod:`hw.media`.
 
 Packets carry Annex-B H.264 (start codes, SPS/PPS in-band before each keyframe), which is
-what hardware encoders and RTSP depacketisers deliver and what MPEG-TS and fragmented MP4
-muxers accept.
+what hardware encoders and RTSP depacketisers deliver and what the fragmented MP4 muxer
+accepts.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ class Output(Protocol):
 
 
 class Encoder(Protocol):
-    """Turns frames into packets and fans them out to ``outputs``."""
+    """Turns frames into packets (``encode``; ``flush`` at the end). Delivering them is the
+    caller's job (:class:`FanOut`)."""
 
     name: str
 

@@ -125,6 +125,8 @@ class LibavEncoder:
         pts = round((frame.mono - self._t0) * 90_000)
         vf.pts = pts
         vf.time_base = TIME_BASE
+        if frame.meta.get("force_keyframe"):  # the stream restarted here: start a GOP with it
+            vf.pict_type = av.video.frame.PictureType.I
         self._meta[pts] = (frame.utc, frame.mono, frame.seq)
         self.frames_in += 1
         try:

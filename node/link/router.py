@@ -13,7 +13,9 @@ thread, so each must be quick (no I/O heavier than reading a few files).
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,8 +39,11 @@ class Command:
 
 
 class CommandRouter:
-    def __init__(self, publish: Callable[[str, dict[str, Any]], Any], topics: t.Topics, clock: Any) -> None:
+    def __init__(self, publish: Callable[[str, dict[str, Any]], Any], topics: t.Topics, clock: Any,
+                 faults: Any = None) -> None:
+        """``faults``: where a storage failure met by a command is kept (``storage``)."""
         self._publish = publish
+        self._faults = faults
         self._topics = topics
         self._clock = clock
         self._commands: dict[str, Command] = {}
@@ -50,13 +55,19 @@ class CommandRouter:
     def register(self, name: str, handler: Handler, help: str) -> None:
         self._commands[name] = Command(name, handler, help)
 
-    def handle(self, name: str, payload: bytes) -> dict[str, Any]:
-        """Run one command and publish its reply; returns the reply."""
+    def handle(self, name: str, payload: bytes, *, retained: bool = False) -> dict[str, Any]:
+        """Run one command and publish its reply; returns the reply. A ``retained`` command
+        (kept by the broker, delivered again at every reconnect) is not run: the reply says so."""
         reply: dict[str, Any] = {"command": name, "utc": t.iso(self._clock.utc())}
         try:
+            if retained and not payload:
+                return reply  # the sender clearing its retained message: nothing to answer
             args = t.decode(payload)
             if "id" in args:
-                reply["id"] = str(args.pop("id"))[:64]
+                reply["id"] = str(args["id"])[:64] if _scalar(args["id"]) else "invalid"
+                args.pop("id")
+            if retained:
+                raise CommandError(RETAINED_REFUSAL)
             cmd = self._commands.get(name)
             if cmd is None:
                 raise CommandError(f"unknown command {name!r}; known: {', '.join(sorted(self._commands))}")
@@ -67,6 +78,13 @@ class CommandRouter:
             reply.update(ok=False, error=str(exc))
             self.rejected += 1
             log.warning("command %s rejected: %s", name, exc)
+        except (OSError, sqlite3.Error) as exc:  # the card, not the request: say what, keep it
+            problem = storage_problem(exc)
+            reply.update(ok=False, error=problem)
+            self.rejected += 1
+            log.error("command %s: %s", name, problem)
+            if self._faults is not None:
+                self._faults.set("storage", problem)
         except Exception as exc:  # a handler bug must not kill the network thread
             reply.update(ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
             self.rejected += 1
@@ -74,6 +92,27 @@ class CommandRouter:
         safe_name = name if name and "/" not in name and len(name) <= 64 else "invalid"
         self._publish(self._topics.reply(safe_name), reply)
         return reply
+
+
+RETAINED_REFUSAL = ("retained command ignored: it would run again at every reconnect; publish "
+                    "commands without the retain flag (and clear this one with an empty retained "
+                    "message)")
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, str | int | float) and not isinstance(v, bool)
+
+
+def storage_problem(exc: BaseException) -> str:
+    """A storage failure in words: read-only, full, or the system's own reason."""
+    text = str(exc).lower()
+    code = getattr(exc, "errno", None)
+    if code == errno.EROFS or "readonly" in text or "read-only" in text:
+        return "storage is read-only: nothing could be written (card locked, failing or remounted)"
+    if code == errno.ENOSPC or "disk is full" in text or "database or disk is full" in text:
+        return "storage is full: nothing could be written"
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    return f"storage error: {getattr(exc, 'strerror', None) or exc}{where}"
 
 
 def expect_keys(args: dict[str, Any], allowed: set[str]) -> None:

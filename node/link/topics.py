@@ -10,6 +10,8 @@ Topics (``<p>`` = ``mqtt.topic_prefix``, ``<id>`` = ``node.id``)::
     <p>/<id>/snapshot/<event id>  QoS 1  JPEG bytes of the event's best frame
     <p>/<id>/lost        QoS 1  durable messages the bounded outbox dropped (which, how many, why)
     <p>/<id>/cmd/<name>  to the node, QoS 1; reply on <p>/<id>/reply/<name>
+    <p>/<id>/ack/event, ack/snapshot  to the node, QoS 1: the archive committed these
+                         ({"id", "phase"} or {"acks": [...]}); only then the outbox row goes
     <p>/<id>/clip/<request>/<n>, .../done   an exported clip in chunks, then its manifest
 
 Payloads are UTF-8 JSON objects; times are ISO 8601 UTC with a ``Z``. ``docs/mqtt.md`` is the
@@ -20,16 +22,25 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 SCHEMA_VERSION = 1
 
 #: Fields every heartbeat carries (more may follow; consumers ignore unknown fields).
+#: ``heartbeat_s`` is the node's own period: the station's fleet view calls a node SILENT after
+#: three of them. ``throttled`` (Pi only) and ``vision`` (analysis on) are sent when they apply.
 HEARTBEAT_FIELDS = (
-    "node_id", "version", "uptime_s", "utc", "fps_in", "fps_out", "frames_dropped",
-    "encoder", "disk_free_mb", "cpu_load", "temperatures_c", "memory",
+    "node_id", "version", "heartbeat_s", "uptime_s", "utc", "clock_synced", "fps_in", "fps_out",
+    "frames_in", "frames_dropped", "encoder", "disk_free_mb", "retention_days", "cpu_load",
+    "temperatures_c", "memory", "daynight", "recorder", "link", "faults",
 )
+
+#: Leaves a node publishes under ``<p>/<id>/``: the broker ACL that provisioning generates allows
+#: a node exactly these (add a new leaf here, or the broker refuses it with PUBACK 135).
+NODE_PUBLISHES = ("status", "heartbeat", "event", "snapshot/#", "lost", "reply/#", "clip/#")
+#: Leaves a node reads under ``<p>/<id>/``: commands, and the station's archive acknowledgements.
+NODE_SUBSCRIBES = ("cmd/#", "ack/#")
 
 #: Largest payload the node accepts on a command topic.
 MAX_COMMAND_BYTES = 16 * 1024
@@ -91,6 +102,38 @@ class Topics:
     def reply(self, name: str) -> str:
         return f"{self.base}/reply/{name}"
 
+    def ack(self, leaf: str = "#") -> str:
+        """The station's archive acknowledgements to this node (``event``, ``snapshot``)."""
+        return f"{self.base}/ack/{leaf}"
+
+    def ack_key(self, topic: str, payload: bytes) -> str | None:
+        """What an archive acknowledgement names for a durable message: ``event/<id>/<phase>``,
+        ``snapshot/<id>``; None for anything the archive does not acknowledge."""
+        if topic == self.event:
+            try:
+                p = json.loads(payload)
+                return f"event/{p['id']}/{p['phase']}"
+            except (ValueError, KeyError, TypeError):
+                return None
+        if topic.startswith(f"{self.base}/snapshot/"):
+            return f"snapshot/{topic.rsplit('/', 1)[1]}"
+        return None
+
+
+def ack_keys(leaf: str, payload: dict[str, Any]) -> list[str]:
+    """Keys named by an archive acknowledgement on ``ack/<leaf>``: ``{"id", "phase"}`` or a
+    batch ``{"acks": [...]}``."""
+    items = payload.get("acks") if isinstance(payload.get("acks"), list) else [payload]
+    keys = []
+    for a in items:
+        if not isinstance(a, dict) or not isinstance(a.get("id"), str):
+            continue
+        if leaf == "event" and isinstance(a.get("phase"), str):
+            keys.append(f"event/{a['id']}/{a['phase']}")
+        elif leaf == "snapshot":
+            keys.append(f"snapshot/{a['id']}")
+    return keys
+
 
 def all_nodes(prefix: str, leaf: str) -> str:
     """Subscription for one leaf topic of every node (station side)."""
@@ -110,6 +153,27 @@ def iso(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
+#: The one rule for times people type (commands, CLI): ISO 8601 with a zone, never guessed.
+TIME_HELP = ("ISO 8601 with a zone: Z for UTC or an offset, e.g. 2026-11-22T18:00:00Z or "
+             "2026-11-23T01:00:00+07:00")
+
+
+def parse_time(text: str) -> datetime:
+    """A time a person gave (command argument, CLI option) as aware UTC. A time without a zone
+    is refused, never guessed (UTC and the node's zone are 7 hours apart in Vietnam)."""
+    shown = text[:40] + ("..." if len(text) > 40 else "")
+    try:
+        ts = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{shown!r} is not an ISO 8601 time ({TIME_HELP})") from None
+    if ts.tzinfo is None:
+        raise ValueError(f"{shown!r} has no time zone: add Z for UTC or an offset such as +07:00")
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:  # year 1 at +23:59, year 9999 at -23:59
+        raise ValueError(f"{shown!r} is out of range in UTC") from None
+
+
 def encode(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
 
@@ -119,7 +183,7 @@ def status_payload(state: str, utc: datetime, version: str, reason: str = "") ->
                    "schema": SCHEMA_VERSION})
 
 
-def decode(data: bytes, limit: int = MAX_COMMAND_BYTES) -> dict[str, Any]:
+def decode(data: bytes, limit: int = MAX_COMMAND_BYTES, max_depth: int = 0) -> dict[str, Any]:
     """Parse a JSON object payload; raises ValueError with a message fit for a reply."""
     if len(data) > limit:
         raise ValueError(f"payload of {len(data)} bytes exceeds the {limit}-byte limit")
@@ -127,6 +191,27 @@ def decode(data: bytes, limit: int = MAX_COMMAND_BYTES) -> dict[str, Any]:
         obj = json.loads(data.decode("utf-8")) if data else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"payload is not UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"payload nests deeper than {max_depth or MAX_DEPTH} levels") from None
     if not isinstance(obj, dict):
         raise ValueError("payload must be a JSON object")
+    if _depth(obj, max_depth or MAX_DEPTH) > (max_depth or MAX_DEPTH):
+        raise ValueError(f"payload nests deeper than {max_depth or MAX_DEPTH} levels")
     return obj
+
+
+#: Deepest nesting a command may have (commands need 2); others pass their own ``max_depth``.
+MAX_DEPTH = 8
+
+
+def _depth(obj: Any, limit: int) -> int:
+    """Nesting depth, without recursion (a hostile payload cannot exhaust the stack)."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        item, d = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, d)
+            if d > limit:
+                return d
+            stack.extend((v, d + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest

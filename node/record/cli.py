@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,13 @@ from node.config import ConfigError, load_config
 
 
 def _utc(text: str) -> datetime:
-    """ISO 8601; a time without an offset is taken as UTC."""
+    """ISO 8601 with a zone (the rule of every command: :func:`node.link.topics.parse_time`)."""
+    from node.link.topics import parse_time
+
     try:
-        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r} (e.g. 2026-03-01T12:00:00Z)") \
-            from None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _fail(msg: str, code: int) -> int:
@@ -130,8 +130,11 @@ def _print_card_needed(args: argparse.Namespace, bitrate: float, source: str, wi
 
 
 def cmd_clip(args: argparse.Namespace) -> int:
-    from node.record.export import ExportError, export_clip
+    from node.record.export import ExportError, export_clip, manifest_path
 
+    if not args.config:
+        return _fail("clip needs --config (the node's config: where its footage and key are, "
+                     "e.g. /etc/camnode/node.toml)", 2)
     try:
         cfg = load_config(args.config)
         m = export_clip(Path(cfg.storage.path), args.start, args.end, Path(args.output),
@@ -141,40 +144,74 @@ def cmd_clip(args: argparse.Namespace) -> int:
     except ExportError as exc:
         return _fail(str(exc), 1)
     print(f"{args.output}: {m['frames']} frames, {m['actual']['start']} .. {m['actual']['end']}, "
-          f"{len(m['segments'])} segments; manifest {args.output}.json")
+          f"{len(m['segments'])} segments; manifest {manifest_path(Path(args.output))}")
     if not m["time_trusted"]:
         print("WARNING: footage recorded while the clock was not synchronised: times untrusted")
     return 0
 
 
+def _trusted_key(args: argparse.Namespace, cfg: Any, node_id: str | None) -> tuple[str | None, str]:
+    """(key, where it came from) — from --pubkey, --inventory or the node's own key; never
+    from the manifest. Raises node.record.trust.TrustError (usage) for an unusable argument."""
+    from node.record.trust import TrustError, inventory_key, read_pubkey
+
+    if args.pubkey:
+        return read_pubkey(args.pubkey), "--pubkey"
+    if args.inventory:
+        if not node_id:
+            raise TrustError("the manifest names no node: give --pubkey")
+        key = inventory_key(Path(args.inventory), node_id)
+        return key, f"{node_id} in {args.inventory}" if key else f"{node_id} is not in {args.inventory}"
+    if cfg is not None:
+        key = _signer(cfg).public_hex
+        return key, "this node's signing key" if key else "this node has no signing key"
+    return None, "no trusted key (give --pubkey or --inventory)"
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    from node.record.verify import verify_clip, verify_store
+    from node.record.export import manifest_path
+    from node.record.trust import UNKNOWN, TrustError
+    from node.record.verify import ManifestUnreadable, read_manifest, verify_clip, verify_store
 
     try:
         cfg = load_config(args.config) if args.config else None
-        pub = args.pubkey or (_signer(cfg).public_hex if cfg else None)
+        if args.clip:
+            clip = Path(args.clip)
+            if not clip.is_file():
+                return _fail(f"{clip}: no such clip", 2)
+            manifest = read_manifest(Path(args.manifest) if args.manifest else manifest_path(clip))
+            node_id = manifest.get("node_id") if isinstance(manifest.get("node_id"), str) else None
+            key, source = _trusted_key(args, cfg, node_id)
+            v = verify_clip(clip, manifest, key)
+            what = args.clip
+        else:
+            if cfg is None:
+                return _fail("verify needs --config (the store) or a clip (its manifest beside it)", 2)
+            key, source = _trusted_key(args, cfg, cfg.node.id)
+            v = verify_store(Path(cfg.storage.path), key, hash_files=not args.quick)
+            v.authenticated = key is not None
+            what = cfg.storage.path
     except ConfigError as exc:
         return _fail(f"config error: {exc}", 2)
+    except (TrustError, ManifestUnreadable) as exc:
+        return _fail(str(exc), 2)
     except ValueError as exc:
         return _fail(str(exc), 2)
-    if args.clip:
-        manifest = Path(args.manifest or args.clip + ".json")
-        v = verify_clip(Path(args.clip), manifest, pub)
-        what = args.clip
-    else:
-        if cfg is None:
-            return _fail("verify needs --config (the store) or a clip with --manifest", 2)
-        v = verify_store(Path(cfg.storage.path), pub, hash_files=not args.quick)
-        what = cfg.storage.path
+    if v.unreadable:
+        return _fail(v.unreadable, 2)
     for n in getattr(v, "notes", []):
         print(f"note: {n}")
-    if v.ok:
-        print(f"{what}: OK ({v.checked} segments checked{', signatures verified' if pub else ''})")
-        return 0
-    print(f"{what}: FAILED: {v.first}")
-    for p in v.problems[1:]:
-        print(f"  also: {p}")
-    return 1
+    if not v.ok:
+        print(f"{what}: FAILED: {v.first}")
+        for p in v.problems[1:]:
+            print(f"  also: {p}")
+        return 1
+    if not v.authenticated:
+        print(f"{what}: {UNKNOWN}: {v.checked} segments match their hashes and chain, but no key "
+              f"vouches for who recorded them ({source})")
+        return 3
+    print(f"{what}: OK ({v.checked} segments checked, signatures verified with {source})")
+    return 0
 
 
 def capacity_levels() -> list[str]:
@@ -204,16 +241,22 @@ def register(subparsers: Any) -> None:
     pl.set_defaults(func=cmd_plan)
 
     cl = subparsers.add_parser("clip", help="export footage of a UTC range as one MP4 + manifest")
-    cl.add_argument("--start", required=True, type=_utc, help="UTC start, ISO 8601")
-    cl.add_argument("--end", required=True, type=_utc, help="UTC end, ISO 8601")
+    cl.add_argument("--start", required=True, type=_utc,
+                    help="start, ISO 8601 with a zone (Z or +07:00); a time without one is refused")
+    cl.add_argument("--end", required=True, type=_utc, help="end, ISO 8601 with a zone")
     cl.add_argument("-o", "--output", required=True, help="the MP4 to write")
     cl.add_argument("--config", "-c", help="node config (storage.path, signing key)")
     cl.set_defaults(func=cmd_clip)
 
-    ve = subparsers.add_parser("verify", help="check the footage store or an exported clip")
+    ve = subparsers.add_parser(
+        "verify", help="check the footage store or an exported clip",
+        description="Exit codes: 0 intact and signed by the trusted key; 1 altered, forged or "
+        "unsigned; 2 bad arguments or no readable manifest; 3 intact but authenticity unknown "
+        "(no trusted key: the key inside a manifest is never trusted).")
     ve.add_argument("clip", nargs="?", help="an exported clip (else: the store of --config)")
-    ve.add_argument("--manifest", help="the clip's manifest (default: CLIP.json)")
-    ve.add_argument("--config", "-c", help="node config (the store, the signing key)")
-    ve.add_argument("--pubkey", help="node public key (hex) to check signatures with")
+    ve.add_argument("--manifest", help="the clip's manifest (default: CLIP.json, e.g. clip.mp4.json)")
+    ve.add_argument("--config", "-c", help="node config (the store; on the node, its own key)")
+    ve.add_argument("--pubkey", help="the node's public key: 64 hex digits or its signing.pub file")
+    ve.add_argument("--inventory", help="the ward's inventory.csv: the key of the node the manifest names")
     ve.add_argument("--quick", action="store_true", help="skip hashing file contents")
     ve.set_defaults(func=cmd_verify)

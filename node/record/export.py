@@ -37,8 +37,19 @@ class ExportError(RuntimeError):
     """No footage covers the range, or a source segment cannot be read."""
 
 
+class ExportRefused(ExportError):
+    """The request itself cannot be met (no footage in the range, end before start): an answer
+    to the asker, not a fault of the node."""
+
+
 def iso(us: int) -> str:
     return from_us(us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def manifest_path(clip: Path) -> Path:
+    """The one naming rule for a clip's manifest, wherever the clip was made (node, station):
+    ``<clip file name>.json`` beside it, e.g. ``clip.mp4`` → ``clip.mp4.json``."""
+    return clip.with_name(clip.name + ".json")
 
 
 def manifest_digest(manifest: dict[str, Any]) -> bytes:
@@ -76,15 +87,17 @@ def export_clip(root: Path, start: datetime, end: datetime, out: Path, *,
     import av
 
     if end <= start:
-        raise ExportError("the end must be after the start")
+        raise ExportRefused("the end must be after the start")
     start_us, end_us = to_us(start), to_us(end)
+    if not (Path(root) / INDEX_NAME).is_file():  # never create (or call corrupt) a store that is not there
+        raise ExportError(f"no footage store at {root} (no {INDEX_NAME}): is this the node's config?")
     idx = Index(Path(root) / INDEX_NAME)
     try:
         rows = idx.range(start_us, end_us)
     finally:
         idx.close()
     if not rows:
-        raise ExportError(f"no footage between {iso(start_us)} and {iso(end_us)}")
+        raise ExportRefused(f"no footage between {iso(start_us)} and {iso(end_us)}")
 
     # Pass 1: demux (no decode) every covering packet's timing — not its bytes: memory stays
     # a few tuples per frame whatever the clip's length.
@@ -174,5 +187,5 @@ def export_clip(root: Path, start: datetime, end: datetime, out: Path, *,
     }
     if signer is not None and signer.enabled:
         manifest["signature"] = signer.sign(manifest_digest(manifest).hex())
-    out.with_name(out.name + ".json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    manifest_path(out).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest

@@ -59,6 +59,14 @@ CREATE TABLE IF NOT EXISTS events (
     person INTEGER NOT NULL DEFAULT 0,
     protect INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS holds (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    start_us INTEGER NOT NULL,
+    end_us INTEGER NOT NULL,
+    created_us INTEGER NOT NULL,
+    expires_us INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS segment_events (
     seq INTEGER NOT NULL,
     event_id TEXT NOT NULL,
@@ -208,6 +216,51 @@ class Index:
                 raise
         return n
 
+    def remove_event(self, event_id: str) -> int:
+        """Forget an event and take back the flags only it set (a released hold): a segment
+        stays protected while another protecting event covers it. Returns segments it covered."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                seqs = [r[0] for r in self._db.execute(
+                    "SELECT seq FROM segment_events WHERE event_id = ?", (event_id,))]
+                self._db.execute("DELETE FROM segment_events WHERE event_id = ?", (event_id,))
+                self._db.execute("DELETE FROM events WHERE event_id = ?", (event_id,))
+                for i in range(0, len(seqs), 500):
+                    chunk = seqs[i:i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    self._db.execute(
+                        "UPDATE segments SET protected = EXISTS (SELECT 1 FROM segment_events se"
+                        " JOIN events e ON e.event_id = se.event_id WHERE se.seq = segments.seq"
+                        f" AND e.protect = 1) WHERE seq IN ({marks})", chunk)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        return len(seqs)
+
+    def put_hold(self, name: str, owner: str, start_us: int, end_us: int, created_us: int,
+                 expires_us: int) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO holds (name, owner, start_us, end_us, created_us,"
+                             " expires_us) VALUES (?,?,?,?,?,?)",
+                             (name, owner, start_us, end_us, created_us, expires_us))
+
+    def drop_hold(self, name: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM holds WHERE name = ?", (name,)).rowcount > 0
+
+    def holds(self) -> list[dict[str, Any]]:
+        keys = ("name", "owner", "start_us", "end_us", "created_us", "expires_us")
+        with self._lock:
+            return [dict(zip(keys, r, strict=True)) for r in self._db.execute(
+                f"SELECT {', '.join(keys)} FROM holds ORDER BY created_us, name")]
+
+    def expired_holds(self, now_us: int) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT name FROM holds WHERE expires_us <= ? ORDER BY expires_us", (now_us,))]
+
     def close_open_events(self) -> int:
         """End open-ended events at the end of the recorded footage (after a crash, nobody
         will close them, and they would protect every future segment)."""
@@ -345,4 +398,6 @@ class Index:
             self._db.execute("DELETE FROM segment_events WHERE seq NOT IN (SELECT seq FROM segments)")
             self._db.execute("DELETE FROM events WHERE end_us IS NOT NULL AND end_us < (SELECT"
                              " MIN(start_us) FROM segments WHERE deleted_us IS NULL)")
+            self._db.execute("DELETE FROM holds WHERE ('hold:' || name) NOT IN"
+                             " (SELECT event_id FROM events)")  # its footage is gone
             return cur.rowcount

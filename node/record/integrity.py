@@ -125,7 +125,7 @@ def check_signature(public_hex: str, chain_hex: str, sig_hex: str | None) -> boo
         Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex)).verify(
             bytes.fromhex(sig_hex), bytes.fromhex(chain_hex))
         return True
-    except (InvalidSignature, ValueError):
+    except (InvalidSignature, ValueError, TypeError):
         return False
 
 

@@ -9,7 +9,7 @@ If the writer falls behind by more than ``queue_bytes`` (a card that stopped ans
 packets are dropped up to the next keyframe and the segment is closed at the gap, so every
 file stays decodable; the drop is counted in ``health()``.
 
-``protect``/``mark`` are called by the vision pipeline (analysis thread) and ``hold`` by
+``protect``/``mark`` are called by the event actions (:mod:`node.actions`, analysis thread) and ``hold`` by
 operators; they journal the event and flag the covered segments in the index, including
 segments not yet written when the end is open (``None``).
 
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from hw.media import EncodedPacket, StreamInfo
+from node.record import holds
 from node.record.integrity import GENESIS, Signer
-from node.record.preroll import PreRoll
 from node.record.retention import Policy, Retention, disk_free
 from node.record.segment import SegmentInfo, to_us
 from node.record.store import Store
@@ -41,11 +41,11 @@ _STOP = object()
 
 
 class Recorder:
-    """Continuous recording into ``root`` with retention, events and a pre-roll ring."""
+    """Continuous recording into ``root`` with retention and events."""
 
     def __init__(self, root: Path, clock: Any, *, segment_s: float = 60.0, frag_s: float = 2.0,
                  policy: Policy | None = None, signer: Signer | None = None,
-                 preroll_s: float = 10.0, sweep_s: float = 10.0, queue_bytes: int = 32 << 20,
+                 sweep_s: float = 10.0, queue_bytes: int = 32 << 20,
                  sync_fragments: bool = False, threaded: bool = True,
                  free_fn: Any = disk_free) -> None:
         self.root = Path(root)
@@ -60,7 +60,6 @@ class Recorder:
                                     on_closed=self._closed, sync_fragments=sync_fragments,
                                     on_full=self._wait_for_space)
         self.retention = Retention(self.store, clock, policy or Policy(), free_fn=free_fn)
-        self.preroll = PreRoll(preroll_s) if preroll_s > 0 else None
         self.sweep_s = sweep_s
         self.queue_bytes = queue_bytes
         self.threaded = threaded
@@ -85,8 +84,6 @@ class Recorder:
     def start(self, stream: StreamInfo) -> None:
         """Begin (or, after a camera reconnect, continue with a new ``stream``: the writer
         thread closes the open segment if the stream changed, in packet order)."""
-        if self.preroll:
-            self.preroll.start(stream)
         if self.threaded and self._threads:
             with self._cv:
                 self._q.append(stream)
@@ -105,8 +102,6 @@ class Recorder:
 
     def write(self, packet: EncodedPacket) -> None:
         """Queue a packet for the writer thread. Never blocks on I/O, never raises."""
-        if self.preroll:
-            self.preroll.write(packet)
         if not self.threaded:
             self.writer.write(packet)
             return
@@ -139,8 +134,6 @@ class Recorder:
             self._threads = []
         else:
             self.writer.stop()
-        if self.preroll:
-            self.preroll.stop()
 
     def drain(self, timeout: float = 5.0) -> bool:
         """Wait until the writer has taken every queued packet; True if it did in time."""
@@ -254,9 +247,33 @@ class Recorder:
                                 None if end_utc is None else to_us(end_utc), motion=motion,
                                 person=person)
 
-    def hold(self, hold_id: str, start_utc: datetime, end_utc: datetime) -> int:
-        """A legal hold: protection requested by an operator (same rules as ``protect``)."""
-        return self.protect(f"hold:{hold_id}", start_utc, end_utc)
+    def hold(self, name: str, start_utc: datetime, end_utc: datetime, *, owner: str,
+             days: float = holds.DEFAULT_DAYS) -> dict[str, Any]:
+        """A legal hold (:mod:`node.record.holds`): protect ``[start, end]`` for ``owner`` until
+        released or ``days`` from now. Raises :class:`~node.record.holds.HoldError`."""
+        expires = holds.check(name, owner, start_utc, end_utc, days, self.clock.utc())
+        if self.store.index is None:
+            raise holds.HoldError("the recorder is closed")
+        n = self.store.hold(name, owner, to_us(start_utc), to_us(end_utc), to_us(expires))
+        return {"hold": name, "owner": owner, "segments": n, "expires": _iso(to_us(expires))}
+
+    def release(self, name: str) -> bool:
+        """End the hold ``name`` now; False if there is none."""
+        if self.store.index is None:
+            raise holds.HoldError("the recorder is closed")
+        return self.store.release(name)
+
+    def covering(self, start_utc: datetime, end_utc: datetime) -> int:
+        """How many recorded segments overlap ``[start, end)``."""
+        idx = self.store.index
+        return 0 if idx is None else len(idx.range(to_us(start_utc), to_us(end_utc)))
+
+    def holds(self) -> list[dict[str, Any]]:
+        idx = self.store.index
+        if idx is None:
+            return []
+        return [{"hold": h["name"], "owner": h["owner"], "start": _iso(h["start_us"]),
+                 "end": _iso(h["end_us"]), "expires": _iso(h["expires_us"])} for h in idx.holds()]
 
     # ------------------------------------------------------------------ health
 
@@ -275,6 +292,7 @@ class Recorder:
             free = 0
         days = self.retention.projected_days(free, rate)
         return {
+            "retention_fault": self.retention.verdict(free, rate),
             "disk_free_bytes": free,
             "footage_bytes": tot["bytes"],
             "segments": tot["segments"],
@@ -290,6 +308,7 @@ class Recorder:
             "clock_synced": bool(self.clock.synced()),
             "queue_bytes": self._qbytes,
             "dropped_packets": self.dropped + w["dropped_packets"],
+            "discontinuities": w["discontinuities"],
             "disk_full_events": self.disk_full_events,
             "protected_deleted": list(self.protected_deleted),
             "signed": self.signer.enabled,
@@ -318,6 +337,6 @@ def build_recorder(cfg: Any, clock: Any, free_fn: Any = disk_free) -> Recorder:
                     min_free_bytes=int(rec.min_free_mb * 1024 * 1024),
                     default_rate=cfg.encoder.bitrate_kbps * 1000 / 8)
     return Recorder(Path(cfg.storage.path), clock, segment_s=cfg.storage.segment_s,
-                    frag_s=rec.fragment_s, policy=policy, signer=signer, preroll_s=rec.preroll_s,
+                    frag_s=rec.fragment_s, policy=policy, signer=signer,
                     sweep_s=rec.sweep_s, queue_bytes=int(rec.queue_mb * 1024 * 1024),
                     sync_fragments=rec.sync_fragments, free_fn=free_fn)

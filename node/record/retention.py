@@ -98,6 +98,9 @@ class Retention:
         idx = self.store.index
         assert idx is not None
         rep = SweepReport()
+        for name in idx.expired_holds(to_us(self.clock.utc())):
+            if self.store.release(name):
+                log.info("legal hold %s expired: its footage returns to retention", name)
         cutoff = to_us(self.clock.utc()) - int(self.policy.max_age_days * DAY_S * 1_000_000)
         # Age is judged by synchronised time only: the newest segment written with a trusted
         # clock that is older than the cutoff, and everything recorded before it (lower seq).
@@ -146,6 +149,33 @@ class Retention:
         rep.projected_days = self.projected_days(free, rate)
         self.last = rep
         return rep
+
+    def verdict(self, free: int, rate: float) -> str | None:
+        """Why footage is not kept as long as it should be, in words for the heartbeat's
+        ``retention`` fault (None: it is). Each cause has its own text: nothing kept at all,
+        protected footage deleted or filling the card, or a card short of the target."""
+        assert self.store.index is not None
+        t = self.store.index.totals()
+        floor = self.floor(rate)
+        room = t["bytes"] + free  # what footage can use on this card
+        mb = 1e6
+        lost = (f"{self.protected_deleted_total} protected segment(s) (event clips, legal holds) "
+                "were deleted to keep recording") if self.protected_deleted_total else ""
+        if room <= floor:
+            return (f"no footage is kept: every segment is deleted as it closes, because the "
+                    f"free-space floor ({floor / mb:.0f} MB: record.min_free_mb, or record.headroom_s "
+                    f"x {rate * 8 / 1000:.0f} kbit/s) is more than the {room / mb:.0f} MB footage can "
+                    "use on this card; lower the floor or fit a larger card" + (f"; {lost}" if lost else ""))
+        if lost:
+            return f"protected footage alone filled the card: {lost}; release holds or fit a larger card"
+        if t["protected_bytes"] and t["protected_bytes"] >= room - floor:
+            return (f"protected footage ({t['protected_bytes'] / mb:.0f} MB of event clips and legal "
+                    "holds) fills the card: new footage is deleted as it closes; release holds or "
+                    "fit a larger card")
+        days, target = self.projected_days(free, rate), self.policy.max_age_days
+        if days < target:
+            return f"card holds ~{days:.1f} days at the current bitrate, target {target:g}"
+        return None
 
     def projected_days(self, free: int, rate: float) -> float:
         """Days of footage the card holds at ``rate``: what is kept plus what still fits."""

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 INDEX_NAME = "index.db"
 JOURNAL_NAME = "journal.jsonl"
+#: Event ids of legal holds: ``hold:<name>`` (the hold's owner and expiry are in ``holds``).
+HOLD_PREFIX = "hold:"
 
 
 class Store:
@@ -137,6 +139,11 @@ class Store:
                 idx.upsert_event(e["event_id"], e["start_us"], e.get("end_us"),
                                  motion=e.get("motion", False), person=e.get("person", False),
                                  protect=e.get("protect", False))
+            elif e.get("t") == "hold":
+                self._index_hold(e)
+            elif e.get("t") == "release":
+                idx.drop_hold(e["name"])
+                idx.remove_event(HOLD_PREFIX + e["name"])
             elif e.get("t") == "del" and "seal" in e:
                 tombs.append((SegmentInfo.from_seal(e["seal"], self.path_of(e["seal"]["name"])),
                               e.get("bytes", 0)))
@@ -197,6 +204,31 @@ class Store:
             self.index.tombstone(seq, self._now_us(), reason)
         return int(row["bytes"])
 
+    def hold(self, name: str, owner: str, start_us: int, end_us: int, expires_us: int) -> int:
+        """A legal hold: journal, then protect ``[start, end)`` until released or expired."""
+        assert self.index is not None
+        entry = {"t": "hold", "name": name, "owner": owner, "start_us": start_us, "end_us": end_us,
+                 "created_us": self._now_us(), "expires_us": expires_us}
+        self.journal.append(entry)
+        return self._index_hold(entry)
+
+    def _index_hold(self, e: dict[str, Any]) -> int:
+        assert self.index is not None
+        self.index.put_hold(e["name"], e["owner"], e["start_us"], e["end_us"], e["created_us"],
+                            e["expires_us"])
+        return self.index.upsert_event(HOLD_PREFIX + e["name"], e["start_us"], e["end_us"], protect=True)
+
+    def release(self, name: str) -> bool:
+        """End a hold: its footage goes back to retention (unless another event protects it).
+        False when there is no such hold."""
+        assert self.index is not None
+        if not any(h["name"] == name for h in self.index.holds()):
+            return False
+        self.journal.append({"t": "release", "name": name})
+        self.index.drop_hold(name)
+        self.index.remove_event(HOLD_PREFIX + name)
+        return True
+
     def compact_journal(self, limit_bytes: int = 8 << 20) -> bool:
         """Rewrite the journal from the index once it passes ``limit_bytes`` (it grows by one
         line per deleted segment, ~26 MB a month): the events and tombstones the index still
@@ -207,7 +239,8 @@ class Store:
         entries: list[dict[str, Any]] = [
             {"t": "event", "event_id": e["event_id"], "start_us": e["start_us"], "end_us": e["end_us"],
              "motion": bool(e["motion"]), "person": bool(e["person"]), "protect": bool(e["protect"])}
-            for e in self.index.events()]
+            for e in self.index.events() if not e["event_id"].startswith(HOLD_PREFIX)]
+        entries += [{"t": "hold", **h} for h in self.index.holds()]
         entries += [_del_entry(r, r["delete_reason"] or "retention", r["deleted_us"])
                     for r in self.index.rows() if r["deleted_us"] is not None]
         before = self.journal.size()

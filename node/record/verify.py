@@ -35,9 +35,14 @@ class Verdict:
     checked: int = 0
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: True when signatures were checked against a key the verifier trusts (node.record.trust)
+    authenticated: bool = False
+    #: why there was nothing to check (no readable manifest or clip): not a verdict on footage
+    unreadable: str | None = None
 
     @property
     def ok(self) -> bool:
+        """Nothing wrong was found (integrity; authenticity only when :attr:`authenticated`)."""
         return not self.problems
 
     @property
@@ -118,30 +123,64 @@ def verify_store(root: Path, public_hex: str | None = None, *, hash_files: bool 
     return v
 
 
-def verify_clip(clip: Path, manifest_path: Path, public_hex: str | None = None) -> Verdict:
-    """Check an export against its manifest: clip hash, chain entries, links and signatures."""
-    v = Verdict()
+class ManifestUnreadable(ValueError):
+    """The manifest cannot be read or parsed: not a verdict on the clip (exit 2)."""
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
     try:
-        m = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as exc:
-        v.problems.append(f"manifest unreadable: {exc}")
+        m = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ManifestUnreadable(f"no manifest at {path} (the manifest of CLIP is CLIP.json, e.g. "
+                                 "clip.mp4.json; give --manifest)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ManifestUnreadable(f"manifest {path} unreadable: {getattr(exc, 'strerror', None) or exc}") \
+            from None
+    if not isinstance(m, dict) or not isinstance(m.get("segments"), list):
+        raise ManifestUnreadable(f"{path} is not a camnode clip manifest")
+    return m
+
+
+def verify_clip(clip: Path, manifest: Path | dict[str, Any], public_hex: str | None = None) -> Verdict:
+    """Check an export against its manifest: clip hash, chain entries and links, and — only
+    with ``public_hex``, a key the verifier trusts (node.record.trust: never the key the
+    manifest carries) — every signature. Nothing to check against (no readable manifest or
+    clip) is not a verdict on the footage: :attr:`Verdict.unreadable` says so (the CLI exits 2)."""
+    v = Verdict(authenticated=public_hex is not None)
+    try:
+        m = manifest if isinstance(manifest, dict) else read_manifest(manifest)
+        digest = file_sha256(clip)
+    except (ManifestUnreadable, OSError) as exc:
+        v.unreadable = str(exc) if isinstance(exc, ManifestUnreadable) else f"{clip}: {exc.strerror or exc}"
+        v.problems.append(f"unreadable: {v.unreadable}")
+        v.authenticated = False
         return v
-    key = public_hex or m.get("public_key")
-    if file_sha256(clip) != m.get("sha256"):
+    key = public_hex
+    if digest != m.get("sha256"):
         v.problems.append(f"altered: {clip.name} does not match the manifest's SHA-256")
+    if key and m.get("public_key") and str(m["public_key"]).lower() != key.lower():
+        who = m.get("node_id") or "the node"
+        v.problems.append(f"forged: signed with another key than the trusted key of {who}")
     prev_entry: dict[str, Any] | None = None
     for e in m.get("segments", []):
         v.checked += 1
-        if chain_hash(e) != e.get("chain"):
+        if not isinstance(e, dict):
+            v.problems.append("altered: a manifest entry is not an object")
+            continue
+        try:
+            chain_ok = chain_hash(e) == e.get("chain")
+        except (KeyError, TypeError, ValueError):
+            chain_ok = False
+        if not chain_ok:
             v.problems.append(f"altered: manifest entry {e.get('name')} does not match its chain value")
         elif prev_entry is not None and e.get("seq") == prev_entry.get("seq", 0) + 1 \
                 and e.get("prev") != prev_entry.get("chain"):
             v.problems.append(f"chain broken at {e.get('name')}")
-        if key and not check_signature(key, e.get("chain", ""), e.get("sig")):
-            v.problems.append(f"forged: signature of {e.get('name')} does not verify")
+        if key and not check_signature(key, str(e.get("chain", "")), e.get("sig")):
+            v.problems.append(f"forged: signature of {e.get('name')} does not verify with the trusted key")
         prev_entry = e
     if key and m.get("signature") and not check_signature(key, manifest_digest(m).hex(), m["signature"]):
         v.problems.append("forged: the manifest's signature does not verify")
-    if public_hex and not m.get("signature"):
+    if key and not m.get("signature"):
         v.problems.append("unsigned: the manifest carries no signature")
     return v

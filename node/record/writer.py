@@ -13,6 +13,8 @@ index orders by ``seq``. A wall-clock step (|utc - mono| moving by more than 1 s
 segment at the next keyframe and the new one records the step (``clock_step_s``); inside a
 segment times are derived from the monotonic timeline, so one segment is never self-
 contradictory. ``synced`` is False when the clock was unsynchronised at any keyframe.
+A packet marked ``discontinuity`` (the camera lost packets before it, or its stream restarted)
+closes the open segment there: a segment never spans a hole.
 
 Durability: fragments of at most ``frag_s`` (2 s) are handed to the kernel as soon as the
 muxer emits them (one sequential ``write`` burst per fragment, nothing per frame);
@@ -215,6 +217,7 @@ class SegmentWriter:
         self.segments_closed = 0
         self.last_error: str | None = None
         self.dropped = 0
+        self.discontinuities = 0  # cuts at packets marked discontinuity
         self._bytes_closed = 0
         self.h264_bytes = 0
 
@@ -246,6 +249,13 @@ class SegmentWriter:
             # is told the stream is Annex-B, so convert rather than write garbage
             packet = dataclasses.replace(packet, data=mp4box.avcc_to_annexb(packet.data))
         seg = self._seg
+        if packet.discontinuity and seg is not None:
+            # Packets were lost before this one, or the stream restarted: a segment never spans
+            # that. A keyframe opens the next segment at once; after anything else the packets
+            # up to the next keyframe cannot be decoded and are dropped (counted).
+            self.discontinuities += 1
+            self._close()
+            seg = None
         if packet.keyframe:
             params = mp4box.parameter_sets(packet.data)
             if params:
@@ -321,6 +331,7 @@ class SegmentWriter:
             "segments_closed": self.segments_closed,
             "last_error": self.last_error,
             "dropped_packets": self.dropped,
+            "discontinuities": self.discontinuities,
         }
 
     # ------------------------------------------------------------------ closing

@@ -23,12 +23,15 @@ and :meth:`health` from any thread.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from hw.media import Frame
 from node.events import (
@@ -44,6 +47,7 @@ from node.events import (
     flush,
     step,
 )
+from node.vision.appearance import Appearances
 from node.vision.boxes import Box, rel, rel_union, scale_box
 from node.vision.detector import load_detector, run_job
 from node.vision.motion import MotionDetector, MotionParams, MotionResult
@@ -72,7 +76,11 @@ class Analyzer:
             noise_factor=cfg_motion.noise_factor, min_area=cfg_motion.min_area,
             background_s=cfg_motion.background_s, still_s=cfg_motion.still_s,
             global_fraction=cfg_motion.global_fraction, settle_frames=cfg_motion.settle_frames,
-            masks=tuple(tuple(p) for p in cfg_motion.masks))
+            masks=tuple(tuple(p) for p in cfg_motion.masks),
+            night_threshold=cfg_motion.night_threshold, night_noise_factor=cfg_motion.night_noise_factor,
+            min_area_px=cfg_motion.min_area_px, far_scale=cfg_motion.far_scale,
+            persist_frames=cfg_motion.persist_frames, history_frames=cfg_motion.history_frames,
+            passing_step=cfg_motion.passing_step)
         self._rules = EventRules(
             motion=Rules(quiet_s=cfg_motion.quiet_s, min_s=cfg_motion.min_s, max_s=cfg_motion.max_s,
                          cooldown_s=cfg_motion.cooldown_s, protect=False),
@@ -85,6 +93,7 @@ class Analyzer:
         self._persist = Persistence(min_hits=cfg_detect.min_hits)
         self._sched = Scheduler(cfg_detect, self._persist)
         self._snaps = SnapshotFrames(snapshot_max_width)
+        self._looks = Appearances()  # colours and entry/exit side of object events
         self._lock = threading.Lock()
         self._motion_ms: deque[float] = deque(maxlen=200)
         self._infer_ms: deque[float] = deque(maxlen=100)
@@ -97,7 +106,11 @@ class Analyzer:
         self._last_instant: Instant | None = None
         self._latency: float | None = None
         self._last_result = MotionResult()
+        self._scan_due = False
+        self._night_told = False  # the day/night controller switched to night (IR on)
         self.detector, self._class_ids, self.reason = load_detector(cfg_detect, detector, base_dir)
+        if self.detector is not None and cfg_detect.smooth_crops:
+            self._sched.model_px = int(self.detector.input_size[0])
         self._worker: InferenceWorker | None = None
         if self.detector is not None and threaded:
             self._worker = InferenceWorker(self._infer)
@@ -130,12 +143,20 @@ class Analyzer:
             self._first_mono = frame.mono
         lh, lw = frame.lores.shape
         if self._motion is None and self.cm.enabled:
-            self._motion = MotionDetector(lw, lh, self._params)
+            scale = frame.width / lw if frame.main is not None else 1.0
+            self._motion = MotionDetector(lw, lh, dataclasses.replace(self._params, main_scale=scale))
             if self._rebaseline_pending:
                 self._motion.rebaseline()
+        if self._motion is not None:
+            grey = frame.main is not None and monochrome(frame.main, frame.height)
+            self._motion.set_night(self._night_told or grey)
         t0 = time.perf_counter()
         m = self._motion.detect(frame.lores, dt) if self._motion is not None else MotionResult()
         mot_ms = (time.perf_counter() - t0) * 1000.0
+        if m.settling and not self._last_result.settling:
+            self._scan_due = True  # the background is being (re)learnt: look at everything once
+        elif not m.settling and not m.global_change:
+            self._scan_due = False  # settled before the model was free to scan: motion takes over
         self._last_result = m
         colour = frame.main is not None
         w, h = (frame.width, frame.height) if colour else (lw, lh)
@@ -163,6 +184,9 @@ class Analyzer:
             # The event ended: its confirmed tracks went unseen for the quiet period. Left
             # alive they would "explain" a newcomer's motion at the same spot and slow its check.
             self._persist.tracks = [t for t in self._persist.tracks if not self._persist.confirmed(t)]
+        ev = self._state.object
+        if ev is not None:
+            self._looks.observe(ev.id, [s.box for s in seen if s.label == ev.label])
         out = restart + self._carry_out(actions)
         self._snaps.pin(self._state.object.seq if self._state.object is not None else None)
         with self._lock:
@@ -176,6 +200,12 @@ class Analyzer:
             self._motion.rebaseline()
         else:
             self._rebaseline_pending = True
+
+    def set_night(self, night: bool) -> None:
+        """The day/night controller's mode (any thread): at night motion uses its night
+        sensitivity, as it does on its own whenever the picture has no colour (a NoIR camera
+        under IR may keep a tint: the controller knows better)."""
+        self._night_told = night
 
     def drain(self, timeout: float = 5.0) -> bool:
         """Wait until the inference worker has finished its job (tests, benchmarks). True if idle.
@@ -209,14 +239,18 @@ class Analyzer:
         """The job for the model on this frame, or None (see :mod:`node.vision.schedule`)."""
         if self._worker is not None and self._worker.busy():
             return None
-        job = self._sched.plan(frame, boxes, colour, w, h, event_open=self._state.object is not None)
+        scan = self._scan_due and self.cd.scan_on_rebaseline
+        job = self._sched.plan(frame, boxes, colour, w, h, event_open=self._state.object is not None,
+                               scan=scan)
+        if scan and job is not None:
+            self._scan_due = False
         if job is not None:
             self._snaps.keep(frame.seq, job.image, w, h)
         return job
 
     def _infer(self, job: Job) -> None:
         """Run the model on the job's crops (worker thread, or inline)."""
-        run_job(self.detector, self._class_ids, self.cd.score, job)
+        run_job(self.detector, self._class_ids, self.cd.score, job, smooth=self.cd.smooth_crops)
 
     def _digest(self, job: Job, w: int, h: int) -> list[Sighting]:
         """Persistence on a finished job; the confirmed detections as sightings (analysis thread)."""
@@ -244,7 +278,12 @@ class Analyzer:
 
     def _carry_out(self, actions: list[Action]) -> list[Action]:
         out: list[Action] = []
+        for a in actions:  # name the colours of the best frame first: the messages carry them
+            if isinstance(a, TakeSnapshot) and (got := self._snaps.frame(a.seq)) is not None:
+                self._looks.best_frame(a.event_id, got[0], got[1], got[2], a.box, a.label)
         for a in actions:
+            if isinstance(a, PublishEvent):
+                a = PublishEvent(self._looks.decorate(a.payload))
             if isinstance(a, TakeSnapshot):
                 snap = self._snaps.take(a)
                 if snap is not None:
@@ -279,6 +318,7 @@ class Analyzer:
             "crops": crops,
             "inference_ms": round(inf[len(inf) // 2], 2) if inf else None,
             "inference_fraction": round(jobs / frames, 4) if frames else 0.0,
+            "model_calls_per_s": round(crops / span, 2) if span > 0 else None,
             "tracks": len(self._persist.tracks),
         }
         if self.detector is not None:
@@ -289,6 +329,7 @@ class Analyzer:
                 "ms": round(mot[len(mot) // 2], 3) if mot else None,
                 "moving": self._last_result.moving,
                 "rebaselines": self._motion.rebaselines if self._motion else 0,
+                "night": self._motion.night if self._motion else False,
             },
             "detect": d,
             "frames": frames,
@@ -298,3 +339,13 @@ class Analyzer:
             "open": {"motion": st.motion.id if st.motion else None,
                      "object": st.object.id if st.object else None},
         }
+
+
+def monochrome(main: np.ndarray, height: int) -> bool:
+    """The picture has no colour (an IR night, or a B/W camera): motion uses its night mode.
+
+    A sparse sample of the chroma planes (every 7th row, every 16th byte), all within 3
+    levels of neutral. Cost: ≈5 µs at 1080p.
+    """
+    uv = main[height::7, ::16]
+    return bool(uv.size) and int(uv.max()) <= 131 and int(uv.min()) >= 125

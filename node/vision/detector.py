@@ -64,14 +64,16 @@ def load_detector(cd: Any, detector: Any = None, base_dir: str | Path | None = N
     return detector, ids, None
 
 
-def run_job(detector: Any, class_ids: dict[int, str], score: float, job: Job) -> None:
-    """Run the model on the job's crops; sets ``job.found`` (deduplicated) and ``job.ms``."""
+def run_job(detector: Any, class_ids: dict[int, str], score: float, job: Job, *, smooth: bool = True) -> None:
+    """Run the model on the job's crops; sets ``job.found`` (deduplicated) and ``job.ms``.
+
+    ``smooth``: small crops are enlarged bilinearly (see :func:`node.vision.crops.crop_rgb`)."""
     size = detector.input_size
     found: list[Found] = []
     t0 = time.perf_counter()
     for crop in job.crops:
         if job.colour:
-            img = crop_rgb(job.image, job.width, job.height, crop, size)
+            img = crop_rgb(job.image, job.width, job.height, crop, size, smooth=smooth)
         else:
             img = crop_luma3(job.image, crop, size)
         for d in detector.detect(img, score):

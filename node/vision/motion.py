@@ -14,18 +14,23 @@ Per frame:
    saturation alike), so whole-scene light changes are not motion.
 2. **Change test.** A cell changed when ``|cell - background|`` exceeds both ``threshold``
    (luma levels) and ``noise_factor`` x that cell's running mean absolute deviation: noisy
-   cells (night, foliage, the sky) need a bigger change than quiet ones.
+   cells (night, foliage, the sky) need a bigger change than quiet ones. At night
+   (:meth:`MotionDetector.set_night`: the picture has no colour, or the day/night controller
+   says so) ``night_threshold`` and ``night_noise_factor`` apply, against a noise map kept
+   apart from the day's.
 3. **Global change.** If the median brightness ratio jumps by more than ``jump_gain`` (25 %)
    in one frame, or more than ``global_fraction`` of the unmasked cells changed at once
    (the IR illuminator or IR-cut filter switching, headlights sweeping the whole scene), the
    frame is not motion: the background is replaced by the current frame and the next
    ``settle_frames`` frames only re-learn it. :meth:`MotionDetector.rebaseline` asks for the
    same from any thread (the day/night controller calls it when it switches IR).
-4. **Regions.** Changed cells are pooled into blocks of 4x4 cells (16 px on a 320 px lores
-   frame; pooling joins the limbs of one person) and the blocks are grouped into 8-connected
-   regions by a run-length labelling in Python (cost grows with the number of runs, hence
-   the pooling); a region counts when it holds at least ``min_area`` (fraction of the frame)
-   of changed cells. Masked cells (config polygons in relative coordinates) never count.
+4. **Regions** (:mod:`node.vision.movers`). Changed cells are pooled into blocks and labelled
+   into regions; a region counts when it holds at least ``min_area`` (fraction of the frame)
+   of changed cells, or ``min_area_px`` main-image pixels shrinking towards the top of the
+   frame (far = small). Along tracks, at night a cell counts only when it changed on
+   ``persist_frames`` consecutive frames, and a small region counts when its track's cells
+   add up and link from frame to frame. Masked cells (config polygons in relative
+   coordinates) never count.
 5. **Background update.** Exponential running average with time constant ``background_s``
    (the weight of each frame is computed from the frame interval, so the behaviour does not
    depend on the frame rate). The update is the same for moving and still cells: a selective
@@ -36,8 +41,10 @@ Per frame:
    Cells that differ from the background but have stayed *still* (equal to a fast average,
    time constant 0.3 s) are pulled into the background with the shorter time constant
    ``still_s``: a parked car, a person standing at a table, and the ghost such a person
-   leaves behind after walking away all stop being motion within a few seconds.
-   The noise estimate is refreshed every 4th frame.
+   leaves behind after walking away all stop being motion within a few seconds. Where
+   something passes the background moves at most ``passing_step`` levels a frame (an
+   insect under IR, 200 levels brighter, leaves no bright trail). The noise estimate is
+   refreshed every 4th frame (a running mean over a mode's first updates).
 
 Cost: ≈40-50 µs per idle 320x180 frame here (a dozen numpy calls on 3,600 cells), plus
 ≈30-40 µs for pooling and labelling when something moves. Thread: :meth:`detect` on the analysis thread
@@ -53,6 +60,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from node.vision.boxes import Box  # here in lores pixels
+from node.vision.movers import Movers, min_cells_by_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,21 @@ class MotionParams:
     jump_gain: float = 0.25
     settle_frames: int = 3
     masks: tuple[tuple[float, ...], ...] = ()
+    # Night mode (IR, monochrome picture): its own sensitivity, its own noise map.
+    night_threshold: float = 14.0
+    night_noise_factor: float = 4.0
+    # Smallest region in main-image pixels at the bottom row (0: use ``min_area``), shrinking
+    # linearly to ``far_scale`` of that at the top row (far away = small); ``main_scale`` is
+    # main pixels per lores pixel (set by the analyzer from the two frame sizes).
+    min_area_px: float = 0.0
+    far_scale: float = 1.0
+    main_scale: float = 1.0
+    # At night a cell counts only when it changed on ``persist_frames`` consecutive frames (1 to 3),
+    # and a region's area is that of its track over the last ``history_frames`` frames.
+    persist_frames: int = 1
+    history_frames: int = 1
+    # Largest background step a frame where something moves (0: no limit), luma levels.
+    passing_step: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +139,19 @@ class MotionDetector:
         self._dt = -1.0
         self._w = (0.0, 0.0, 0.0)
         self._ramp = np.arange(65, dtype=np.float32) * 1e-3
-        self._min_cells = max(1, round(self.p.min_area * self.gw * self.gh))
+        p = self.p
+        self._movers = Movers(self.gw, self.gh, min_cells_by_row(
+            self.gw, self.gh, min_area=p.min_area, min_area_px=p.min_area_px, far_scale=p.far_scale,
+            cell_main_px=p.cell_px * p.main_scale), min_area=p.min_area,
+            persist_frames=p.persist_frames, history_frames=p.history_frames)
         self._bg: np.ndarray | None = None
         self._fast = np.zeros((self.gh, self.gw), np.float32)
         self._fast_stale = False
-        self._noise = np.full((self.gh, self.gw), 2.0, np.float32)
+        self._night = False
+        self._noise_maps = {False: np.full((self.gh, self.gw), 2.0, np.float32),
+                            True: np.full((self.gh, self.gw), 2.0, np.float32)}
+        self._noise = self._noise_maps[False]
+        self._noise_updates = {False: 0, True: 0}
         self._settle = 0
         self._count = 0
         self._rebaseline = threading.Event()
@@ -129,6 +160,22 @@ class MotionDetector:
     def rebaseline(self) -> None:
         """Forget the background at the next frame (thread-safe; e.g. on an IR switch)."""
         self._rebaseline.set()
+
+    @property
+    def night(self) -> bool:
+        return self._night
+
+    def set_night(self, night: bool) -> None:
+        """Use the night (IR) sensitivity and noise map, or the day ones (analysis thread).
+
+        Each mode keeps the noise it measured: after a switch the thresholds are right at
+        once instead of re-learning the other mode's grain.
+        """
+        if night != self._night:
+            self._night = night
+            self._noise = self._noise_maps[night]
+            if self._bg is not None:
+                self._thresholds(self._bg[1::3, 1::3].ravel())
 
     def cells(self, lores: np.ndarray) -> np.ndarray:
         """The cell grid of a lores frame: mean of four samples per cell, float32."""
@@ -161,7 +208,12 @@ class MotionDetector:
         """
         level = float(np.partition(cs, self._mid)[self._mid])
         scale = min(1.0, max(0.25, level / 96.0))
-        self._thr = np.maximum(self.p.threshold * scale, self.p.noise_factor * self._noise)
+        p = self.p
+        if self._night:
+            thr, factor = p.night_threshold, p.night_noise_factor
+        else:
+            thr, factor = p.threshold, p.noise_factor
+        self._thr = np.maximum(thr * scale, factor * self._noise)
 
     def detect(self, lores: np.ndarray, dt: float = 0.1) -> MotionResult:
         """Process one lores luma frame (``(h, w)`` uint8) taken ``dt`` s after the previous one.
@@ -177,6 +229,7 @@ class MotionDetector:
             self._bg = cur
             self._fast = cur.copy()
             self._settle = self.p.settle_frames
+            self._movers.forget()
             self._thresholds(cur[1::3, 1::3].ravel())
             return MotionResult(settling=True)
         bg, fast = self._bg, self._fast
@@ -226,6 +279,12 @@ class MotionDetector:
                 self._fast_stale = False
             still = changed & (np.abs(cur - fast) < self.p.threshold)
             delta *= np.where(still, np.float32(w_still), np.float32(w_bg))
+            moving = changed & ~still
+            if self.p.passing_step > 0:
+                # Something passing (an insect under IR is 200 levels brighter) moves the
+                # background by at most this much a frame: no bright ghost trail behind it.
+                step_max = self.p.passing_step
+                delta[moving] = np.clip(delta[moving], -step_max, step_max)
             step = cur - fast
             step *= w_fast
             fast += step
@@ -234,35 +293,22 @@ class MotionDetector:
             self._fast_stale = True  # only needed while something changes
         bg += delta
         if self._count % 4 == 0:
-            # noise += 0.1 * (min(diff, 30) - noise) where nothing changed, without fancy indexing
+            # noise += rate * (min(diff, 30) - noise) where nothing changed, without fancy
+            # indexing; rate 0.1, faster for a mode's first updates (a running mean): the
+            # prior of 2 levels is replaced within a second, not ten.
+            n_upd = self._noise_updates[self._night] = self._noise_updates[self._night] + 1
             upd = np.minimum(diff, 30.0)
             upd -= self._noise
             upd *= ~changed
-            upd *= 0.1
+            upd *= max(0.1, 1.0 / (n_upd + 1))
             self._noise += upd
-        if n < self._min_cells:
+        if n < self._movers.min_cells:
+            self._movers.note(changed, self._night)  # the tracks' frame history goes on
             return MotionResult(changed=frac)
-        # Label on a grid of 4x4-cell blocks (any changed cell marks its block; 16 px on a
-        # 320 px lores frame): few runs for the Python labelling, and pooling joins the limbs
-        # of one person. A region's area is the count of its changed cells.
-        b = 4
-        bh, bw = self.gh // b, self.gw // b
-        core = changed[: bh * b, : bw * b]
-        half = core[0::2] | core[1::2]  # 2x2 pooling twice with slices: ≈4 µs (reshape.any: ≈15)
-        half = half[:, 0::2] | half[:, 1::2]
-        pooled = half[0::2] | half[1::2]
-        pooled = pooled[:, 0::2] | pooled[:, 1::2]
         c = self.p.cell_px
         w, h = self.width, self.height
-        boxes = []
-        for x0, y0, x1, y1 in regions(pooled, 1):
-            cx0, cy0, cx1, cy1 = x0 * b, y0 * b, x1 * b, y1 * b
-            if x1 == bw:
-                cx1 = self.gw  # the leftover cells at the right/bottom edge join the last block
-            if y1 == bh:
-                cy1 = self.gh
-            if np.count_nonzero(changed[cy0:cy1, cx0:cx1]) >= self._min_cells:
-                boxes.append((cx0 * c, cy0 * c, min(w, cx1 * c), min(h, cy1 * c)))
+        boxes = [(x0 * c, y0 * c, min(w, x1 * c), min(h, y1 * c))
+                 for x0, y0, x1, y1 in self._movers.find(changed, self._night)]
         return MotionResult(changed=frac, boxes=boxes)
 
     def _jump(self, cur: np.ndarray, frac: float) -> MotionResult:
@@ -270,60 +316,10 @@ class MotionDetector:
         self._bg = cur
         self._fast = cur.copy()
         self._settle = self.p.settle_frames
+        self._movers.forget()
         self.rebaselines += 1
         return MotionResult(changed=frac, global_change=True)
 
-
-def regions(mask: np.ndarray, min_cells: int) -> list[Box]:
-    """Connected regions (8-connected runs) of a boolean grid, as cell boxes, largest first.
-
-    Run-length labelling: runs of each row are found with numpy, then joined to overlapping
-    runs of the row above with a union-find. Cost grows with the number of runs, not cells.
-    """
-    h, w = mask.shape
-    padded = np.zeros((h, w + 2), np.int8)
-    padded[:, 1:-1] = mask
-    edges = np.diff(padded, axis=1)
-    rows, starts = np.nonzero(edges == 1)
-    _, ends = np.nonzero(edges == -1)
-    parent = list(range(len(rows)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    rows_l, starts_l, ends_l = rows.tolist(), starts.tolist(), ends.tolist()
-    prev: list[int] = []
-    cur: list[int] = []
-    row = -1
-    for i, r in enumerate(rows_l):
-        if r != row:
-            prev = cur if r == row + 1 else []
-            cur, row = [], r
-        s, e = starts_l[i], ends_l[i]
-        for j in prev:
-            # 8-connectivity: runs touch if they overlap when widened by one cell.
-            if starts_l[j] <= e and s <= ends_l[j]:
-                a, b = find(i), find(j)
-                if a != b:
-                    parent[a] = b
-        cur.append(i)
-    acc: dict[int, list[int]] = {}
-    for i in range(len(rows_l)):
-        root = find(i)
-        r, s, e = rows_l[i], starts_l[i], ends_l[i]
-        box = acc.get(root)
-        if box is None:
-            acc[root] = [s, r, e, r + 1, e - s]
-        else:
-            box[0], box[1] = min(box[0], s), min(box[1], r)
-            box[2], box[3] = max(box[2], e), max(box[3], r + 1)
-            box[4] += e - s
-    out = [b for b in acc.values() if b[4] >= min_cells]
-    out.sort(key=lambda b: -b[4])
-    return [(b[0], b[1], b[2], b[3]) for b in out]
 
 
 def mask_cells(polygons: tuple[tuple[float, ...], ...] | list, gw: int, gh: int) -> np.ndarray:

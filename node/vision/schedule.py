@@ -12,7 +12,14 @@ All rates are in ``[detect]``:
 * **confirmed tracks**: every ``track_s`` while motion overlaps them, every ``still_s`` when
   they stand still. A still, tracked object is *held* in its event between checks: it cannot
   have left without causing motion. This is what keeps a person waiting at a gate in one
-  event while costing one inference call every few seconds.
+  event while costing one inference call every few seconds;
+* **a scan** (``scan_on_rebaseline``): the whole frame and its 2x2 tiles, once, when the
+  motion background was just (re)learnt (start, IR switch), with whoever stands there in it.
+
+A call looks at one or two crops around the regions; at the 2x2 tiles holding them when they
+are too many and all small (``tiles_for_small``; the whole frame otherwise). Every crop is one
+model call; at most ``max_calls_s`` are made in any second (a job that would pass the budget
+waits for a later frame).
 
 Whether a confirmed track stands still is told without the model: :meth:`Scheduler.mark_moved`
 compares the lores look of its box with the one at its last hit.
@@ -22,13 +29,14 @@ Thread: the analysis thread only.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import numpy as np
 
 from hw.media import Frame
 from node.vision.boxes import Box, crop_box, grow, inside, overlap, scale_box
-from node.vision.crops import plan_crops
+from node.vision.crops import plan_crops, plan_tiles
 from node.vision.tracks import Persistence, patch
 from node.vision.worker import Job
 
@@ -42,19 +50,36 @@ EMPTY_S = 1.0
 class Scheduler:
     """Picks what the model looks at on each frame (see the module docstring).
 
-    ``cd``: the ``[detect]`` section; ``persist``: the analyzer's tracks.
+    ``cd``: the ``[detect]`` section; ``persist``: the analyzer's tracks; ``model_px``: the
+    model's input side (small regions are cropped no larger than that: main-stream resolution).
     """
 
-    def __init__(self, cd: Any, persist: Persistence) -> None:
-        self.cd, self.persist = cd, persist
+    def __init__(self, cd: Any, persist: Persistence, model_px: int = 0) -> None:
+        self.cd, self.persist, self.model_px = cd, persist, model_px
         self.last_job = float("-inf")
         self.last_unexplained = float("-inf")
         self.empty: list[tuple[Box, float]] = []
+        self.spent: deque[tuple[float, int]] = deque()  # (time, model calls) of the last second
 
     def reset(self) -> None:
         """Forget every time (the source restarted its timeline)."""
         self.last_job = self.last_unexplained = float("-inf")
         self.empty.clear()
+        self.spent.clear()
+
+    def within_budget(self, now: float, calls: int) -> bool:
+        """Whether ``calls`` more model calls at ``now`` keep the last second within
+        ``[detect] max_calls_s`` (0: no limit); if so they are counted. A job larger than the
+        budget (the five-call scan under a lower limit) runs when nothing else ran that second.
+        """
+        limit = self.cd.max_calls_s
+        while self.spent and now - self.spent[0][0] >= 1.0:
+            self.spent.popleft()
+        used = sum(n for _, n in self.spent)
+        if limit > 0 and used and used + calls > limit:
+            return False
+        self.spent.append((now, calls))
+        return True
 
     def found_empty(self, motion: list[Box], mono: float) -> None:
         """A call at ``mono`` found nothing in these motion regions."""
@@ -80,9 +105,11 @@ class Scheduler:
             t.moved = float(np.abs(p - t.template).mean()) > SAME_LEVEL
 
     def plan(self, frame: Frame, boxes: list[Box], colour: bool, w: int, h: int, *,
-             event_open: bool) -> Job | None:
+             event_open: bool, scan: bool = False) -> Job | None:
         """The job for this frame, or None. ``boxes``: motion regions in analysed-image pixels;
-        ``event_open``: an object event is open (newcomers are then looked at less often)."""
+        ``event_open``: an object event is open (newcomers are then looked at less often);
+        ``scan``: look at the whole frame in tiles (:func:`~node.vision.crops.plan_tiles`; the
+        background was just re-learnt, with whoever stands in the scene in it)."""
         now = frame.mono
         if now - self.last_job < 1.0 / self.cd.fps:
             return None
@@ -107,9 +134,12 @@ class Scheduler:
                 interval = self.cd.still_s
             if now - t.checked >= interval:
                 due.append(t.box)
-        if not due:
+        if not due and not scan:
             return None
-        crops = plan_crops(due, w, h)
+        crops = plan_tiles(w, h) if scan else plan_crops(due, w, h, tiles_for_small=self.cd.tiles_for_small,
+                                                              model_px=self.model_px)
+        if not self.within_budget(now, len(crops)):
+            return None
         self.last_job = now
         image = frame.main if colour else frame.lores
         # Every motion region the crops cover is examined, not only the unexplained ones: when

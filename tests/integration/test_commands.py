@@ -10,8 +10,8 @@ import pytest
 
 from node.app import Node
 from station.cli import main as station
+from station.command import request
 from station.connect import Connection
-from station.console import request
 from tests.integration.test_node_inprocess import small_config
 
 
@@ -92,8 +92,20 @@ def test_hold_validates_times(running):
     naive = ask(broker, "hold", {"start": "2026-01-01T00:00:00", "end": "2026-01-01T01:00:00Z"})
     assert not naive["ok"] and "time zone" in naive["error"]
     ok = ask(broker, "hold", {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z",
-                              "name": "case-17"})
+                              "name": "case-17", "owner": "Officer Lan"})
     assert ok["ok"] and ok["result"]["hold"] == "case-17"
+    # issue 8/26: unbounded, ownerless holds are refused; a hold can be listed and released
+    forever = ask(broker, "hold", {"start": "0001-01-01T00:00:00Z", "end": "9999-12-31T00:00:00Z",
+                                   "owner": "x"})
+    assert not forever["ok"] and "at most 7 days" in forever["error"]
+    nobody = ask(broker, "hold", {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z"})
+    assert not nobody["ok"] and "owner" in nobody["error"]
+    listed = ask(broker, "holds")["result"]["holds"]
+    assert [(h["hold"], h["owner"]) for h in listed] == [("case-17", "Officer Lan")]
+    assert ask(broker, "release", {"name": "case-17"})["ok"]
+    assert ask(broker, "holds")["result"]["holds"] == []
+    again = ask(broker, "release", {"name": "case-17"})
+    assert not again["ok"] and "no hold named" in again["error"]
 
 
 def test_hold_protects_recorded_footage(running):
@@ -103,7 +115,7 @@ def test_hold_protects_recorded_footage(running):
         time.sleep(0.2)
     start = node.clock.utc().replace(microsecond=0) - __import__("datetime").timedelta(seconds=30)
     r = ask(broker, "hold", {"start": start.isoformat(), "end": node.clock.utc().isoformat(),
-                             "name": "case-18"})
+                             "name": "case-18", "owner": "Case 2026/18"})
     assert r["ok"] and r["result"]["segments"] >= 2, r
     import sqlite3
 
@@ -164,10 +176,14 @@ def test_station_pulls_a_verified_clip_over_mqtt(running, tmp_path, capsys, monk
     with av.open(str(clip)) as c:
         frames = sum(1 for _ in c.decode(video=0))
     assert frames >= 40  # ≥ 3 segments of 2 s at 10 fps, minus GOP alignment
-    verdict = verify_clip(clip, clip.with_suffix(".json"))
+    from node.record.export import manifest_path
+
+    assert manifest_path(clip).name == clip.name + ".json"  # the one naming rule (issue 8, item 2)
+    verdict = verify_clip(clip, manifest_path(clip))  # integrity (this test node has no key)
     assert verdict.ok and verdict.checked >= 3, verdict.problems
     assert station(["clip", "--port", str(broker.port), "pole-9", "--start", "2020-01-01T00:00:00Z",
                     "--end", "2020-01-01T00:01:00Z", "--out", str(tmp_path / "none")]) == 1
     assert "no footage" in capsys.readouterr().err
+    assert node.recorder.holds() == []  # issue 8/26: a clip request leaves no lasting hold
     too_long = ask(broker, "clip", {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T02:00:00Z"})
     assert not too_long["ok"] and "at most 30 minutes" in too_long["error"]

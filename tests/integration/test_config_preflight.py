@@ -30,6 +30,8 @@ CASES = [
      "No such file"),
     ("missing CA", "[mqtt]\ntls_ca = '{tmp}/nosuch.crt'\n", "mqtt.tls_ca", "no such file"),
     ("CA not a certificate", "[mqtt]\ntls_ca = '{tmp}/afile'\n", "mqtt.tls_ca", "not a usable CA"),
+    ("client certificate without key", "[mqtt]\ntls_cert = '{tmp}/afile'\n", "mqtt.tls_cert",
+     "go together"),
     ("missing model", "[detect]\nmodel = 'nosuch.tflite'\n", "detect.model", "no such file"),
     ("missing source file", "[camera]\nsource = '{tmp}/nosuch.mp4'\n", "camera.source", "no such file"),
 ]

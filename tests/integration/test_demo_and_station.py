@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import signal
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def test_station_watch_prints_status_and_heartbeats(tmp_path, broker):
 def test_demo_runs_until_interrupted(tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "node", "demo", "--storage", str(tmp_path / "demo"),
                           "--heartbeat-s", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True)
+                         text=True, env={**os.environ, "CAMNODE_STATION_DIR": str(tmp_path / "station")})
     lines: list[str] = []
     t = threading.Thread(target=lambda: lines.extend(p.stdout))
     t.start()
@@ -52,6 +53,8 @@ def test_demo_runs_until_interrupted(tmp_path):
     assert sum("HEARTBEAT" in ln for ln in lines) >= 2, text
     assert "offline (shutdown)" in text, text
     assert (tmp_path / "demo" / "node.log").stat().st_size > 0
+    assert "media relay at rtsp://" in text, text  # live view is part of `make run`
+    assert not (tmp_path / "station" / "relay.json").exists()  # the relay stopped with the demo
 
 
 def test_fleet_view_lists_a_running_node(tmp_path, broker, capsys):
@@ -75,3 +78,76 @@ def test_fleet_view_lists_a_running_node(tmp_path, broker, capsys):
     assert "NODE" in last and "pole-9" in last
     row = next(line for line in last.splitlines() if line.startswith("pole-9"))
     assert " OK " in row, row
+
+
+def test_make_run_shows_a_person_event_with_its_snapshot(tmp_path, shared_dir):
+    """Issue 8/19: what `make run` runs on a fresh clone with ../shared present (real footage,
+    the real model): a legend, then a person event whose snapshot is saved, in arrival order."""
+    import av
+
+    video = shared_dir / "media" / "videos" / "one-by-one-person-detection.mp4"
+    storage = tmp_path / "demo"
+    p = subprocess.Popen([sys.executable, "-m", "node", "demo", "--storage", str(storage),
+                          "--model-dir", str(shared_dir / "models"), "--source", str(video)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    t = threading.Thread(target=lambda: lines.extend(p.stdout), name="demo-output")
+    t.start()
+    began = time.monotonic()
+
+    def shown() -> bool:
+        return (any("EVENT     start  person" in ln for ln in lines)
+                and any("SNAPSHOT" in ln and " saved " in ln for ln in lines))
+
+    deadline = began + 120  # the first visitor walks in 6 s into the clip; a loaded CI is slow
+    while time.monotonic() < deadline and not shown():
+        time.sleep(0.2)
+    took = time.monotonic() - began
+    p.send_signal(signal.SIGINT)
+    assert p.wait(30) == 0
+    t.join(5)
+    text = "".join(lines)
+    assert shown(), text
+    print(f"person event and snapshot shown {took:.1f} s after `camnode demo` started")
+    assert "legend: HEARTBEAT fps <captured>/<encoded>" in text and "faults:" in text
+    saved = next(ln for ln in lines if "SNAPSHOT" in ln and " saved " in ln).split(" saved ")[1].strip()
+    with av.open(saved) as c:  # a real JPEG picture of the event
+        frame = next(c.decode(video=0))
+    assert frame.width >= 300 and frame.height >= 150
+    event_id = next(ln for ln in lines if "EVENT     start  person" in ln).split(" id ")[1].strip()
+    assert saved.endswith(f"demo-node/{event_id}.jpg")
+    arrivals = [ln.split()[0] for ln in lines if " EVENT " in ln or " SNAPSHOT " in ln]
+    assert arrivals == sorted(arrivals)  # printed in the order they arrived
+
+
+def test_watch_prints_events_in_arrival_order(tmp_path):
+    """An object event starts at its first sighting (confirmed later): its line, printed after a
+    motion event that started later, still reads in order — arrival time first."""
+    from datetime import UTC, datetime
+
+    from node.clock import FakeClock
+    from node.link.topics import encode
+
+    clock = FakeClock(datetime(2026, 11, 22, 18, 0, 10, tzinfo=UTC))
+    out = io.StringIO()
+    w = Watcher("127.0.0.1", 1, "camnode", out=out, clock=clock, snapshot_dir=tmp_path)
+    msgs = [("event", {"id": "m1", "kind": "motion", "phase": "start", "label": "motion",
+                       "start": "2026-11-22T18:00:09.000Z"}),
+            ("event", {"id": "o2", "kind": "object", "phase": "start", "label": "person",
+                       "score": 0.8, "start": "2026-11-22T18:00:08.500Z"}),
+            ("snapshot/o2", b"\xff\xd8 jpeg"),
+            ("event", {"id": "o2", "kind": "object", "phase": "end", "label": "person", "score": 0.8,
+                       "start": "2026-11-22T18:00:08.500Z", "end": "2026-11-22T18:00:14.000Z",
+                       "duration_s": 5.5})]
+    for leaf, payload in msgs:
+        data = payload if isinstance(payload, bytes) else encode(payload)
+        w._on_message(type("M", (), {"topic": f"camnode/pole-9/{leaf}", "payload": data})())
+        clock.advance(1)
+    lines = out.getvalue().splitlines()
+    assert [ln.split()[0] for ln in lines] == [
+        "2026-11-22T18:00:10.000Z", "2026-11-22T18:00:11.000Z", "2026-11-22T18:00:12.000Z",
+        "2026-11-22T18:00:13.000Z"]
+    assert "(start 2026-11-22T18:00:08.500Z)" in lines[1]
+    assert "(start 2026-11-22T18:00:08.500Z end 2026-11-22T18:00:14.000Z)" in lines[3]
+    assert (tmp_path / "pole-9" / "o2.jpg").read_bytes() == b"\xff\xd8 jpeg"
+    assert f"saved {tmp_path / 'pole-9' / 'o2.jpg'}" in lines[2]

@@ -11,7 +11,7 @@ from pathlib import Path
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from node.config import config_from_dict
-from node.hwcheck import gpio_spec, main, render, run_checks
+from node.hwcheck import main, render, run_checks
 
 REPO = Path(__file__).resolve().parents[2]
 BOARDS = REPO / "tests" / "fixtures" / "boards"
@@ -65,12 +65,6 @@ def test_camera_that_does_not_open_is_a_fail(tmp_path):
     assert checks["platform"].facts["pin_factory"] == "none"
 
 
-def test_gpio_spec_takes_daynight_thresholds():
-    cfg = config_from_dict({"daynight": {"light_night_below": 0.1, "light_day_above": 0.5}})
-    spec = gpio_spec(cfg)
-    assert (spec.light_dark_below, spec.light_bright_above) == (0.1, 0.5)
-
-
 def test_cli_json_and_safe_state(tmp_path, capsys):
     conf = tmp_path / "node.toml"
     conf.write_text('[gpio]\nfactory = "mock"\nir_pin = 17\nircut_mode = "level"\nircut_pin = 22\n'
@@ -90,3 +84,22 @@ def test_module_runs_as_a_program():
                          cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert "NVIDIA Jetson Orin Nano" in out.stdout and "hwcheck:" in out.stdout
+
+
+def test_camnode_hwcheck_on_a_provisioned_node(tmp_path):
+    """Issue 8, item 18: the bench test is a subcommand of the installed program (the node has
+    no Makefile), and it drives the pins provisioning wrote for the documented wiring."""
+    from provisioning.cli import main as provision
+
+    assert provision(["node", "--id", "pole-1", "--broker", "127.0.0.1", "--out", str(tmp_path / "w"),
+                      "--no-detect", "--source", "synthetic"]) == 0
+    toml = (tmp_path / "w" / "pole-1" / "node.toml").read_text()
+    assert 'factory = "auto"' in toml
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(toml.replace('factory = "auto"', 'factory = "mock"'))  # no header on this machine
+    out = subprocess.run([sys.executable, "-m", "node", "hwcheck", "--config", str(cfg), "--frames", "3",
+                          "--root", str(BOARDS / "pi5")], capture_output=True, text=True, timeout=120,
+                         cwd=REPO)
+    assert f"config: {cfg}" in out.stdout
+    gpio = next(line for line in out.stdout.splitlines() if " gpio " in line)
+    assert gpio.startswith("PASS") and "IR" in gpio and "LED" in gpio, out.stdout

@@ -187,3 +187,24 @@ def test_unreadable_password_file_still_records_and_says_why(tmp_path, broker):
         assert not node.link.connected
     finally:
         node.stop()
+
+
+def test_a_source_that_ends_is_a_fault_and_ends_the_run(tmp_path, broker, subscriber_factory, shared_dir):
+    """Issue 8/27: a file with loop = false must not leave a node that looks healthy at fps 0:
+    the last heartbeat says the source ended, and the run ends by itself (offline published)."""
+    clip = shared_dir / "media" / "videos" / "worker-zone-detection.mp4"  # 71 frames
+    cfg = small_config(tmp_path, broker.port, source=str(clip), loop=False, realtime=False)
+    live = subscriber_factory(broker.host, broker.port, "camnode/pole-9/#")
+    node = Node(cfg)
+    stop = threading.Event()
+    th = threading.Thread(target=node.run, args=(stop,), name="node-run")
+    th.start()
+    th.join(60)
+    ended_by_itself = not th.is_alive()
+    stop.set()
+    th.join(20)
+    assert ended_by_itself, "the run kept going after its source ended"
+    last = live.json("heartbeat")[-1]
+    assert "source ended after 71 frames" in last["faults"]["camera"], last["faults"]
+    assert live.wait_for(lambda s: s.json("status")[-1]["state"] == "offline", 10)
+    assert node.recorder.health()["segments_closed"] >= 1  # what it gave was recorded

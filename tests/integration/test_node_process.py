@@ -116,3 +116,34 @@ def test_model_path_relative_to_the_config_file(broker, subscriber_factory, tmp_
         assert det["enabled"] is True and det["reason"] is None, det
     finally:
         node.close()
+
+
+def test_events_open_at_a_power_cut_are_ended_at_the_next_start(broker, subscriber_factory, node_factory,
+                                                                station_factory):
+    """Issue 8/23: SIGKILL (a power cut) with an event open; the restarted node ends it."""
+    station_factory(broker.port)  # the archive acknowledges: a delivered end is not sent again
+    node = node_factory(broker.port)
+    live = subscriber_factory(broker.host, broker.port, "camnode/pole-7/event")
+
+    def started(s) -> list[dict]:
+        return [e for e in s.json("event") if e["phase"] == "start"]
+
+    assert live.wait_for(lambda s: started(s), 30), node.log()  # the walker enters at 3 s
+    node.signal(signal.SIGKILL)
+    first = started(live)[0]
+    ends = [e for e in live.json("event") if e["phase"] == "end" and e["id"] == first["id"]]
+    assert not ends, "the event ended before the cut: the test proves nothing"
+    again = node_factory(broker.port)  # same storage: same record of open events
+    assert live.wait_for(lambda s: any(e["phase"] == "end" and e["id"] == first["id"]
+                                       for e in s.json("event")), 30), again.log()
+    end = next(e for e in live.json("event") if e["phase"] == "end" and e["id"] == first["id"])
+    assert end["end_reason"] == "interrupted"
+    assert end["start"] == first["start"] and end["end"] >= first["start"]
+    assert again.signal(signal.SIGTERM) == 0
+    # closed once: a third start finds nothing left open
+    third = node_factory(broker.port)
+    deadline = time.monotonic() + 30
+    while "connected to broker" not in third.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert third.signal(signal.SIGTERM) == 0, third.log()
+    assert [e["id"] for e in live.json("event") if e.get("end_reason") == "interrupted"] == [first["id"]]

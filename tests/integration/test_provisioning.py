@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
+from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
@@ -15,11 +17,13 @@ from node.localbroker import LocalBroker, free_port
 from provisioning.cli import main as provision
 
 
-def _client(port: int, user: str, password: str) -> tuple[paho.Client, dict]:
+def _client(port: int, user: str, password: str, ca: Path | None = None) -> tuple[paho.Client, dict]:
     seen: dict = {"connect": None, "puback": {}, "messages": []}
     done = threading.Event()
     c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
     c.username_pw_set(user, password)
+    if ca is not None:
+        c.tls_set(ca_certs=str(ca))
 
     def on_connect(cl, ud, flags, rc, props):
         seen["connect"] = rc
@@ -34,18 +38,26 @@ def _client(port: int, user: str, password: str) -> tuple[paho.Client, dict]:
     return c, seen
 
 
+def _broker_for(out: Path, port: int, client_certs: bool = False) -> LocalBroker:
+    """mosquitto with the ward's generated config, its files used where provisioning left them."""
+    from provisioning.broker import BrokerLayout, broker_conf
+
+    work = out.parent / f"broker-{port}"
+    work.mkdir(exist_ok=True)
+    conf = broker_conf(BrokerLayout(dir=out / "broker", port=port, bind="127.0.0.1",
+                                    client_certs=client_certs))
+    return LocalBroker(port, extra_conf=f"persistence_location {work}/\n" + conf, workdir=work)
+
+
 @pytest.fixture
 def ward(tmp_path):
     out = tmp_path / "ward"
-    for node_id in ("pole-7", "pole-8"):
-        assert provision(["node", "--id", node_id, "--broker", "127.0.0.1:1883", "--out", str(out),
-                          "--source", "synthetic"]) == 0
-    assert provision(["station", "--out", str(out)]) == 0
     port = free_port()
-    broker_dir = out / "broker"
-    conf = (f"per_listener_settings true\nlistener {port} 127.0.0.1\nallow_anonymous false\n"
-            f"password_file {broker_dir / 'passwd'}\nacl_file {broker_dir / 'acl'}\n")
-    b = LocalBroker(port, extra_conf=conf).start()
+    for node_id in ("pole-7", "pole-8"):
+        assert provision(["node", "--id", node_id, "--broker", f"127.0.0.1:{port}", "--out", str(out),
+                          "--source", "synthetic", "--no-detect"]) == 0
+    assert provision(["station", "--out", str(out)]) == 0
+    b = _broker_for(out, port).start()
     yield out, b
     b.cleanup()
 
@@ -58,50 +70,121 @@ def test_check_and_bad_id(tmp_path, capsys, ward):
     assert "dirty_expire_centisecs" in (out / "pole-7" / "99-camnode.conf").read_text()
     assert "Type=notify" in (out / "pole-7" / "camnode.service").read_text()
     assert "pole-7" in capsys.readouterr().out
-    assert provision(["node", "--id", "Pole 7", "--broker", "x", "--out", str(tmp_path / "o")]) == 2
-    assert "node.id" in capsys.readouterr().err
+    assert provision(["node", "--id", "Pole 7", "--broker", "x", "--out", str(tmp_path / "o"),
+                      "--no-detect"]) == 2
+    assert "names are a-z" in capsys.readouterr().err
     (out / "pole-8" / "mqtt.password").chmod(0o644)
     assert provision(["check", str(out / "pole-8")]) == 2
 
 
-def test_node_confined_to_its_subtree(ward):
-    out, b = ward
-    pw7 = (out / "pole-7" / "mqtt.password").read_text().strip()
-    c, seen = _client(b.port, "pole-7", pw7)
-    assert not seen["connect"].is_failure
-    ok = c.publish("camnode/pole-7/heartbeat", b"{}", qos=1)
-    bad = c.publish("camnode/pole-8/status", b'{"state":"offline"}', qos=1)
-    ok.wait_for_publish(5)
-    bad.wait_for_publish(5)
-    assert seen["puback"][ok.mid].value in (0, 16)  # success, or "no matching subscribers"
-    assert seen["puback"][bad.mid].value == 135  # not authorised
-    c.disconnect()
-    c.loop_stop()
-    wrong, seen2 = _client(b.port, "pole-7", "not-the-password")
-    assert seen2["connect"].is_failure
-    wrong.loop_stop()
+def _state(out: Path) -> dict[str, bytes]:
+    """Every file of the ward, to show that a refused or repeated request changed nothing."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
 
 
-def test_provisioned_node_reaches_station(tmp_path, ward):
+def test_collisions_are_refused_and_reruns_change_nothing(ward, capsys):
+    """Issue 8, items 3 and 20: no silent password change, no takeover of another account."""
+    out, _ = ward
+    before = _state(out)
+    base = ["--out", str(out)]
+    cases = [
+        (["station", "--user", "pole-7", *base], 2, "not a station user name"),      # a node's account
+        (["technician", "--user", "pole-7", *base], 2, "not a technician user name"),
+        (["technician", "--user", "station", *base], 2, "not a technician user name"),
+        (["node", "--id", "station", "--no-detect", *base], 2, "cannot be a node id"),  # item 20
+        (["node", "--id", "station-a", "--no-detect", *base], 2, "cannot be a node id"),
+        (["node", "--id", "tech-an", "--no-detect", *base], 2, "cannot be a node id"),
+        (["node", "--id", "admin", "--no-detect", *base], 2, "cannot be a node id"),
+        (["node", "--id", "mosquitto", "--no-detect", *base], 2, "cannot be a node id"),
+        (["node", "--id", "pole-7", "--source", "rtsp://cam", "--no-detect", *base], 3, "different config"),
+        (["node", "--id", "pole-7", "--prefix", "ward3", "--source", "synthetic", "--no-detect", *base], 3,
+         "different config"),
+        (["node", "--id", "pole-9", "--prefix", "a/b", "--no-detect", *base], 2, "prefix"),
+        (["node", "--id", "pole-9", "--prefix", "#", "--no-detect", *base], 2, "prefix"),
+        (["node", "--id", "pole-9", "--broker", "10.0.0.1", "--no-detect", *base], 3, "this ward's broker"),
+        (["rotate", "pole-99", *base], 3, "not a user"),
+        (["node", "--id", "pole-9", "--out", str(out.parent / "elsewhere"), "--no-detect"], 2,
+         "give --broker"),
+    ]
+    for args, code, words in cases:
+        assert provision(args) == code, args
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1, (args, err)
+    # the same requests again: "nothing changed", exit 0, not one byte different
+    assert provision(["node", "--id", "pole-7", "--source", "synthetic", "--no-detect", *base]) == 0
+    assert provision(["station", *base]) == 0
+    assert "nothing changed" in capsys.readouterr().out
+    assert _state(out) == before
+    assert not (out.parent / "elsewhere").exists()
+    # a node on another prefix keeps the others' access (the ACL is regenerated whole)
+    assert provision(["node", "--id", "pole-9", "--prefix", "ward3", "--source", "synthetic", "--no-detect",
+                      *base]) == 0
+    acl = (out / "broker" / "acl").read_text()
+    assert "user pole-7\ntopic write camnode/pole-7/status" in acl
+    assert "topic read ward3/pole-9/cmd/#" in acl and "topic read ward3/#" in acl
+    assert "topic read camnode/#" in acl
+    # changes are explicit: --update rewrites node.toml only; rotate gives a new password
+    pw7 = (out / "pole-7" / "mqtt.password").read_bytes()
+    assert provision(["node", "--id", "pole-7", "--source", "rtsp://cam", "--no-detect", "--update",
+                      *base]) == 0
+    assert (out / "pole-7" / "mqtt.password").read_bytes() == pw7
+    assert 'source = "rtsp://cam"' in (out / "pole-7" / "node.toml").read_text()
+    assert provision(["rotate", "pole-7", *base]) == 0
+    assert (out / "pole-7" / "mqtt.password").read_bytes() != pw7
+    # a retired name is never given out again
+    assert provision(["retire", "pole-8", *base]) == 0
+    assert "pole-8" not in (out / "broker" / "passwd").read_text() and "user pole-8" not in \
+        (out / "broker" / "acl").read_text()
+    capsys.readouterr()
+    assert provision(["node", "--id", "pole-8", "--source", "synthetic", "--no-detect", *base]) == 3
+    assert "retired" in capsys.readouterr().err
+
+
+def test_no_secret_on_a_command_line(tmp_path, monkeypatch):
+    """Item 7: mosquitto_passwd gets the password on stdin; its argv (what ps shows) never
+    holds it. A wrapper on PATH records the real tool's argv."""
+    import shutil
+    import stat
+
+    real = shutil.which("mosquitto_passwd")
+    log = tmp_path / "argv.log"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    wrapper = bindir / "mosquitto_passwd"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec {real} "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    out = tmp_path / "w"
+    assert provision(["node", "--id", "pole-1", "--broker", "127.0.0.1", "--out", str(out),
+                      "--no-detect"]) == 0
+    assert provision(["technician", "--user", "tech-an", "--out", str(out)]) == 0
+    secrets = [(out / "pole-1" / "mqtt.password").read_text().strip(),
+               (out / "users" / "tech-an" / "password").read_text().strip()]
+    argv = log.read_text()
+    assert argv.count("\n") == 2 and "-b" not in argv.split()
+    assert not any(s in argv for s in secrets)
+    passwd = (out / "broker" / "passwd").read_text()
+    assert not any(s in passwd for s in secrets) and "pole-1:$7$" in passwd  # hashed by mosquitto
+
+
+def test_provisioned_node_reaches_station_over_tls(tmp_path, ward):
+    """The generated node config, broker config and CA: a real node talks TLS to the broker,
+    the station reads it, and the footage verifies against the inventory's key."""
     out, b = ward
     cfg = load_config(out / "pole-7" / "node.toml")
+    assert cfg.mqtt.port == b.port and cfg.mqtt.tls_ca == "/etc/camnode/ca.crt"  # TLS by default
+    assert cfg.gpio.ir_pin == 18 and cfg.gpio.led_pin == 25  # the documented wiring
     cfg = cfg.replace(
-        mqtt=dataclasses.replace(cfg.mqtt, port=b.port, heartbeat_s=0.3,
+        mqtt=dataclasses.replace(cfg.mqtt, heartbeat_s=0.3, tls_ca=str(out / "pole-7" / "ca.crt"),
                                  password_file=str(out / "pole-7" / "mqtt.password")),
         storage=dataclasses.replace(cfg.storage, path=str(tmp_path / "rec"), segment_s=2.0),
         record=dataclasses.replace(cfg.record, signing_key=str(out / "pole-7" / "signing.key")),
         camera=dataclasses.replace(cfg.camera, width=320, height=240, lores_width=160, lores_height=120),
+        gpio=dataclasses.replace(cfg.gpio, factory="mock"),  # no header on this machine
     )
-    station_pw = None
-    for line in (out / "broker" / "passwd").read_text().splitlines():
-        assert not line.endswith(cfg.mqtt.username)  # hashed, never clear text
-    # the station's password was printed once; provision a known one for the test
-    from provisioning.node import provision_station
-
-    station_pw = provision_station(out, password="station-secret")
-    b.stop()
-    b.start()  # reload the password file
-    st, seen = _client(b.port, "station", station_pw)
+    st_pw = (out / "users" / "station" / "password").read_text().strip()
+    st, seen = _client(b.port, "station", st_pw, ca=out / "users" / "station" / "ca.crt")
     st.subscribe("camnode/#", qos=1)
     node = Node(cfg)
     stop = threading.Event()
@@ -133,81 +216,31 @@ def test_provisioned_node_reaches_station(tmp_path, ward):
     assert not verify_store(tmp_path / "rec", other).ok  # another node's key does not match
 
 
-def _sd_image(path, *, partitioned: bool) -> None:
-    """A real FAT file system made by mkfs.vfat, bare or behind an MBR like an OS image."""
-    import struct
-    import subprocess
+def test_generated_pki(tmp_path):
+    """Item 30: a site CA, a broker certificate naming the broker's address, TLS by default."""
+    from cryptography import x509
 
-    fat = path.with_suffix(".fat")
-    subprocess.run(["mkfs.vfat", "-C", str(fat), "8192"], check=True, capture_output=True)
-    if not partitioned:
-        fat.rename(path)
-        return
-    mbr = bytearray(512)
-    mbr[446 + 4] = 0x0C  # FAT32 LBA
-    struct.pack_into("<II", mbr, 446 + 8, 2048, fat.stat().st_size // 512)
-    mbr[510:512] = b"\x55\xaa"
-    path.write_bytes(bytes(mbr) + bytes(2048 * 512 - 512) + fat.read_bytes())
+    from provisioning.pki import covers
 
-
-@pytest.mark.parametrize("partitioned", [True, False])
-def test_node_files_land_on_the_boot_partition(tmp_path, ward, partitioned):
-    import subprocess
-
-    from provisioning.image import CMDLINE_HOOK, fat_offset
-
-    out, _ = ward
-    img = tmp_path / "sd.img"
-    _sd_image(img, partitioned=partitioned)
-    target = f"{img}@@{fat_offset(img)}"
-    env = {"MTOOLS_SKIP_CHECK": "1"}
-    if partitioned:  # an OS image: its boot partition has a kernel command line
-        (tmp_path / "cmdline.txt").write_text("console=tty1 root=PARTUUID=1234-02 rootwait\n")
-        subprocess.run(["mcopy", "-i", target, str(tmp_path / "cmdline.txt"), "::/cmdline.txt"],
-                       check=True, env=env)
-    wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    (wheels / "camnode-0.1.0-py3-none-any.whl").write_bytes(b"PK\x05\x06" + bytes(18))
-    assert provision(["image", "--image", str(img), str(out / "pole-7"), "--wheels", str(wheels)]) == 0
-    assert provision(["image", "--image", str(img), str(out / "pole-7")]) == 0  # again: idempotent
-    if partitioned:
-        line = subprocess.run(["mtype", "-i", target, "::/cmdline.txt"], capture_output=True, text=True,
-                              env=env).stdout.strip()
-        assert line.endswith(CMDLINE_HOOK.strip()) and line.count("firstboot.sh") == 1
-        # the script's own clean-up restores the original command line
-        script = subprocess.run(["mtype", "-i", target, "::/camnode/firstboot.sh"], capture_output=True,
-                                text=True, env=env).stdout
-        assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
-        sed = script[script.index("sed -i"):script.index('"$CMDLINE"\nsync')].replace("\\\n", " ")
-        (tmp_path / "cl.txt").write_text(line + "\n")
-        subprocess.run(sed + f' "{tmp_path / "cl.txt"}"', shell=True, check=True)
-        assert (tmp_path / "cl.txt").read_text() == "console=tty1 root=PARTUUID=1234-02 rootwait\n"
-        wheel_list = subprocess.run(["mdir", "-b", "-i", target, "::/camnode/wheels"], capture_output=True,
-                                    text=True, env=env).stdout
-        assert "camnode-0.1.0-py3-none-any.whl" in wheel_list
-    listing = subprocess.run(["mdir", "-b", "-i", target, "::/camnode"], capture_output=True, text=True,
-                             env={"MTOOLS_SKIP_CHECK": "1"}).stdout
-    for name in ("node.toml", "mqtt.password", "signing.key", "firstboot.sh"):
-        assert name in listing, listing
-    toml = subprocess.run(["mtype", "-i", target, "::/camnode/node.toml"], capture_output=True,
-                          text=True, env={"MTOOLS_SKIP_CHECK": "1"}).stdout
-    assert toml == (out / "pole-7" / "node.toml").read_text()
-    if not partitioned:
-        fsck = subprocess.run(["fsck.vfat", "-n", str(img)], capture_output=True, text=True)
-        assert fsck.returncode == 0, fsck.stdout + fsck.stderr
-
-
-def test_tls_ca_is_carried_to_the_node(tmp_path):
-    ca = tmp_path / "ward-ca.pem"
-    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
     out = tmp_path / "w"
-    assert provision(["node", "--id", "pole-1", "--broker", "[fd00::1]:8883", "--out", str(out),
-                      "--tls-ca", str(ca), "--source", "synthetic"]) == 0
-    assert (out / "pole-1" / "ca.crt").read_text() == ca.read_text()
+    assert provision(["node", "--id", "pole-1", "--broker", "[fd00::1]", "--out", str(out),
+                      "--no-detect"]) == 0
     toml = (out / "pole-1" / "node.toml").read_text()
     assert 'tls_ca = "/etc/camnode/ca.crt"' in toml and 'host = "fd00::1"' in toml and "port = 8883" in toml
-    assert provision(["node", "--id", "pole-2", "--broker", "b", "--out", str(out),
-                      "--tls-ca", str(tmp_path / "nope.pem")]) == 2
+    assert (out / "pole-1" / "ca.crt").read_bytes() == (out / "pki" / "ca.crt").read_bytes()
+    assert (out / "pki" / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert (out / "broker" / "server.key").stat().st_mode & 0o777 == 0o600
+    server = (out / "broker" / "server.crt").read_bytes()
+    assert covers(server, "fd00::1") and not covers(server, "10.0.0.1")
+    ca = x509.load_pem_x509_certificate((out / "pki" / "ca.crt").read_bytes())
+    leaf = x509.load_pem_x509_certificate(server)
+    leaf.verify_directly_issued_by(ca)
+    assert "cafile" in (out / "broker" / "camnode.conf").read_text()
+    lab = tmp_path / "lab"
+    assert provision(["node", "--id", "pole-1", "--broker", "10.0.0.5", "--out", str(lab), "--no-detect",
+                      "--no-tls"]) == 0
+    assert "tls_ca" not in (lab / "pole-1" / "node.toml").read_text()
+    assert "port = 1883" in (lab / "pole-1" / "node.toml").read_text()
 
 
 def test_mounted_card_is_refused(tmp_path):
@@ -221,9 +254,46 @@ def test_mounted_card_is_refused(tmp_path):
     _refuse_mounted(__import__("pathlib").Path("/dev/sdy"), mounts)  # another card: fine
 
 
-def test_image_errors_are_named(tmp_path, capsys, ward):
-    out, _ = ward
-    junk = tmp_path / "junk.img"
-    junk.write_bytes(b"\0" * 4096)
-    assert provision(["image", "--image", str(junk), str(out / "pole-7")]) == 2
-    assert "not a disk image" in capsys.readouterr().err
+def test_client_certificates_when_the_ward_requires_them(tmp_path, capsys):
+    """Item 30's option: a ward whose broker also wants a certificate signed by its CA. The
+    node's generated config carries its own; a client with the right password and no
+    certificate (or one from another CA) is refused at the TLS handshake."""
+    from station.cli import main as station
+
+    out, port = tmp_path / "w", free_port()
+    assert provision(["node", "--id", "pole-1", "--broker", f"127.0.0.1:{port}", "--out", str(out),
+                      "--no-detect", "--source", "synthetic", "--client-certs"]) == 0
+    assert provision(["station", "--user", "station-a", "--out", str(out)]) == 0
+    assert "--tls-cert" in capsys.readouterr().out
+    assert (out / "pole-1" / "client.key").stat().st_mode & 0o777 == 0o600
+    assert "require_certificate true" in (out / "broker" / "camnode.conf").read_text()
+    cfg = load_config(out / "pole-1" / "node.toml")
+    assert (cfg.mqtt.tls_cert, cfg.mqtt.tls_key) == ("/etc/camnode/client.crt", "/etc/camnode/client.key")
+    u = out / "users" / "station-a"
+    base = ["diag", "pole-1", "--port", str(port), "--username", "station-a", "--password-file",
+            str(u / "password"), "--tls-ca", str(u / "ca.crt"), "--timeout", "0.3"]
+    with _broker_for(out, port, client_certs=True) as b:
+        assert station(base) == 1  # no certificate: refused before any MQTT
+        err = capsys.readouterr().err
+        assert "TLS failure" in err or "closed the connection" in err or "cannot reach" in err, err
+        assert station([*base, "--tls-cert", str(u / "client.crt"), "--tls-key", str(u / "client.key")]) == 1
+        assert "no reply from pole-1" in capsys.readouterr().err  # connected, logged in, asked
+        # the real node with its generated config (paths moved from /etc/camnode to the ward)
+        d = out / "pole-1"
+        cfg = cfg.replace(
+            mqtt=dataclasses.replace(cfg.mqtt, port=b.port, tls_ca=str(d / "ca.crt"),
+                                     tls_cert=str(d / "client.crt"), tls_key=str(d / "client.key"),
+                                     password_file=str(d / "mqtt.password")),
+            storage=dataclasses.replace(cfg.storage, path=str(tmp_path / "rec")),
+            record=dataclasses.replace(cfg.record, signing_key=str(d / "signing.key")),
+            camera=dataclasses.replace(cfg.camera, width=320, height=240, lores_width=160, lores_height=120),
+            gpio=dataclasses.replace(cfg.gpio, factory="mock"))
+        node = Node(cfg)
+        stop = threading.Event()
+        th = threading.Thread(target=node.run, args=(stop,))
+        th.start()
+        try:
+            assert node.link.wait_connected(20), node.link.health()
+        finally:
+            stop.set()
+            th.join(30)

@@ -72,7 +72,7 @@ def _check_files(rec: Recorder, root: Path) -> list[dict]:
 
 def test_recording_continues_through_a_full_card_and_keeps_protected_footage(card: Path) -> None:
     clock = FakeClock(T0)
-    rec = Recorder(card, clock, segment_s=2.0, preroll_s=0, sweep_s=0.2,
+    rec = Recorder(card, clock, segment_s=2.0, sweep_s=0.2,
                    policy=Policy(headroom_s=2.0, min_free_bytes=256 << 10))
     rec.protect("ev-early", T0 + timedelta(seconds=0.5), T0 + timedelta(seconds=1.5))
     _info, fed = _feed(rec, 20.0, loops=6)  # 120 s at 2 Mbit/s: ~30 MB through an 8 MiB card
@@ -96,7 +96,7 @@ def test_recording_continues_through_a_full_card_and_keeps_protected_footage(car
 
 def test_protected_footage_goes_only_when_nothing_else_is_left_and_is_reported(card: Path) -> None:
     clock = FakeClock(T0)
-    rec = Recorder(card, clock, segment_s=2.0, preroll_s=0, sweep_s=0.2,
+    rec = Recorder(card, clock, segment_s=2.0, sweep_s=0.2,
                    policy=Policy(headroom_s=2.0, min_free_bytes=256 << 10))
     rec.protect("ev-all", T0, None)  # an open-ended event: everything from now on is protected
     _info, _fed = _feed(rec, 20.0, loops=3)

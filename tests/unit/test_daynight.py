@@ -178,3 +178,14 @@ def test_a_day_under_a_street_lamp_with_a_sensor_that_fails_at_noon():
     # 18:37: dusk, sensor failed and the lamp-lit picture says day: the sun at -6° decides
     assert switches == [("00:02", NIGHT), ("05:31", DAY), ("18:37", NIGHT)], switches
     assert ctl.status()["error"] is None  # the sensor reads again after 20:00
+
+
+def test_controller_tells_vision_the_mode_at_each_switch():
+    clock = FakeClock()
+    told = []
+    c = DayNightController(DayNightPolicy(source="luma", confirm_s=0, min_dwell_s=0), clock,
+                           vision_night=told.append, rebaseline=lambda: told.append("rebaseline"))
+    for luma in (20, 20, 200, 200):  # dark: night (seen twice: pending, then switched); bright: day
+        c.step(luma=luma)
+        clock.advance(1)
+    assert told == [True, "rebaseline", False, "rebaseline"]

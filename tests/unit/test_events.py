@@ -258,3 +258,41 @@ def test_step_is_pure():
     s1, a1 = step(state, obs, at(0.0), OBJ)
     s2, a2 = step(state, obs, at(0.0), OBJ)
     assert s1 == s2 and a1 == a2 and state == EventState()
+
+
+def test_an_interrupted_object_event_is_closed_from_its_last_message(tmp_path):
+    """Issue 8/23: the record of open events survives a restart and closes each event once,
+    at its last recorded activity, ending the open-ended footage protection."""
+    from datetime import UTC, datetime
+
+    from node.events import (
+        EventRules,
+        MarkSegments,
+        ProtectClip,
+        PublishEvent,
+        Rules,
+        close_interrupted,
+    )
+    from node.open_events import OpenEvents
+
+    rec = OpenEvents(tmp_path / "open.sqlite")
+    start = {"id": "E-o1", "kind": "object", "phase": "start", "classes": ["person"],
+             "start": "2026-11-22T18:11:40.801Z", "end": None, "duration_s": 0.0}
+    rec.track(start)
+    rec.track({**start, "phase": "update", "duration_s": 12.5})
+    rec.track({"id": "E-m2", "kind": "motion", "phase": "start", "classes": ["motion"],
+               "start": "2026-11-22T18:11:41.000Z", "end": None, "duration_s": 0.0})
+    rec.track({"id": "E-m2", "phase": "end"})
+    rec.close()  # the power cut
+    left = OpenEvents(tmp_path / "open.sqlite").left_open()
+    assert [p["id"] for p in left] == ["E-o1"] and left[0]["duration_s"] == 12.5
+    acts = close_interrupted(left[0], EventRules(object=Rules(pre_roll_s=5, post_roll_s=5)))
+    end = next(a.payload for a in acts if isinstance(a, PublishEvent))
+    assert end["phase"] == "end" and end["end_reason"] == "interrupted"
+    assert end["end"] == "2026-11-22T18:11:53.301Z" and end["duration_s"] == 12.5
+    t0 = datetime(2026, 11, 22, 18, 11, 40, 801000, tzinfo=UTC)
+    protect = next(a for a in acts if isinstance(a, ProtectClip))
+    assert protect.end_utc is not None  # the open-ended protection gets its end
+    assert (protect.end_utc - t0).total_seconds() == 17.5 and (t0 - protect.start_utc).total_seconds() == 5
+    mark = next(a for a in acts if isinstance(a, MarkSegments))
+    assert mark.person and (mark.end_utc - t0).total_seconds() == 12.5

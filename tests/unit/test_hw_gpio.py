@@ -9,7 +9,6 @@ from gpiozero.pins.mock import MockChargingPin, MockFactory, MockPWMPin
 
 from hw.gpio import (
     LED_PATTERNS,
-    DarkThreshold,
     Devices,
     GpioError,
     GpioSpec,
@@ -176,31 +175,22 @@ def test_status_led_thread_blinks_and_close_turns_off(factory):
     assert hist.count(True) >= 2 and hist[-1] == 0
 
 
-def test_dark_threshold_hysteresis():
-    th = DarkThreshold(0.2, 0.3)
-    seq = [0.5, 0.25, 0.19, 0.25, 0.29, 0.31, 0.21, 0.1]
-    assert [th.update(v) for v in seq] == [False, False, True, True, True, False, False, True]
-    with pytest.raises(ValueError):
-        DarkThreshold(0.4, 0.3)
-
-
 def test_digital_light_sensor_thresholds(factory):
     spec = GpioSpec(light_mode="digital", light_pin=5, light_dark_high=True)
     devs = build_devices(spec, pin_factory=factory)
     pin = factory.pin(5)
     pin.drive_low()
     r = devs.light.read()
-    assert (r.level, r.dark) == (1.0, False)
+    assert (r.level, r.raw) == (1.0, 0.0)
     pin.drive_high()
     r = devs.light.read()
-    assert (r.level, r.dark) == (0.0, True)
+    assert (r.level, r.raw) == (0.0, 1.0)
     devs.close()
 
 
 def test_ldr_light_sensor_bright_and_dark():
     factory = MockFactory(pin_class=MockChargingPin)
-    spec = GpioSpec(light_mode="ldr", light_pin=6, light_charge_limit_s=0.05, light_queue_len=1,
-                    light_dark_below=0.3, light_bright_above=0.5)
+    spec = GpioSpec(light_mode="ldr", light_pin=6, light_charge_limit_s=0.05, light_queue_len=1)
     devs = build_devices(spec, pin_factory=factory)
     try:
         factory.pin(6).charge_time = 0.001  # bright: the capacitor charges at once
@@ -211,22 +201,21 @@ def test_ldr_light_sensor_bright_and_dark():
         dark = devs.light.read()
     finally:
         devs.close()
-    assert bright.level > 0.5 and not bright.dark
-    assert dark.level < 0.3 and dark.dark
+    assert bright.level > 0.5
+    assert dark.level < 0.3
 
 
 def test_iio_light_sensor_thresholds(tmp_path):
     raw = tmp_path / "in_voltage0_raw"
     raw.write_text("3000\n")
-    spec = GpioSpec(light_mode="iio", light_iio_path=str(raw), light_iio_full_scale=4000,
-                    light_dark_below=0.2, light_bright_above=0.3)
+    spec = GpioSpec(light_mode="iio", light_iio_path=str(raw), light_iio_full_scale=4000)
     devs = build_devices(spec)  # no GPIO pins wanted: no pin factory loaded at all
     assert devs.factory == "auto"
     readings = []
     for v in (3000, 1000, 700, 1000, 1300):
         raw.write_text(f"{v}\n")
         readings.append(devs.light.read())
-    assert [r.dark for r in readings] == [False, False, True, True, False]
+    assert [r.level for r in readings] == pytest.approx([0.75, 0.25, 0.175, 0.25, 0.325])
     assert readings[0].level == pytest.approx(0.75) and readings[0].raw == 3000
     devs.close()
 

@@ -79,7 +79,7 @@ class FakeDisk:
 def _recorded(tmp_path: Path, seconds: float = 30, segment_s: float = 3.0):
     info, pkts = encode_packets(seconds, gop_s=1.0)
     clock = FakeClock(T0 + timedelta(seconds=seconds))
-    rec = Recorder(tmp_path, clock, segment_s=segment_s, threaded=False, preroll_s=0,
+    rec = Recorder(tmp_path, clock, segment_s=segment_s, threaded=False,
                    policy=Policy(max_age_days=30, headroom_s=0, min_free_bytes=0))
     rec.start(info)
     for p in pkts:
@@ -200,7 +200,7 @@ def test_writer_restart_continues_sequence_and_chain(tmp_path: Path) -> None:
     head = rec.store.index.head()
     rec.close()
     info, _ = encode_packets(6, gop_s=1.0)
-    rec2 = Recorder(tmp_path, clock, segment_s=3.0, threaded=False, preroll_s=0,
+    rec2 = Recorder(tmp_path, clock, segment_s=3.0, threaded=False,
                     policy=Policy(headroom_s=0, min_free_bytes=0))
     rec2.start(info)
     for p in retime(pkts, 100.0):
@@ -224,7 +224,7 @@ def test_event_left_open_by_a_crash_is_closed_at_the_footage_end(tmp_path: Path)
     store.close()
     # footage recorded after the restart is not protected by the dead event
     info, _ = encode_packets(6, gop_s=1.0)
-    rec2 = Recorder(tmp_path, clock, segment_s=3.0, threaded=False, preroll_s=0,
+    rec2 = Recorder(tmp_path, clock, segment_s=3.0, threaded=False,
                     policy=Policy(headroom_s=0, min_free_bytes=0))
     rec2.start(info)
     for p in retime(pkts, 100.0):

@@ -26,7 +26,7 @@ def _store(root: Path, seconds: float = 24, segment_s: float = 4.0, signer: Sign
            gop_s: float = 1.0) -> Recorder:
     info, pkts = encode_packets(seconds, gop_s=gop_s)
     rec = Recorder(root, FakeClock(T0 + timedelta(seconds=seconds)), segment_s=segment_s,
-                   threaded=False, preroll_s=0, signer=signer,
+                   threaded=False, signer=signer,
                    policy=Policy(headroom_s=0, min_free_bytes=0))
     rec.start(info)
     for p in pkts:
@@ -298,7 +298,7 @@ def test_plan_30_days_answer_is_consistent() -> None:
 
 def test_verify_on_a_recording_node_notes_the_open_segment(tmp_path: Path) -> None:
     info, pkts = encode_packets(6, gop_s=1.0)
-    rec = Recorder(tmp_path, FakeClock(T0), segment_s=4.0, threaded=False, preroll_s=0,
+    rec = Recorder(tmp_path, FakeClock(T0), segment_s=4.0, threaded=False,
                    policy=Policy(headroom_s=0, min_free_bytes=0))
     rec.start(info)
     for p in pkts:

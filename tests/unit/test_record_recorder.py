@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
 
 from node.clock import FakeClock
 from node.config import config_from_dict
-from node.record.preroll import PreRoll, write_clip
 from node.record.recorder import Recorder, build_recorder
 from node.record.retention import Policy, Retention
 from node.record.segment import segment_files
@@ -19,7 +16,7 @@ from tests.record_media import T0, decode_count, encode_packets, retime
 
 def test_a_stalled_writer_drops_to_the_next_keyframe_and_never_blocks_the_encoder(tmp_path: Path) -> None:
     info, pkts = encode_packets(12, gop_s=1.0)
-    rec = Recorder(tmp_path, FakeClock(T0), segment_s=60.0, preroll_s=0, sweep_s=60,
+    rec = Recorder(tmp_path, FakeClock(T0), segment_s=60.0, sweep_s=60,
                    queue_bytes=sum(len(p.data) for p in pkts[:60]))  # ~4 s of video
     gate = threading.Event()
     real_write = rec.writer.write
@@ -47,51 +44,11 @@ def test_a_stalled_writer_drops_to_the_next_keyframe_and_never_blocks_the_encode
     rec.close()
 
 
-def test_preroll_keeps_whole_gops_covering_n_seconds() -> None:
-    info, pkts = encode_packets(20, gop_s=2.0)
-    ring = PreRoll(5.0)
-    ring.start(info)
-    for p in pkts[3:]:  # joining mid-GOP: those first packets are not decodable
-        ring.write(p)
-    snap = ring.snapshot()
-    assert snap[0].keyframe
-    span = (snap[-1].mono - snap[0].mono) + 1 / 15
-    assert 5.0 <= span <= 5.0 + 2.0 + 1 / 15  # N seconds plus at most one GOP
-    assert snap == pkts[-len(snap):]  # the most recent packets, in order, none missing
-    since = pkts[-1].utc - timedelta(seconds=3)
-    part = ring.snapshot(since)
-    assert part[0].keyframe and part[0].utc <= since and len(part) < len(snap)
-
-
-def test_preroll_byte_cap_bounds_memory() -> None:
-    _info, pkts = encode_packets(20, gop_s=1.0)
-    ring = PreRoll(60.0, max_bytes=100_000)
-    for p in pkts:
-        ring.write(p)
-    h = ring.health()
-    assert h["preroll_bytes"] <= 100_000 + max(len(p.data) for p in pkts) * 15
-    assert ring.snapshot()[0].keyframe
-
-
-def test_preroll_clip_is_a_playable_mp4(tmp_path: Path) -> None:
-    info, pkts = encode_packets(8, gop_s=1.0)
-    ring = PreRoll(3.0)
-    ring.start(info)
-    for p in pkts:
-        ring.write(p)
-    snap = ring.snapshot()
-    out = tmp_path / "event.mp4"
-    assert write_clip(snap, info, out) == len(snap)
-    assert decode_count(out) == len(snap)
-    with pytest.raises(ValueError):
-        write_clip(snap[1:], info, tmp_path / "bad.mp4")
-
-
 def test_footage_with_untrusted_time_is_not_aged_out_when_the_clock_syncs(tmp_path: Path) -> None:
     info, pkts = encode_packets(6, gop_s=1.0)
     epoch = datetime(1970, 1, 1, tzinfo=UTC)  # booted without RTC or NTP
     clock = FakeClock(epoch, synced=False)
-    rec = Recorder(tmp_path, clock, segment_s=3.0, threaded=False, preroll_s=0,
+    rec = Recorder(tmp_path, clock, segment_s=3.0, threaded=False,
                    policy=Policy(headroom_s=0, min_free_bytes=0))
     rec.start(info)
     for p in retime(pkts, 0.0, (epoch - T0).total_seconds()):
@@ -122,11 +79,10 @@ def test_build_recorder_from_config(tmp_path: Path) -> None:
     key = tmp_path / "node.key"
     pub = generate_key(key)
     cfg = config_from_dict({"storage": {"path": str(tmp_path / "rec"), "segment_s": 30.0},
-                            "record": {"max_age_days": 7.0, "headroom_s": 600.0, "signing_key": str(key),
-                                       "preroll_s": 4.0}})
+                            "record": {"max_age_days": 7.0, "headroom_s": 600.0, "signing_key": str(key)}})
     rec = build_recorder(cfg, FakeClock(T0))
     assert rec.writer.segment_s == 30.0 and rec.signer.public_hex == pub
-    assert rec.retention.policy.max_age_days == 7.0 and rec.preroll is not None
+    assert rec.retention.policy.max_age_days == 7.0
     h = rec.health()
     assert h["signed"] is True and h["retention_target_days"] == 7.0
     rec.close()
@@ -140,7 +96,7 @@ def test_build_recorder_from_config(tmp_path: Path) -> None:
 def test_a_new_stream_after_a_reconnect_starts_a_new_segment(tmp_path: Path) -> None:
     info, pkts = encode_packets(4, gop_s=1.0)
     info2, pkts2 = encode_packets(4, size=(640, 360), gop_s=1.0)
-    rec = Recorder(tmp_path, FakeClock(T0), segment_s=60.0, preroll_s=0, sweep_s=60)
+    rec = Recorder(tmp_path, FakeClock(T0), segment_s=60.0, sweep_s=60)
     rec.start(info)
     for p in pkts:
         rec.write(p)

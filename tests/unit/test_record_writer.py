@@ -106,7 +106,7 @@ def test_clock_jumping_back_an_hour_never_overwrites_and_keeps_order(tmp_path: P
     info, pkts = encode_packets(30, gop_s=1.0)
     # the wall clock steps back 3600 s at 12 s (mono keeps going)
     jumped = pkts[:180] + retime(pkts[180:], 0.0, -3600.0)
-    rec = Recorder(tmp_path, FakeClock(T0), segment_s=5.0, threaded=False, preroll_s=0)
+    rec = Recorder(tmp_path, FakeClock(T0), segment_s=5.0, threaded=False)
     rec.start(info)
     for p in jumped:
         rec.write(p)

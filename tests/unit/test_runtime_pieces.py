@@ -99,3 +99,67 @@ def test_libx264_keyframes_at_gop_and_annexb():
     assert [i for i, p in enumerate(packets) if p.keyframe] == [0, 10, 20]
     assert all(p.data.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01")) for p in packets)
     assert packets[1].pts - packets[0].pts == 9000  # 1/10 s in the 90 kHz time base
+
+
+def test_watchdog_notifier_keeps_a_bounded_memory(tmp_path):
+    """Issue 8/16: one WATCHDOG=1 a second must not grow a list by 86,400 entries a day."""
+    import socket
+    import threading
+
+    from node.sdnotify import RECENT, Notifier
+
+    path = tmp_path / "notify"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(str(path))
+    got: list[int] = []
+
+    def drain() -> None:
+        n = 0
+        srv.settimeout(5)
+        while n < 3001:
+            srv.recv(64)
+            n += 1
+        got.append(n)
+
+    th = threading.Thread(target=drain, name="notify-drain")
+    th.start()
+    n = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2000000"})
+    for _ in range(3000):
+        assert n.watchdog()
+    assert n.stopping()
+    th.join(10)
+    srv.close()
+    assert got == [3001] and n.count == 3001
+    assert len(n.sent) == RECENT and n.sent[-1] == "STOPPING=1"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2026-11-22T18:00:00Z", "2026-11-22T18:00:00+00:00"),
+    ("2026-11-23T01:00:00+07:00", "2026-11-22T18:00:00+00:00"),  # a Vietnamese user's 01:00
+    ("2026-11-22 18:00:00+00:00", "2026-11-22T18:00:00+00:00"),
+    ("2026-11-22T18:00:00", "no time zone"),  # never guessed (UTC vs +07:00: 7 hours)
+    ("2026-11-22", "no time zone"),
+    ("yesterday", "not an ISO 8601 time"),
+])
+def test_one_time_rule_for_people(text, expected):
+    """Issue 8/10: one rule everywhere: a time without a zone is refused, never read as UTC."""
+    from node.link.topics import parse_time
+
+    try:
+        got = parse_time(text).isoformat()
+    except ValueError as exc:
+        got = str(exc)
+    assert expected in got
+
+
+def test_camnode_clip_refuses_a_time_without_zone(tmp_path, capsys):
+    from node.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["clip", "--start", "2026-11-22T18:00:00", "--end", "2026-11-22T18:05:00Z",
+              "-o", str(tmp_path / "c.mp4")])
+    assert stop.value.code == 2
+    assert "has no time zone" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["clip", "--help"])
+    assert "a time without one is refused" in " ".join(capsys.readouterr().out.split())

@@ -66,13 +66,32 @@ def test_idle_frames_are_cheap_and_never_reach_the_model(shared_dir):
         assert an.process(f) == []
         costs.append(time.perf_counter() - t0)
     h = an.health()
-    assert h["detect"]["enabled"] and h["detect"]["inference_calls"] == 0
+    # one look at the start (the tiled scan after the background is learnt), none after it
+    assert h["detect"]["enabled"] and h["detect"]["inference_calls"] == 1 and h["detect"]["crops"] == 5
     assert h["frames"] == 120 and h["fps"] == pytest.approx(15.0, rel=0.01)
+
+
+def test_someone_standing_in_the_scene_at_start_is_found_by_the_tiled_scan(shared_dir, street):
+    """Nothing moves: the photo from the first frame. Motion alone never looks; the scan does."""
+    photo, _, w, h = street
+
+    def still(clock):
+        for i in range(30):
+            yield Frame(seq=i, mono=clock.monotonic(), utc=clock.utc(), width=w, height=h, main=photo,
+                        lores=luma_downscale(photo[:h], 320, 180))
+            clock.advance(0.1)
+
+    for scan, events in ((True, 1), (False, 0)):
+        clock = FakeClock()
+        an = analyzer(shared_dir, clock, scan_on_rebaseline=scan)
+        acts = [a for f in still(clock) for a in an.process(f) if isinstance(a, PublishEvent)]
+        starts = [a.payload for a in acts if a.payload["kind"] == "object" and a.payload["phase"] == "start"]
+        assert len(starts) == events and all(p["classes"] == ["person"] for p in starts)
 
 
 def test_person_found_and_latency_measured_on_the_live_clock(shared_dir, street):
     clock = FakeClock()
-    an = analyzer(shared_dir, clock)
+    an = analyzer(shared_dir, clock, scan_on_rebaseline=False)  # motion alone finds them
     starts, snaps = [], []
     for f in reveal_frames(street, clock):
         for a in an.process(f):
@@ -154,3 +173,41 @@ def test_a_person_who_stops_moving_stays_in_the_event(shared_dir, street):
     calls = an.health()["detect"]["inference_calls"]
     still_s = Config().detect.still_s
     assert calls <= 6 + 30 / still_s + 2  # confirmation, then one look every still_s
+
+
+@pytest.mark.parametrize("limit, asks, granted", [
+    # (time s, calls asked) in order → granted?
+    (5.0, [(0.0, 2), (0.2, 2), (0.4, 2), (0.6, 1), (1.05, 2), (1.25, 2), (1.3, 1)],
+     [True, True, False, True, True, True, False]),
+    (5.0, [(0.0, 5), (0.2, 1), (1.0, 1)], [True, False, True]),  # the five-call scan fills a second
+    (3.0, [(0.0, 5), (0.5, 1), (1.0, 5)], [True, False, True]),  # larger than the budget: runs alone
+    (0.0, [(0.0, 5), (0.1, 5), (0.2, 5)], [True, True, True]),  # no budget
+])
+def test_inference_budget_in_model_calls_per_second(limit, asks, granted):
+    from types import SimpleNamespace
+
+    from node.vision.schedule import Scheduler
+    from node.vision.tracks import Persistence
+
+    sched = Scheduler(SimpleNamespace(max_calls_s=limit), Persistence())
+    assert [sched.within_budget(t, n) for t, n in asks] == granted
+
+
+def test_motion_night_mode_from_a_grey_picture_or_the_controller(shared_dir, street):
+    photo, _, w, h = street
+    grey = photo.copy()
+    grey[h:] = 128
+    clock = FakeClock()
+    an = analyzer(shared_dir, clock, enabled=False)
+
+    def one(img):
+        an.process(Frame(seq=0, mono=clock.monotonic(), utc=clock.utc(), width=w, height=h, main=img,
+                         lores=luma_downscale(img[:h], 320, 180)))
+        clock.advance(0.1)
+        return an.health()["motion"]["night"]
+
+    assert [one(photo), one(grey), one(photo)] == [False, True, False]  # colour: day; none: night
+    an.set_night(True)  # the controller switched IR on: night whatever the tint
+    assert one(photo) is True
+    an.set_night(False)
+    assert one(photo) is False

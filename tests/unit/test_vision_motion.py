@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -12,8 +13,8 @@ from node.vision.motion import (
     MotionParams,
     check_polygons,
     mask_cells,
-    regions,
 )
+from node.vision.movers import min_cells_by_row, regions
 
 W, H = 320, 180
 
@@ -162,3 +163,84 @@ def test_polygon_config_check():
     assert check_polygons([[0, 0, 1, 0, 1, 1]]) is None
     assert "3 points" in check_polygons([[0, 0, 1, 1]])
     assert "relative" in check_polygons([[0, 0, 1, 0, 1, 1.5]])
+
+
+NIGHT = MotionParams(night_threshold=8.0, night_noise_factor=3.0, min_area_px=600.0, far_scale=0.3,
+                     main_scale=2.0, persist_frames=2, history_frames=5, passing_step=0.5)
+
+
+def dark(seed: int = 1) -> np.ndarray:
+    return scene(seed) * 0.25  # an IR night: the same street, a quarter of the light
+
+
+def test_min_area_in_main_pixels_shrinks_towards_the_top():
+    rows = min_cells_by_row(80, 45, min_area=0.005, min_area_px=600.0, far_scale=0.3, cell_main_px=8.0)
+    # 600 main px at the bottom = 600 / (4 lores px * 2 main px per lores px)^2 cells
+    assert rows[-1] == round(600 / 64) and rows[0] == round(600 / 64 * (0.3 + 0.7 / 45))
+    assert np.all(np.diff(rows) >= 0)
+    flat = min_cells_by_row(80, 45, min_area=0.005)
+    assert np.all(flat == 18)  # without min_area_px: 0.5 % of the frame everywhere
+
+
+def test_night_mode_keeps_its_own_noise_map():
+    rng = np.random.default_rng(0)
+    det = MotionDetector(W, H, NIGHT)
+    feed(det, [frame(scene(), rng, sigma=1.0) for _ in range(40)])
+    day_noise = det._noise.copy()
+    det.set_night(True)
+    assert det.night and float(np.median(det._noise)) == pytest.approx(2.0)  # its own prior
+    feed(det, [frame(dark(), rng, sigma=4.0) for _ in range(40)])
+    night_noise = float(np.median(det._noise))
+    assert night_noise > 2.0 * float(np.median(day_noise))  # learnt the grain
+    det.set_night(False)
+    assert np.array_equal(det._noise, day_noise)  # the day's map, untouched
+
+
+def far_walker(bg: np.ndarray, rng: np.random.Generator, i: int, *, contrast: float = -12.0) -> np.ndarray:
+    """A 5x18 lores px figure, walking 2 px a frame, a little darker than the street."""
+    y = bg + rng.normal(0, 3.0, bg.shape)
+    x = 40 + 2 * i
+    y[100:118, x : x + 5] += contrast
+    return np.clip(y, 0, 255).astype(np.uint8)
+
+
+def night_detector(p: MotionParams, bg: np.ndarray, rng: np.random.Generator, sigma: float) -> MotionDetector:
+    det = MotionDetector(W, H, p)
+    det.set_night(True)
+    feed(det, [np.clip(bg + rng.normal(0, sigma, bg.shape), 0, 255).astype(np.uint8) for _ in range(30)])
+    return det
+
+
+def test_a_small_dim_walker_at_night_adds_up_along_its_track():
+    bg = dark()
+    found = {}
+    for label, p in {"tracks": NIGHT, "before": MotionParams()}.items():  # MotionParams(): before issue 14
+        rng = np.random.default_rng(0)
+        det = night_detector(p, bg, rng, 3.0)
+        found[label] = []
+        for i in range(20):
+            r = det.detect(far_walker(bg, rng, i), 0.1)
+            x = 40 + 2 * i
+            if any(x0 <= x + 5 and x1 >= x and y0 <= 118 and y1 >= 100 for x0, y0, x1, y1 in r.boxes):
+                found[label].append(i)  # a box on the walker
+    assert found["tracks"] and found["tracks"][0] <= 8 and len(found["tracks"]) >= 10  # within 0.8 s, kept
+    assert found["before"] == []  # day sensitivity, one frame's cells: under 0.5 % of the frame
+
+
+def flecks(bg: np.ndarray, rng: np.random.Generator, n: int = 40) -> np.ndarray:
+    """Rain under IR: short bright streaks at new places every frame."""
+    y = bg + rng.normal(0, 2.0, bg.shape)
+    for _ in range(n):
+        x, y0 = rng.integers(0, W - 2), rng.integers(0, H - 12)
+        y[y0 : y0 + 12, x : x + 2] += 60
+    return np.clip(y, 0, 255).astype(np.uint8)
+
+
+def test_rain_streaks_at_night_need_two_frames_to_count():
+    bg = dark()
+    moving = {}
+    for persist in (1, 2):
+        rng = np.random.default_rng(0)
+        det = night_detector(dataclasses.replace(NIGHT, persist_frames=persist), bg, rng, 2.0)
+        moving[persist] = sum(det.detect(flecks(bg, rng), 0.1).moving for _ in range(50))
+    assert moving[2] <= 3 and moving[1] >= 4 * moving[2], moving

@@ -12,7 +12,7 @@ import pytest
 from hw.infer import Detector, InferError, _pick_outputs, load_runtime
 from node.clock import UTC
 from node.vision.boxes import Crop, merge_boxes, to_frame
-from node.vision.crops import crop_rgb, plan_crops
+from node.vision.crops import crop_rgb, plan_crops, plan_tiles
 from node.vision.snapshot import draw_box, encode_jpeg
 from node.vision.tracks import Found, Persistence, dedupe
 
@@ -208,3 +208,52 @@ def test_snapshot_is_a_jpeg_with_the_box_drawn():
     small = encode_jpeg(yuv_of((90, 90, 90), 1280, 720), 1280, 720, box, max_width=400)
     with av.open(io.BytesIO(small)) as c:
         assert next(c.decode(video=0)).width == 320  # halved twice
+
+
+def test_small_crops_are_enlarged_smoothly_large_ones_sampled():
+    """A crop smaller than the model input is interpolated: a one-pixel step becomes a ramp."""
+    w, h = 64, 48
+    yuv = yuv_of((128, 128, 128), w, h)
+    yuv[:h, 32:] = 200  # right half bright
+    crop = Crop(24, 16, 16, 16)  # 16 px around the step, enlarged to 64
+    smooth = crop_rgb(yuv, w, h, crop, (64, 64))[32, :, 1].astype(int)
+    blocky = crop_rgb(yuv, w, h, crop, (64, 64), smooth=False)[32, :, 1].astype(int)
+    assert len(np.unique(blocky)) == 2  # nearest pixel: a hard step
+    assert len(np.unique(smooth)) >= 4 and np.all(np.diff(smooth) >= 0)  # a monotone ramp
+    assert smooth[0] == blocky[0] and smooth[-1] == blocky[-1]  # same tones away from the step
+    # a crop larger than the output is sampled as before (nearest pixel), smooth or not
+    big = Crop(0, 0, 64, 48)
+    sampled = crop_rgb(yuv, w, h, big, (32, 24), smooth=False)
+    assert np.array_equal(crop_rgb(yuv, w, h, big, (32, 24)), sampled)
+
+
+def test_plan_tiles_cover_the_frame_with_overlap():
+    tiles = plan_tiles(1280, 720)
+    assert tiles[0] == Crop(0, 0, 1280, 720) and len(tiles) == 5
+    quads = tiles[1:]
+    assert {(t.x, t.y) for t in quads} == {(0, 0), (1280 - quads[0].w, 0), (0, 720 - quads[0].h),
+                                           (1280 - quads[0].w, 720 - quads[0].h)}
+    assert all(t.w == 731 and t.h == 411 for t in quads)  # 1/1.75 of the frame: 25 % overlap
+    assert len(plan_tiles(1280, 720, whole=False)) == 4
+
+
+def test_many_small_regions_get_the_tiles_holding_them_not_the_whole_frame():
+    small = [(100, 100, 130, 160), (1100, 120, 1130, 180), (600, 80, 620, 120)]  # three far people
+    assert plan_crops(small, 1280, 720) == [Crop(0, 0, 1280, 720)]  # before: the whole frame
+    tiles = plan_crops(small, 1280, 720, tiles_for_small=0.15)
+    assert 1 <= len(tiles) <= 4 and Crop(0, 0, 1280, 720) not in tiles
+    for x0, y0, x1, y1 in small:  # every region inside one of the tiles
+        assert any(t.x <= x0 and t.y <= y0 and x1 <= t.x + t.w and y1 <= t.y + t.h for t in tiles)
+    large = [(0, 0, 300, 500), (500, 100, 520, 140), (900, 100, 920, 140)]  # one is not small
+    assert plan_crops(large, 1280, 720, tiles_for_small=0.15) == [Crop(0, 0, 1280, 720)]
+
+
+def test_small_regions_are_cropped_at_the_main_streams_resolution():
+    """At 4K, 35 % of the short side (756 px) would shrink a far person 2.5x before the model."""
+    far = [(1900, 1000, 1930, 1080)]  # 30x80 px: someone 25 m away on a 4K camera
+    (old,) = plan_crops(far, 3840, 2160)
+    (new,) = plan_crops(far, 3840, 2160, model_px=300)
+    assert old.w == 756 and new.w == 300  # 1:1 with the 300x300 model input
+    assert new.x <= 1900 and new.x + new.w >= 1930 and new.y <= 1000 and new.y + new.h >= 1080
+    small_frame = plan_crops([(100, 100, 120, 150)], 768, 432, model_px=300)
+    assert small_frame == plan_crops([(100, 100, 120, 150)], 768, 432)  # 151 px either way

@@ -1,4 +1,5 @@
-"""The technician's console: send one command to a node and wait for its reply.
+"""One command to one node and its reply (the technician's console over MQTT, used by the CLI
+and the web console).
 
 Subscribes to the node's ``reply/<name>`` (granted, or a :class:`StationError` says the ACL
 refused it) before publishing ``cmd/<name>`` with a fresh ``id`` and waiting for the broker's
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 from typing import Any
 
 from node.link import topics as t
@@ -40,6 +42,12 @@ def request(conn: Connection, node_id: str, name: str, args: dict[str, Any] | No
 
     with open_session(conn, [(topics.reply(name), 1)], on_message=on_message) as session:
         session.publish(topics.cmd(name), json.dumps(payload), qos=1)
-        if not done.wait(timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while not done.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
+            if session.ended.is_set():
+                raise StationError(session.end_reason or "the connection ended")
+            if time.monotonic() >= deadline:
+                break
+        if not done.is_set():
             raise NoReply(f"no reply from {node_id} to {name!r} within {timeout_s:g} s (offline?)")
     return got

@@ -1,0 +1,113 @@
+"""``camnode-station console``: build the web console from its settings and serve it (uvicorn).
+
+Composition root: database (the archive's URL; the console's tables are created there),
+session secret (a 0600 file made at first start, never on a command line), inventory, MQTT
+bridge, node commands, then the app. Stops on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from station.connect import Connection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Settings:
+    db: str
+    connection: Connection = field(default_factory=Connection)
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    secret_file: str = "var/console.secret"
+    inventory: str = ""
+    tz: str = "Asia/Ho_Chi_Minh"
+    tile_url: str = ""
+    live_url: str = ""
+    command_timeout_s: float = 10.0
+    https_only: bool = False
+
+
+def read_secret(path: Path) -> str:
+    """The session-signing key: read, or created (0600) at first start."""
+    if path.exists():
+        key = path.read_text().strip()
+        if len(key) < 32:
+            raise ValueError(f"{path}: session secret too short (delete it to make a new one)")
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key
+
+
+def make_engine(url: str) -> sa.Engine:
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite"):
+        eng = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
+
+        @sa.event.listens_for(eng, "connect")
+        def _wal(dbapi_conn: Any, _rec: Any) -> None:
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+
+        return eng
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def build(settings: Settings, clock: Any = None):
+    """(app, bridge): the FastAPI app and the started MQTT bridge feeding it."""
+    from node.clock import SystemClock
+    from station.command import request
+    from station.console import tables
+    from station.console.context import Console
+    from station.console.feed import LiveState, MqttBridge
+    from station.console.i18n import WardTime
+    from station.console.inventory import load_csv
+    from station.console.web import create_app
+
+    clock = clock or SystemClock()
+    engine = make_engine(settings.db)
+    tables.create(engine)
+    inventory = load_csv(Path(settings.inventory)) if settings.inventory else []
+    live = LiveState(clock)
+    bridge = MqttBridge(settings.connection, live.on_message)
+
+    def command(node: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        return request(settings.connection, node, name, args, timeout_s=settings.command_timeout_s)
+
+    console = Console(engine=engine, live=live, clock=clock, ward=WardTime(settings.tz),
+                      poles=lambda: inventory, command=command,
+                      secret_key=read_secret(Path(settings.secret_file)), tile_url=settings.tile_url,
+                      live_url=settings.live_url, https_only=settings.https_only)
+    return create_app(console), bridge.start()
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from station.connect import StationError
+
+    try:
+        app, bridge = build(settings)
+    except (ValueError, OSError) as exc:  # unreadable secret or inventory, bad database URL
+        raise StationError(str(exc)) from None
+    config = uvicorn.Config(app, host=settings.listen_host, port=settings.listen_port, log_level="warning",
+                            timeout_graceful_shutdown=2, access_log=False)
+    server = uvicorn.Server(config)
+    print(f"console: http://{settings.listen_host}:{settings.listen_port}/", flush=True)
+    try:
+        server.run()
+    finally:
+        bridge.stop()
+    return 0

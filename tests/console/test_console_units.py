@@ -1,0 +1,110 @@
+"""Pure pieces of the console, by tables: rate limiting on an injected clock, the Vietnamese
+catalogue covers every text the templates use, ward time, the plan's projection."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from station.console import ratelimit, tables
+from station.console.i18n import VI, WardTime, translate
+from station.console.inventory import InventoryError, load_csv
+from station.console.plan import Pole, layout
+
+T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(tmp_path):
+    e = sa.create_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    tables.create(e)
+    return e
+
+
+# (seconds after T0 of each failure, asked at, expected wait in seconds)
+CASES = [
+    ([], 0, 0.0),
+    ([0, 1, 2, 3], 4, 0.0),                 # four failures: still allowed
+    ([0, 1, 2, 3, 4], 5, 295.0),            # the fifth: wait until the first leaves the window
+    ([0, 1, 2, 3, 4], 299, 1.0),
+    ([0, 1, 2, 3, 4], 300, 0.0),            # window passed
+    ([10, 100, 200, 250, 299], 305, 5.0),   # the oldest of the last five counts
+    ([0, 100, 200, 250, 299], 301, 0.0),    # only four within the window
+]
+
+
+@pytest.mark.parametrize(("fails", "at", "wait"), CASES)
+def test_rate_limit_table(engine, fails, at, wait):
+    for s in fails:
+        ratelimit.record_failure(engine, "op", "10.0.0.1", T0 + timedelta(seconds=s))
+    assert ratelimit.blocked_for(engine, "op", "10.0.0.9", T0 + timedelta(seconds=at)) == pytest.approx(wait)
+
+
+def test_address_is_limited_across_user_names(engine):
+    for i in range(ratelimit.MAX_PER_ADDRESS):
+        ratelimit.record_failure(engine, f"user{i}", "10.0.0.1", T0)
+    assert ratelimit.blocked_for(engine, "someone", "10.0.0.1", T0 + timedelta(seconds=1)) > 0
+    assert ratelimit.blocked_for(engine, "someone", "10.0.0.2", T0 + timedelta(seconds=1)) == 0
+    ratelimit.clear(engine, "user0")  # a good log-in forgets the name...
+    assert ratelimit.blocked_for(engine, "x", "10.0.0.1", T0 + timedelta(seconds=1)) == 0  # 19 left
+    for _ in range(ratelimit.MAX_PER_ADDRESS - 1):  # ...and one name's typos do not block the address
+        ratelimit.record_failure(engine, "typo", "10.0.0.3", T0)
+    assert ratelimit.blocked_for(engine, "someone", "10.0.0.3", T0 + timedelta(seconds=1)) == 0
+
+
+def test_every_template_text_has_its_vietnamese():
+    here = Path(__file__).resolve().parents[2] / "station" / "console"
+    used = set()
+    sources = [*(here / "templates").glob("*.html"), *(here / "pages").glob("*.py"), here / "web.py",
+               here / "render.py"]
+    for f in sources:
+        used |= set(re.findall(r'\bt\("([^"]+)"', f.read_text(encoding="utf-8")))
+        used |= set(re.findall(r'"(?:title|message|error_key)":\s*"([^"]+)"', f.read_text(encoding="utf-8")))
+    used |= {label for _, label, _ in __import__("station.console.render", fromlist=["NAV"]).NAV}
+    missing = sorted(u for u in used if u and u not in VI)
+    assert not missing, missing
+    assert translate("vi", "Acknowledged by {u}", u="an") == "Đã xác nhận bởi an"
+    assert translate("en", "Acknowledged by {u}", u="an") == "Acknowledged by an"
+
+
+@pytest.mark.parametrize(("utc", "shown"), [
+    ("2026-11-29T17:00:00Z", "30/11/2026 00:00:00"),   # UTC+7, past midnight
+    ("2026-06-01T00:00:00.5Z", "01/06/2026 07:00:00"),
+    (datetime(2026, 1, 1, 0, 0), "01/01/2026 07:00:00"),  # naive = UTC (SQLite)
+    ("not a time", "—"),
+    (None, "—"),
+])
+def test_ward_time(utc, shown):
+    assert WardTime("Asia/Ho_Chi_Minh").fmt(utc) == shown
+
+
+def test_local_form_times_become_utc():
+    w = WardTime("Asia/Ho_Chi_Minh")
+    assert w.parse_local("2026-11-30T00:00") == datetime(2026, 11, 29, 17, 0, tzinfo=UTC)
+    assert w.parse_local("2026-13-01T00:00") is None and w.parse_local("") is None
+
+
+def test_plan_places_poles_by_coordinates_north_up_and_keeps_the_rest_aside():
+    poles = [Pole("a", "A", 21.0340, 105.8520), Pole("b", "B", 21.0330, 105.8530), Pole("c", "C", None, None)]
+    p = layout(poles, 900, 560, tile_url="http://tiles.local/{z}/{x}/{y}.png")
+    a, b = p.where("a"), p.where("b")
+    assert a and b and a.x < b.x and a.y < b.y  # east is right, north is up
+    assert all(50 - 1 <= q.x <= 850 + 1 and 50 - 1 <= q.y <= 510 + 1 for q in p.placed)
+    assert [q.node_id for q in p.unplaced] == ["c"]
+    assert p.tiles and all(re.match(r"http://tiles.local/\d+/\d+/\d+\.png", u) for u, *_ in p.tiles)
+    assert 0 < p.scale_px < 900
+    assert layout([Pole("x", "X", None, None)]).placed == []
+
+
+def test_inventory_errors_name_the_line(tmp_path):
+    f = tmp_path / "inv.csv"
+    f.write_text("node_id,name,lat,lon\npole-1,P1,21.0,105.8\npole-2,P2,north,105.8\n")
+    with pytest.raises(InventoryError, match="line 3: lat 'north'"):
+        load_csv(f)
+    f.write_text("node_id,name,lat,lon\npole-1,P1,91,105.8\n")
+    with pytest.raises(InventoryError, match="outside"):
+        load_csv(f)
