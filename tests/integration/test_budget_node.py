@@ -13,13 +13,17 @@ from hw.camera.synthetic import SyntheticSource
 from node.app import Node
 from node.config import config_from_dict
 from provisioning.node import NodeSpec, node_toml
+from provisioning.ward import Ward
 
 
 def provisioned_config(tmp_path: Path, port: int):
     """The generated config of a provisioned node; only what this machine lacks is replaced
-    (no CSI camera, no /var/lib, no provisioned key or password files)."""
-    raw = tomllib.loads(node_toml(NodeSpec("pole-7", "Pole 7", "127.0.0.1", broker_port=port)))
+    (no CSI camera, no GPIO, no /var/lib, no provisioned key or password files)."""
+    ward = Ward(tmp_path / "ward", {"prefix": "camnode", "broker": {"host": "127.0.0.1", "port": port},
+                                    "tls": False, "client_certs": False})
+    raw = tomllib.loads(node_toml(NodeSpec("pole-7", "Pole 7"), ward))
     raw["camera"]["source"] = "synthetic"
+    raw["gpio"] = {"factory": "none"}  # no GPIO here
     raw["storage"]["path"] = str(tmp_path / "rec")
     raw["record"]["signing_key"] = ""
     raw["mqtt"] = {"host": "127.0.0.1", "port": port}
