@@ -157,6 +157,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="640x360, fewer days (a smoke run)")
     ap.add_argument("--days", type=int, default=6)
     ap.add_argument("--parts", default="1234", help="which tables (default: all four)")
+    ap.add_argument("--seconds", type=float, default=8.0, help="length of each sampled clip")
     args = ap.parse_args()
     w, h, fps = (640, 360, 15.0) if args.quick else (1920, 1080, 15.0)
     days = 3 if args.quick else args.days
@@ -164,8 +165,8 @@ def main() -> None:
         quality_table([26, 30, 34, 38, 42] if not args.quick else [30, 38])
     if "2" in args.parts:
         print("\n## 2. a simulated 24 h day under the budget loop (128 GB card, 30-day target)")
-        simulate("synthetic", w, h, fps, days, 8.0, None)
-        simulate("real", w, h, fps, days, 8.0, grainier_from_day=4)
+        simulate("synthetic", w, h, fps, days, args.seconds, None)
+        simulate("real", w, h, fps, days, args.seconds, grainier_from_day=min(4, days))
     if "3" in args.parts:
         tradeoffs(w, h, fps, 8.0, 36.0)
     if "4" in args.parts:

@@ -195,7 +195,8 @@ class DaySampler:
     @lru_cache(maxsize=512)  # noqa: B019
     def sample(self, phase: str, rate: RateSettings) -> Sample:
         self.encodes += 1
-        return encode_sample(self.frames(phase), self.width, self.height, self.fps, rate)
+        return encode_sample(self.frames(phase), self.width, self.height, self.fps, rate,
+                             quality_every=6)
 
 
 @dataclass
