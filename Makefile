@@ -17,7 +17,7 @@ APT_PACKAGES += janus libjs-janus-gateway libjs-webrtc-adapter iproute2 nftables
 # Vietnamese diacritics.
 APT_PACKAGES += chromium chromium-driver fonts-noto-core
 
-.PHONY: install apt run test bench soak lint clean hwcheck
+.PHONY: install apt run test bench bench-station-load soak lint clean hwcheck
 
 install: apt $(STAMP)
 
@@ -36,7 +36,7 @@ apt:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[detect,console,dev]'
+	$(BIN)/pip install -q -e '.[detect,station,console,dev]'
 	touch $(STAMP)
 
 # The demo finds the person detector beside the repository when it is there (see README).
@@ -52,6 +52,11 @@ test: install
 
 bench: install
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+# The station under ten times a busy ward's event rate for ten minutes, on SQLite and PostgreSQL
+# (`make bench` runs the same for 60 s)
+bench-station-load: install
+	$(BIN)/python bench/bench_station_load.py --seconds 600
 
 # The same checks as `camnode hwcheck` on an installed node (docs/hardware.md), from a checkout:
 # `make hwcheck CONFIG=path/to/node.toml`

@@ -169,6 +169,13 @@ class MqttSection:
                                minimum=2, maximum=3600)
     reconnect_max_s: float = setting(30.0, "Longest wait between reconnect attempts.", unit="s",
                                      minimum=0.1, maximum=600.0)
+    archive_ack: bool = setting(True, "Keep an event or snapshot in the outbox until the station's "
+                                "archive acknowledges it on <prefix>/<id>/ack/... (false: until the "
+                                "broker's PUBACK).")
+    ack_resend_s: float = setting(60.0, "Send an outbox message again when the archive has not "
+                                  "acknowledged it for this long (doubling each time, at most 1 h; "
+                                  "every reconnect sends all again).", unit="s", minimum=0.5,
+                                  maximum=3600.0)
     outbox_max_rows: int = setting(
         5000, "Most events/snapshots queued while the station is unreachable; beyond it the oldest "
         "are dropped and a `lost` notice names them.", minimum=10, maximum=1_000_000)
@@ -298,8 +305,9 @@ class DetectSection:
     post_roll_s: float = setting(5.0, "Footage kept after an object event (protected clip).",
                                  unit="s", minimum=0.0, maximum=600.0)
     smooth_crops: bool = setting(
-        True, "Enlarge small crops (a far person) for the model bilinearly; false: nearest "
-        "pixel, which the SSD misses small people in.")
+        True, "Small regions (a far person): crops no larger than the model input (the main "
+        "stream's own resolution), enlarged bilinearly; false: at least 35 % of the frame, "
+        "enlarged by nearest pixel, which the SSD misses small people in.")
     scan_on_rebaseline: bool = setting(
         True, "After the motion background is (re)learnt (start, IR switch), look at the whole "
         "frame once in 2x2 tiles plus the whole (5 model calls): someone standing there is found.")

@@ -209,8 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     cl = sub.add_parser("clip", help="pull footage of a UTC range from a node (MP4 + manifest)")
     add_connection_args(cl)
     cl.add_argument("node")
-    cl.add_argument("--start", required=True, help="UTC, ISO 8601 (e.g. 2026-11-22T18:00:00Z)")
-    cl.add_argument("--end", required=True)
+    cl.add_argument("--start", required=True,
+                    help="ISO 8601 with a zone (2026-11-22T18:00:00Z or ...+07:00); the node refuses a "
+                    "time without one")
+    cl.add_argument("--end", required=True, help="ISO 8601 with a zone")
     cl.add_argument("--out", default=".", help="directory for the clip and its manifest")
     cl.add_argument("--timeout", type=float, default=60.0,
                     help="give up when the node sends nothing for this long (s)")
@@ -275,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("name", help="command name (try 'help')")
             c.add_argument("args", nargs="?", default="", help="JSON object of arguments")
         c.set_defaults(func=func)
+
+    from station.cli_archive import add_parsers
+
+    add_parsers(sub)
     return p
 
 
