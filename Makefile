@@ -33,7 +33,7 @@ apt:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[detect,console,dev]'
+	$(BIN)/pip install -q -e '.[detect,console,provision,dev]'
 	touch $(STAMP)
 
 # The demo finds the person detector beside the repository when it is there (see README).

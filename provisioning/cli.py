@@ -4,6 +4,7 @@
     camnode-provision station --user station-a --out ward-3/
     camnode-provision technician --user tech-an --out ward-3/
     camnode-provision install-broker ward-3/            # as root on the broker host
+    camnode-provision flash raspios-lite.img.xz /dev/sdX   # the OS onto the card, read back
     camnode-provision image --image raspios-lite.img --wheels wheels/ ward-3/pole-7
     camnode-provision retire pole-7 --out ward-3/       # a pole taken down or stolen
     camnode-provision rotate tech-an --out ward-3/      # a new password, said out loud
@@ -136,6 +137,15 @@ def _cmd_image(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_flash(a: argparse.Namespace) -> int:
+    from provisioning.flash import flash
+
+    done = flash(Path(a.os_image), Path(a.device), progress=not a.quiet)
+    print(f"{a.device}: wrote and verified {done.size / 1e6:.0f} MB of {a.os_image} "
+          f"(sha256 {done.sha256[:16]}…)")
+    return 0
+
+
 def _cmd_wheels(a: argparse.Namespace) -> int:
     from provisioning.wheels import build
 
@@ -204,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("--bind", default="", help="address to listen on (default: all)")
     ib.add_argument("--group", default="mosquitto", help="the broker's service group")
     ib.set_defaults(func=_cmd_install_broker)
+    f = sub.add_parser("flash", help="write an OS image (.img, .img.xz) to a card or image file, "
+                       "then read it back and compare")
+    f.add_argument("os_image", metavar="IMAGE", help="the board's OS image (.img or .img.xz)")
+    f.add_argument("device", metavar="DEVICE",
+                   help="the card's block device (lsblk lists them) or an existing image file; "
+                   "refused when mounted, the system disk or smaller than the image")
+    f.add_argument("--quiet", action="store_true", help="no progress bars")
+    f.set_defaults(func=_cmd_flash)
     i = sub.add_parser("image", help="copy a node's files into the boot partition of an SD image")
     i.add_argument("--image", required=True, help="the flashed OS image (or the card's device)")
     i.add_argument("node_dir", help="the node's directory made by 'camnode-provision node'")
