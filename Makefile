@@ -14,7 +14,11 @@ APT_PACKAGES += python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good 
 # Vietnamese diacritics.
 APT_PACKAGES += chromium chromium-driver fonts-noto-core
 
-.PHONY: install apt run test bench soak lint clean hwcheck
+# The whole node in virtual machines (tests/system/, `make test-system`): the Debian image is
+# built with debootstrap, booted by qemu with Debian's cloud kernel; installed by those targets only.
+SYSTEM_APT_PACKAGES := debootstrap qemu-system-x86 linux-image-cloud-amd64 e2fsprogs
+
+.PHONY: install apt run test bench soak lint clean hwcheck test-system soak-system
 
 install: apt $(STAMP)
 
@@ -58,6 +62,17 @@ hwcheck: install
 # 200 SIGKILLs of a recording process, each followed by recovery and a full check (~5 min)
 soak: install
 	$(BIN)/python bench/bench_record.py --soak 200
+
+# CI's reduced system set: image (cached per machine), first boot, watchdog, 5 power cuts
+test-system: APT_PACKAGES += $(SYSTEM_APT_PACKAGES)
+test-system: install
+	CAMNODE_SYSTEM=ci $(BIN)/pytest -q -s -p no:cacheprovider --timeout 3600 tests/system
+
+# the same with 50 power cuts
+soak-system: APT_PACKAGES += $(SYSTEM_APT_PACKAGES)
+soak-system: install
+	CAMNODE_SYSTEM=soak CAMNODE_VM_CUTS=$${CAMNODE_VM_CUTS:-50} $(BIN)/pytest -q -s -p no:cacheprovider \
+	  --timeout 7200 tests/system
 
 lint: install
 	$(BIN)/ruff check .

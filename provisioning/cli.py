@@ -130,7 +130,8 @@ def _cmd_install_broker(a: argparse.Namespace) -> int:
 def _cmd_image(a: argparse.Namespace) -> int:
     from provisioning.image import write_node_files
 
-    names, hooked = write_node_files(Path(a.image), Path(a.node_dir), wheels=Path(a.wheels), python=a.python)
+    names, hooked = write_node_files(Path(a.image), Path(a.node_dir), wheels=Path(a.wheels), python=a.python,
+                                     arch=a.arch)
     print(f"{a.image}: wrote {len(names)} files into /camnode on the boot partition")
     print("first boot runs camnode/firstboot.sh (cmdline.txt)" if hooked else
           "no cmdline.txt on this image: run /boot/firmware/camnode/firstboot.sh once as root on the node")
@@ -149,8 +150,8 @@ def _cmd_flash(a: argparse.Namespace) -> int:
 def _cmd_wheels(a: argparse.Namespace) -> int:
     from provisioning.wheels import build
 
-    found = build(Path(a.out), python=a.python)
-    print(f"{a.out}: {len(found)} wheels for aarch64 CPython {a.python}, checked to install camnode[detect]")
+    found = build(Path(a.out), python=a.python, arch=a.arch)
+    print(f"{a.out}: {len(found)} wheels for {a.arch} CPython {a.python}, checked to install camnode[detect]")
     return 0
 
 
@@ -162,7 +163,7 @@ def _cmd_check(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from provisioning.wheels import PYTHON
+    from provisioning.wheels import ARCHES, PYTHON
     from provisioning.wiring import WIRINGS
 
     p = argparse.ArgumentParser(prog="camnode-provision", description="Provision camnode nodes.",
@@ -228,10 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--wheels", required=True,
                    help="the board's wheels, made by `camnode-provision wheels` (checked before writing)")
     i.add_argument("--python", default=PYTHON, help=f"CPython of the board's OS (default {PYTHON})")
+    i.add_argument("--arch", default="aarch64", choices=ARCHES, help="the board's CPU (default aarch64)")
     i.set_defaults(func=_cmd_image)
     wh = sub.add_parser("wheels", help="camnode's and its dependencies' wheels for the board (aarch64)")
     wh.add_argument("--out", required=True, help="folder for the wheels")
     wh.add_argument("--python", default=PYTHON, help=f"CPython of the board's OS (default {PYTHON})")
+    wh.add_argument("--arch", default="aarch64", choices=ARCHES, help="the board's CPU (default aarch64)")
     wh.set_defaults(func=_cmd_wheels)
     c = sub.add_parser("check", help="validate a provisioned node directory")
     c.add_argument("dir")

@@ -215,3 +215,14 @@ def test_a_damaged_xz_image_fails_with_a_reason(tmp_path, capsys):
     not_xz = tmp_path / "x.img.xz"
     not_xz.write_bytes(b"hello")
     _refused(["flash", str(not_xz), str(card)], card, capsys, "not a readable .xz image")
+
+
+def test_wheel_platform_tags_per_board_cpu():
+    from provisioning.wheels import platform_args
+
+    arm = platform_args("3.11", 36)
+    assert "manylinux_2_27_aarch64" in arm and not any("x86_64" in a for a in arm)
+    pc = platform_args("3.11", 36, arch="x86_64")  # the system tests' VM, a PC-class node
+    assert "manylinux_2_28_x86_64" in pc and not any("aarch64" in a for a in pc)
+    with pytest.raises(ProvisionError, match="--arch riscv64"):
+        platform_args(arch="riscv64")
