@@ -10,6 +10,9 @@ APT_PACKAGES := mosquitto mosquitto-clients mtools dosfstools
 # The loopback RTSP "IP camera" of tests/integration/test_hw_rtsp.py (run by the system python3).
 APT_PACKAGES += python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-rtsp
+# Live view: the station's media relay (GStreamer RTSP server, above) and WebRTC gateway
+# (docs/live.md); its 4G-link test shapes a veth with tc and nftables.
+APT_PACKAGES += janus libjs-janus-gateway libjs-webrtc-adapter iproute2 nftables
 # The web console's browser tests (headless, the system browser: nothing downloads one); fonts with
 # Vietnamese diacritics.
 APT_PACKAGES += chromium chromium-driver fonts-noto-core
@@ -18,7 +21,7 @@ APT_PACKAGES += chromium chromium-driver fonts-noto-core
 # built with debootstrap, booted by qemu with Debian's cloud kernel; installed by those targets only.
 SYSTEM_APT_PACKAGES := debootstrap qemu-system-x86 linux-image-cloud-amd64 e2fsprogs
 
-.PHONY: install apt run test bench soak lint clean hwcheck test-system soak-system
+.PHONY: install apt run test bench bench-station-load soak lint clean hwcheck test-system soak-system
 
 install: apt $(STAMP)
 
@@ -37,7 +40,7 @@ apt:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[detect,console,provision,dev]'
+	$(BIN)/pip install -q -e '.[detect,station,console,provision,dev]'
 	touch $(STAMP)
 
 # The demo finds the person detector beside the repository when it is there (see README).
@@ -53,6 +56,11 @@ test: install
 
 bench: install
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+# The station under ten times a busy ward's event rate for ten minutes, on SQLite and PostgreSQL
+# (`make bench` runs the same for 60 s)
+bench-station-load: install
+	$(BIN)/python bench/bench_station_load.py --seconds 600
 
 # The same checks as `camnode hwcheck` on an installed node (docs/hardware.md), from a checkout:
 # `make hwcheck CONFIG=path/to/node.toml`

@@ -36,6 +36,8 @@ from node.events import EventRules, Rules, close_interrupted
 from node.link.mqtt import MqttLink
 from node.link.outbox import Outbox
 from node.link.router import CommandRouter
+from node.live.manager import LiveManager
+from node.live.usage import DataUsage
 from node.mainloop import MainLoop, healthy
 from node.open_events import OpenEvents
 from node.pipeline import Faults, Pipeline
@@ -94,6 +96,10 @@ class Node:
         self.actions = ActionRouter(self.recorder, self.link, self.faults, self.open_events)
         self.fanout = FanOut()
         self.fanout.add(self.recorder)
+        self.live = LiveManager(cfg.live, cfg.node.id, self.clock,
+                                DataUsage(Path(cfg.storage.path) / "live-usage.json", self.clock),
+                                encoder_candidates=list(cfg.encoder.candidates) or None)
+        self.fanout.add(self.live.tap)
         self.daynight = DayNightController(policy_from_config(cfg.daynight), self.clock,
                                            override_max_s=cfg.daynight.override_max_min * 60)
         self.pipeline = Pipeline(
@@ -109,7 +115,7 @@ class Node:
                            faults=self.faults, pipeline=self.pipeline, recorder=self.recorder,
                            daynight=self.daynight, link=self.link, router=self.commands,
                            platform=self.platform, devices=self.devices, analyzer=self.analyzer,
-                           encoder_report=lambda: self.encoder_report)
+                           encoder_report=lambda: self.encoder_report, live=self.live)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -130,6 +136,8 @@ class Node:
             node_id=cfg.node.id, storage_path=Path(cfg.storage.path), link=self.link,
             recorder=self.recorder, daynight=self.daynight, diagnostics=self.diagnostics,
             faults=self.faults, analyzer=self.analyzer))
+        self.commands.register("live", self.live.command,
+                               "live view: {stream: sub|main, minutes} or {stop: true}")
         self._close_interrupted_events()
         self.link.start()
         self.pipeline.start()
@@ -143,7 +151,7 @@ class Node:
         self._stopped.set()
         log.info("stopping")
         self.notifier.stopping()
-        steps = [("pipeline", self.pipeline.stop)]
+        steps = [("live", self.live.close), ("pipeline", self.pipeline.stop)]
         if self.analyzer is not None:
             steps.append(("events", lambda: self.actions.dispatch(self.analyzer.close())))
         steps.append(("recorder", self._close_recorder))
@@ -199,7 +207,8 @@ class Node:
                         pipeline=self.pipeline, link=self.link, heartbeat=self.heartbeat,
                         daynight_step=lambda: self.daynight.step(self.pipeline.counters.luma_mean),
                         led=led, heartbeat_s=self.cfg.mqtt.heartbeat_s,
-                        daynight_s=self.cfg.daynight.check_s)
+                        daynight_s=self.cfg.daynight.check_s,
+                        every_tick={"live": lambda: self.live.step(self.clock.monotonic())})
         try:
             loop.run(stop)
         finally:
@@ -291,6 +300,7 @@ class Node:
         from hw.encode.select import open_encoder
 
         enc = self.cfg.encoder
+        self.live.pixels = frame.main is not None or "lores_yuv" in frame.meta
         encoder, report = open_encoder(
             list(enc.candidates) or None, stream, bitrate_kbps=enc.bitrate_kbps, gop_s=enc.gop_s,
             profile=enc.profile, preset=enc.preset, fallback=enc.fallback,
@@ -304,6 +314,7 @@ class Node:
         """Encoder thread: burn name and time into the main image (not for passthrough)."""
         if self.overlay is not None and frame.main is not None and frame.packet is None:
             self.overlay.apply(frame.main, frame.width, frame.height, frame.utc, self.clock.synced())
+        self.live.offer_frame(frame)
 
     def _analyse(self, frame: Frame) -> None:
         """Analysis thread: motion, detection, events → recorder and link."""

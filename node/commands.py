@@ -5,7 +5,8 @@
                                        encoder choice and rejections, camera, GPIO, queues...)
     ir        {"mode": "night"|"day"|"auto", "minutes": 30}
                                        technician override of day/night (IR on = night); it
-                                       expires after ``minutes`` (capped by daynight.override_max_min)
+                                       expires after ``minutes`` (at most daynight.override_max_min;
+                                       more is refused, never cut)
     rebaseline                         reset the motion background now (after moving the camera)
     hold      {"start": UTC, "end": UTC, "owner": who, "name": ..., "days": 30}
                                        legal hold: protect footage of a range (at most 7 days)

@@ -23,6 +23,7 @@ from node.sections import (
     DetectSection,
     EncoderSection,
     GpioSection,
+    LiveSection,
     LogSection,
     MotionSection,
     MqttSection,
@@ -60,6 +61,8 @@ class Config:
     detect: DetectSection = dataclasses.field(default_factory=DetectSection)
     gpio: GpioSection = dataclasses.field(default_factory=GpioSection)
     overlay: OverlaySection = dataclasses.field(default_factory=OverlaySection)
+    live: LiveSection = dataclasses.field(default_factory=LiveSection)
+    live: LiveSection = dataclasses.field(default_factory=LiveSection)
 
     def replace(self, **sections: Any) -> Config:
         return dataclasses.replace(self, **sections)

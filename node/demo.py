@@ -23,7 +23,7 @@ LABELS = "coco_labels.txt"
 
 
 def demo_config(port: int, storage: str, heartbeat_s: float, model_dir: str = "",
-                source: str = "synthetic") -> str:
+                source: str = "synthetic", live: str = "") -> str:
     if Path(source).is_file():
         source = str(Path(source).resolve())
     fps = _file_fps(source)
@@ -34,6 +34,7 @@ def demo_config(port: int, storage: str, heartbeat_s: float, model_dir: str = ""
         '# the demo keeps one day of footage (a pole node keeps 30)\n[record]\nmax_age_days = 1.0\n\n'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nheartbeat_s = {heartbeat_s}\n'
     )
+    text += live
     models = Path(model_dir).resolve() if model_dir else None
     if models is not None and (models / MODEL).is_file() and (models / LABELS).is_file():
         text += f'\n[detect]\nmodel = "{models / MODEL}"\nlabels = "{models / LABELS}"\n'
@@ -42,6 +43,25 @@ def demo_config(port: int, storage: str, heartbeat_s: float, model_dir: str = ""
     return text
 
 
+def _start_relay(tmp: Path):
+    """The station's media relay for live view (``camnode-station live demo-node ...``); the
+    demo runs without it (and says so) where GStreamer's RTSP server or Janus is missing."""
+    from station.live.credentials import load_secret, node_password, station_dir
+    from station.live.relay import Relay, RelayError
+
+    state = station_dir()
+    relay = Relay(state, ["demo-node"], port=0)
+    try:
+        base = relay.start()
+    except (RelayError, OSError) as exc:
+        print(f"demo: live view off ({exc})", flush=True)
+        return None, ""
+    pw = tmp / "stream-password"
+    pw.write_text(node_password(load_secret(state), "demo-node"))
+    pw.chmod(0o600)
+    print(f"demo: media relay at {base} (RTSP) and {relay.web_base} (browser); try "
+          "`camnode-station live demo-node --port <broker port> --url`", flush=True)
+    return relay, f'\n[live]\nrelay = "{base}"\npassword_file = "{pw}"\n'
 def _file_fps(source: str) -> float | None:
     """A video file plays at its own rate (the camera default would speed it up)."""
     if not Path(source).is_file():
@@ -64,8 +84,9 @@ def run_demo(storage: str = "var/demo", heartbeat_s: float = 3.0, model_dir: str
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with LocalBroker() as broker, tempfile.TemporaryDirectory(prefix="camnode-demo-") as tmp:
+        relay, live = _start_relay(Path(tmp))
         cfg = Path(tmp) / "node.toml"
-        cfg.write_text(demo_config(broker.port, storage, heartbeat_s, model_dir, source))
+        cfg.write_text(demo_config(broker.port, storage, heartbeat_s, model_dir, source, live))
         Path(storage).mkdir(parents=True, exist_ok=True)
         log_path = Path(storage).resolve() / "node.log"
         print(f"demo: broker on 127.0.0.1:{broker.port}; footage in {Path(storage).resolve()}; "
@@ -81,7 +102,8 @@ def run_demo(storage: str = "var/demo", heartbeat_s: float = 3.0, model_dir: str
         watcher.start()
         from station.console.demo import start as start_console
 
-        console = start_console(broker.port, Path(storage))
+        console = start_console(broker.port, Path(storage),
+                                live_url=relay.page_template() if relay is not None else "")
         try:
             while not stop.wait(0.5):
                 if node.poll() is not None:
@@ -96,6 +118,8 @@ def run_demo(storage: str = "var/demo", heartbeat_s: float = 3.0, model_dir: str
                     node.kill()
             stop.wait(0.5)  # let the watcher print the final offline status
             watcher.stop()
+            if relay is not None:
+                relay.stop()
             console.terminate()
             console.wait(10)
             log_file.close()

@@ -29,11 +29,12 @@ class Diagnostics:
     def __init__(self, *, cfg: Any, clock: Any, started_mono: float, faults: Any, pipeline: Any,
                  recorder: Any, daynight: Any, link: Any, router: Any, platform: Any = None,
                  devices: Any = None, analyzer: Any = None,
-                 encoder_report: Callable[[], Any] = lambda: None) -> None:
+                 encoder_report: Callable[[], Any] = lambda: None, live: Any = None) -> None:
         self.cfg, self.clock, self.started_mono, self._faults = cfg, clock, started_mono, faults
         self.pipeline, self.recorder, self.daynight, self.link = pipeline, recorder, daynight, link
         self.router, self.platform, self.devices, self.analyzer = router, platform, devices, analyzer
         self.encoder_report = encoder_report
+        self.live = live  # node.live.manager.LiveManager: the heartbeat's live state and data used
         self._last: tuple[float, int, int] | None = None
         self._last_fps: tuple[float, float] | None = None
 
@@ -86,6 +87,8 @@ class Diagnostics:
                 hb["throttled"] = throttled
         if self.analyzer is not None:
             hb["vision"] = self.analyzer.health()
+        if self.live is not None:
+            hb["live"] = self.live.status()
         return hb
 
     def faults(self, rec: dict[str, Any] | None = None) -> dict[str, str]:

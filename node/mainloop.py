@@ -33,11 +33,13 @@ class MainLoop:
 
     def __init__(self, *, clock: Any, notifier: Any, faults: Any, pipeline: Any, link: Any,
                  heartbeat: Callable[[], dict[str, Any]], daynight_step: Callable[[], Any],
-                 led: Any, heartbeat_s: float, daynight_s: float) -> None:
+                 led: Any, heartbeat_s: float, daynight_s: float,
+                 every_tick: dict[str, Callable[[], Any]] | None = None) -> None:
         self._clock, self._notifier, self._faults = clock, notifier, faults
         self._pipeline, self._link, self._heartbeat = pipeline, link, heartbeat
         self._daynight_step, self._led = daynight_step, led
         self._heartbeat_s, self._daynight_s = heartbeat_s, daynight_s
+        self._every_tick = dict(every_tick or {})  # {fault area: step}, e.g. live-session expiry
 
     def run(self, stop: threading.Event) -> None:
         """Until ``stop`` is set, or a finite source (``camera.loop = false``) has ended and
@@ -51,6 +53,8 @@ class MainLoop:
             now = self._clock.monotonic()
             if healthy(self._pipeline, now):
                 self._notifier.watchdog()
+            for area, step in self._every_tick.items():
+                self._guarded(area, step)
             if now >= next_light:
                 next_light = now + self._daynight_s
                 self._guarded("daynight", self._daynight_step)

@@ -229,7 +229,7 @@ class Pipeline:
                         self.encoder, info = self._make_encoder(
                             frame, StreamInfo("h264", frame.width, frame.height, fps))
                         self.fanout.start(info)
-                    if self._prepare is not None and frame.main is not None:
+                    if self._prepare is not None:  # also encoded frames (live taps their lores)
                         self._prepare_guarded(frame)
                     for pkt in self.encoder.encode(frame):
                         if cut:

@@ -169,6 +169,13 @@ class MqttSection:
                                minimum=2, maximum=3600)
     reconnect_max_s: float = setting(30.0, "Longest wait between reconnect attempts.", unit="s",
                                      minimum=0.1, maximum=600.0)
+    archive_ack: bool = setting(True, "Keep an event or snapshot in the outbox until the station's "
+                                "archive acknowledges it on <prefix>/<id>/ack/... (false: until the "
+                                "broker's PUBACK).")
+    ack_resend_s: float = setting(60.0, "Send an outbox message again when the archive has not "
+                                  "acknowledged it for this long (doubling each time, at most 1 h; "
+                                  "every reconnect sends all again).", unit="s", minimum=0.5,
+                                  maximum=3600.0)
     outbox_max_rows: int = setting(
         5000, "Most events/snapshots queued while the station is unreachable; beyond it the oldest "
         "are dropped and a `lost` notice names them.", minimum=10, maximum=1_000_000)
@@ -298,8 +305,9 @@ class DetectSection:
     post_roll_s: float = setting(5.0, "Footage kept after an object event (protected clip).",
                                  unit="s", minimum=0.0, maximum=600.0)
     smooth_crops: bool = setting(
-        True, "Enlarge small crops (a far person) for the model bilinearly; false: nearest "
-        "pixel, which the SSD misses small people in.")
+        True, "Small regions (a far person): crops no larger than the model input (the main "
+        "stream's own resolution), enlarged bilinearly; false: at least 35 % of the frame, "
+        "enlarged by nearest pixel, which the SSD misses small people in.")
     scan_on_rebaseline: bool = setting(
         True, "After the motion background is (re)learnt (start, IR switch), look at the whole "
         "frame once in 2x2 tiles plus the whole (5 model calls): someone standing there is found.")
@@ -403,3 +411,35 @@ class OverlaySection:
     scale: int = setting(0, "Size of a font dot (0: auto, 1 per 240 picture rows).", unit="px",
                          minimum=0, maximum=16)
     show_name: bool = setting(True, "Include the node name (node.name) above the time.")
+
+
+@section("Live view: on request (cmd/live) the node pushes a stream to the station's media relay "
+         "(RTSP RECORD over one outgoing TCP connection, so it works behind a carrier's NAT).")
+class LiveSection:
+    relay: str = setting("", "The station relay's RTSP address, e.g. 'rtsp://station:8554' "
+                         "(empty: live view off).")
+    username: str = setting("", "Stream user name at the relay (empty: the node id).")
+    password: str = setting("", "Stream password (prefer password_file on a real node).")
+    password_file: str = setting("", "File holding the stream password (provisioned, mode 0600).")
+    max_minutes: float = setting(60.0, "Longest session one request may ask for.", unit="min",
+                                 minimum=0.1, maximum=24 * 60.0)
+    monthly_cap_mb: float = setting(0.0, "Live data allowed per calendar month (UTC); a new session "
+                                    "past it is refused (0: no cap).", unit="MB", minimum=0.0,
+                                    maximum=1e7)
+    sub_width: int = setting(640, "Sub-stream width.", unit="px", minimum=16, maximum=1920, check=_even)
+    sub_height: int = setting(360, "Sub-stream height.", unit="px", minimum=16, maximum=1080, check=_even)
+    sub_fps: float = setting(10.0, "Sub-stream frame rate (at most the camera's).", unit="1/s",
+                             minimum=1.0, maximum=60.0)
+    sub_bitrate_kbps: int = setting(250, "Sub-stream bitrate (VBV-capped).", unit="kbit/s", minimum=30,
+                                    maximum=5000)
+    sub_gop_s: float = setting(1.0, "Sub-stream keyframe interval: a viewer starts within it.",
+                               unit="s", minimum=0.2, maximum=10.0)
+    timeout_s: float = setting(5.0, "A push that cannot send for this long ends (link cut).", unit="s",
+                               minimum=1.0, maximum=120.0)
+    serve_port: int = setting(0, "The node's own RTSP server for a VMS on the LAN/VPN: "
+                              "rtsp://<user>@<node>:<port>/<node id>/main (0: off).", minimum=0,
+                              maximum=65535)
+    serve_address: str = setting("0.0.0.0", "Address the node's RTSP server listens on.")
+    serve_username: str = setting("viewer", "User name a VMS gives the node's RTSP server.")
+    serve_password_file: str = setting("", "File holding that user's password (provisioned, 0600); "
+                                       "required when serve_port is set.")

@@ -15,12 +15,16 @@ Thread: the CLI's. Cost: pip's resolution (~2 s); the download once (~70 MB).
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from provisioning.errors import ProvisionError, ToolError
+
+#: The project's packages (pyproject.toml's packages.find).
+PACKAGES = ("node", "hw", "provisioning", "station")
 
 #: Raspberry Pi OS 12 (bookworm): CPython 3.11, glibc 2.36.
 PYTHON, GLIBC_MINOR = "3.11", 36
@@ -64,8 +68,17 @@ def build(dest: Path, *, source: Path | None = None, python: str = PYTHON,
     source = source or Path(__file__).resolve().parents[1]
     if not (source / "pyproject.toml").is_file():
         raise ProvisionError(f"{source}: not camnode's source tree (pyproject.toml); build from a checkout")
+    dest = dest.resolve()
     dest.mkdir(parents=True, exist_ok=True)
-    r = _pip("wheel", "--no-deps", "-q", "-w", str(dest), str(source))
+    with tempfile.TemporaryDirectory(prefix="camnode-src-") as tmp:
+        # a copy of the sources: setuptools writes build/ and *.egg-info beside what it builds
+        tree = Path(tmp) / "camnode"
+        tree.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(source / name, tree / name)
+        for pkg in PACKAGES:
+            shutil.copytree(source / pkg, tree / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        r = _pip("wheel", "--no-deps", "-q", "-w", str(dest), str(tree))
     if r.returncode != 0:
         raise ToolError(f"building camnode's wheel failed: {_last_error(r)}")
     r = _pip("download", "-q", "-d", str(dest), "--find-links", str(dest), *platform_args(python, arch=arch),

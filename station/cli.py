@@ -112,6 +112,54 @@ def _cmd_ir(args: argparse.Namespace) -> int:
     return _send(args, "ir", payload)
 
 
+def _cmd_live(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from station.command import request
+    from station.live.credentials import station_dir
+    from station.live.session import LiveError, start_live
+
+    conn = connection_from_args(args)
+
+    def ask(name: str, payload: dict) -> dict:
+        return request(conn, args.node, name, payload, timeout_s=args.timeout)
+
+    if args.stop:
+        return _send(args, "live", {"stop": True})
+    try:
+        state = Path(station_dir(args.station_dir))
+        reply, url, page = start_live(ask, args.node, args.stream, args.minutes, state, wait_s=args.wait)
+    except (LiveError, StationError, OSError) as exc:
+        print(f"camnode-station: {exc}", file=sys.stderr)
+        return 1
+    if args.url:
+        print(url)
+        print(page, flush=True)
+    else:
+        print(json.dumps(reply.get("result", {}), indent=2, sort_keys=True))
+        print(f"RTSP:    {url}\nbrowser: {page}", flush=True)
+    return 0
+
+
+def _cmd_relay(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from station.live.credentials import station_dir
+    from station.live.relay import Relay, RelayError
+
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    relay = Relay(Path(station_dir(args.station_dir)), args.nodes, listen=args.listen, port=args.rtsp_port,
+                  public_host=args.public_host, web_port=args.web_port)
+    try:
+        base = relay.start()
+    except (RelayError, OSError) as exc:
+        print(f"camnode-station: {exc}", file=sys.stderr)
+        return 1
+    print(f"relay: RTSP at {base}/<node>/<main|sub> for {', '.join(args.nodes)}; Ctrl-C to stop", flush=True)
+    stop.wait()
+    relay.stop()
 def _cmd_console(args: argparse.Namespace) -> int:
     from station.console.run import Settings, serve
 
@@ -161,13 +209,36 @@ def build_parser() -> argparse.ArgumentParser:
     cl = sub.add_parser("clip", help="pull footage of a UTC range from a node (MP4 + manifest)")
     add_connection_args(cl)
     cl.add_argument("node")
-    cl.add_argument("--start", required=True, help="UTC, ISO 8601 (e.g. 2026-11-22T18:00:00Z)")
-    cl.add_argument("--end", required=True)
+    cl.add_argument("--start", required=True,
+                    help="ISO 8601 with a zone (2026-11-22T18:00:00Z or ...+07:00); the node refuses a "
+                    "time without one")
+    cl.add_argument("--end", required=True, help="ISO 8601 with a zone")
     cl.add_argument("--out", default=".", help="directory for the clip and its manifest")
     cl.add_argument("--timeout", type=float, default=60.0,
                     help="give up when the node sends nothing for this long (s)")
     cl.set_defaults(func=_cmd_clip)
 
+    lv = sub.add_parser("live", help="start live view of a node; print its RTSP and browser URLs")
+    add_connection_args(lv)
+    lv.add_argument("node")
+    lv.add_argument("--stream", choices=("sub", "main"), default="sub")
+    lv.add_argument("--minutes", type=float, default=None, help="session length (node default 5)")
+    lv.add_argument("--stop", action="store_true", help="end the node's live sessions")
+    lv.add_argument("--url", action="store_true", help="print only the RTSP URL, then the browser URL")
+    lv.add_argument("--timeout", type=float, default=10.0, help="wait for the node's reply (s)")
+    lv.add_argument("--wait", type=float, default=20.0, help="wait for the stream to play (s)")
+    lv.add_argument("--station-dir", default=None, help="station state (default $CAMNODE_STATION_DIR "
+                    "or var/station)")
+    lv.set_defaults(func=_cmd_live)
+
+    rl = sub.add_parser("relay", help="run the media relay (RTSP in from nodes, RTSP/WebRTC out)")
+    rl.add_argument("nodes", nargs="+", help="node ids allowed to publish")
+    rl.add_argument("--listen", default="127.0.0.1")
+    rl.add_argument("--rtsp-port", type=int, default=8554)
+    rl.add_argument("--web-port", type=int, default=8089)
+    rl.add_argument("--public-host", default="", help="host name in printed URLs")
+    rl.add_argument("--station-dir", default=None)
+    rl.set_defaults(func=_cmd_relay)
     co = sub.add_parser("console", help="the web console (fleet, alerts, live, search, evidence)")
     add_connection_args(co)
     co.add_argument("--db", required=True, help="database URL (the archive's: sqlite:///FILE or postgresql://...)")
@@ -206,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("name", help="command name (try 'help')")
             c.add_argument("args", nargs="?", default="", help="JSON object of arguments")
         c.set_defaults(func=func)
+
+    from station.cli_archive import add_parsers
+
+    add_parsers(sub)
     return p
 
 

@@ -101,3 +101,44 @@ def subscriber_factory():
     yield make
     for s in subs:
         s.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def archive_url(request, tmp_path):
+    """A fresh, empty archive database: a SQLite file, then a database of its own on the real
+    PostgreSQL server (created for the test, dropped after it). Every archive test runs on both."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'archive.db'}"
+        return
+    from tests.pgdb import temporary_database
+
+    with temporary_database() as url:
+        yield url
+
+
+@pytest.fixture
+def station_factory(tmp_path):
+    """Start the real station service in this process: ``station_factory(port, url=None)``
+    (default: a SQLite archive in tmp_path); it archives and acknowledges like ``serve``."""
+    from node.clock import SystemClock
+    from station.archive.db import open_archive
+    from station.service.config import ServeConfig
+    from station.service.session import Service
+
+    started = []
+
+    def make(port: int, url: str | None = None, **cfg):
+        db = url or f"sqlite:///{tmp_path / f'archive{len(started)}.db'}"
+        cfg.setdefault("media", str(tmp_path / f"media{len(started)}"))
+        cfg.setdefault("client_id", f"station-test-{len(started)}")
+        conf = ServeConfig(port=port, db=db, **cfg)
+        svc = Service(conf, open_archive(db), SystemClock(), password=conf.password)
+        svc.start()
+        started.append(svc)
+        if not svc.subscribed.wait(10):
+            raise TimeoutError("the station service did not subscribe")
+        return svc
+
+    yield make
+    for svc in started:
+        svc.stop()

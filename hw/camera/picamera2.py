@@ -246,7 +246,10 @@ class Picamera2Source:
                     yuv = request.make_array("lores")
                 finally:
                     request.release()
-                lores_by_ts[ts_ns // 1000] = np.ascontiguousarray(yuv[:lh, :lw])
+                # the whole YUV420 lores image: its Y plane for analysis, all of it for the live
+                # sub-stream (usable as is only when the row stride is the width)
+                lores_by_ts[ts_ns // 1000] = np.ascontiguousarray(
+                    yuv[: lh * 3 // 2] if yuv.shape[1] == lw else yuv[:lh, :lw])
                 while len(lores_by_ts) > 16:
                     lores_by_ts.popitem(last=False)
                 for frame in self._drain(lores_by_ts, seq):
@@ -299,6 +302,8 @@ class Picamera2Source:
                 key = older[-1] if older else next(iter(lores_by_ts), None)
                 lores = lores_by_ts[key] if key is not None else np.full(
                     (self.lores_size[1], self.lores_size[0]), 16, np.uint8)
+            yuv = lores if lores.shape[0] > self.lores_size[1] else None
+            lores = lores[: self.lores_size[1]]
             sensor_s = ts_us / 1_000_000
             if self._offset is None:
                 self._offset = self._clock.monotonic() - sensor_s
@@ -307,6 +312,8 @@ class Picamera2Source:
             pts = round(sensor_s * 90_000)
             packet = EncodedPacket(data, pts, pts, keyframe, utc, mono, seq)
             meta: dict[str, object] = {"lores_fresh": exact, "sensor_timestamp_us": ts_us}
+            if yuv is not None:
+                meta["lores_yuv"] = yuv  # yuv420p, lores size: the live sub-stream's pixels
             if gap:
                 meta["gap"] = True
             self.frames_out = seq + 1

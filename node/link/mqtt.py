@@ -7,14 +7,21 @@
   ``status`` = offline (reason "lost") as last will, so the station learns of an abrupt death.
 * ``close()`` publishes ``status`` = offline (reason "shutdown") and waits up to 2 s for it.
 * ``send_durable`` goes through an :class:`~node.link.outbox.Outbox` (SQLite): events reach the
-  station after a broker outage, and after a restart in between; rows are deleted on PUBACK.
+  station after a broker outage, and after a restart in between. With ``archive_ack`` (the
+  default) an event or snapshot row is deleted only when the station's archive acknowledges it
+  on ``<p>/<id>/ack/event|snapshot`` after its database commit — a broker that restarts
+  without persistence, or a station that was away, loses nothing. Until then the row stays
+  claimed; it is sent again after ``ack_resend_s`` (doubling per attempt, at most an hour) and
+  after every reconnect. Other durable messages (``lost`` notices), or all with
+  ``archive_ack`` off, are deleted on the broker's PUBACK.
 * Command messages on ``<p>/<id>/cmd/<name>`` go to ``on_command(name, payload_bytes,
   retained)``; it runs on paho's network thread and must return quickly.
 
 Thread: paho's network thread (``paho-mqtt-client-…``) runs callbacks; one ``outbox-drain``
 thread (started by ``start``, ended by ``close``) publishes outbox rows when woken — on every
-(re)connect and when the last row in flight is acknowledged; ``publish`` is safe from any
-thread.
+(re)connect and when the last row in flight is acknowledged; one ``outbox-resend`` thread
+(with ``archive_ack``) gives back rows whose archive acknowledgement is overdue and wakes it;
+``publish`` is safe from any thread.
 """
 
 from __future__ import annotations
@@ -74,6 +81,8 @@ class MqttLink:
         on_command: CommandHandler | None = None,
         outbox: Outbox | None = None,
         config_error: str | None = None,
+        archive_ack: bool = True,
+        ack_resend_s: float = 60.0,
     ) -> None:
         self.topics = t.Topics(prefix, node_id)
         self._clock = clock
@@ -87,6 +96,11 @@ class MqttLink:
         self.dropped_offline = 0
         self.outbox = outbox
         self._inflight: dict[int, int] = {}  # paho mid → outbox row id
+        self.archive_ack, self.ack_resend_s = archive_ack, ack_resend_s
+        self.archive_acks = 0
+        self._row_keys: dict[int, str | None] = {}  # rows published: their archive-ack key
+        self._sent: dict[int, tuple[float, int]] = {}  # awaiting the archive: (PUBACK time, attempts)
+        self._published_upto: dict[str, int] = {}  # ack key → newest row id published under it
         self._early_acks: dict[int, float] = {}  # PUBACKs that beat _inflight registration
         self._rejected: dict[int, str] = {}  # mid → failure reason code (for publish_paced)
         self._ack_lock = threading.Lock()  # never held while calling paho
@@ -141,7 +155,8 @@ class MqttLink:
                    clock=clock, keepalive_s=mqtt.keepalive_s, reconnect_max_s=mqtt.reconnect_max_s,
                    username=mqtt.username, password=password, tls_ca=mqtt.tls_ca,
                    tls_cert=mqtt.tls_cert, tls_key=mqtt.tls_key,
-                   on_command=on_command, outbox=outbox, config_error=error)
+                   on_command=on_command, outbox=outbox, config_error=error,
+                   archive_ack=mqtt.archive_ack, ack_resend_s=mqtt.ack_resend_s)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -157,6 +172,30 @@ class MqttLink:
             self._drainer = threading.Thread(target=self._drain_loop, name="outbox-drain", daemon=True)
             self._drainer.start()
         self._client.loop_start()
+        if self.outbox is not None and self.archive_ack:
+            threading.Thread(target=self._resend_loop, name="outbox-resend", daemon=True).start()
+
+    def _resend_loop(self) -> None:
+        """The ``outbox-resend`` thread: now and then, rows the archive has not acknowledged in
+        time are given back and the drain thread woken; ends with :meth:`close`."""
+        while not self._closing.wait(min(5.0, self.ack_resend_s / 2)):
+            try:
+                self.resend_due()
+            except Exception:  # never let the resend thread die silently
+                log.exception("outbox resend failed")
+
+    def resend_due(self) -> list[int]:
+        """Release the rows whose archive acknowledgement is overdue (they go out again)."""
+        now = self._clock.monotonic()
+        with self._ack_lock:
+            due = [rid for rid, (ts, n) in self._sent.items() if now - ts >= self._backoff(n)]
+        if due and self.outbox is not None:
+            self.outbox.release(due)
+            self._drain_wake.set()
+        return due
+
+    def _backoff(self, attempts: int) -> float:
+        return min(self.ack_resend_s * 2 ** max(0, attempts - 1), 3600.0)
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Stop the drain thread, publish a clean ``offline`` (if connected), disconnect, stop
@@ -225,8 +264,9 @@ class MqttLink:
         if self.outbox is None:
             self.publish(topic, data, qos=1)
             return
+        key = self.topics.ack_key(topic, data) if self.archive_ack else None
         try:
-            self.outbox.put(topic, data, 1)
+            self.outbox.put(topic, data, 1, key)
         except sqlite3.Error as exc:  # the card is full or failing: still try to deliver, in memory
             self.last_error = f"outbox: {exc}"
             log.error("outbox write failed (%s): sending without persistence", exc)
@@ -266,6 +306,7 @@ class MqttLink:
                 if not self._connected.is_set():
                     self.outbox.release(r[0] for r in rows[n:])
                     return
+                key = self.topics.ack_key(topic, payload) if self.archive_ack else None
                 info = self._client.publish(topic, payload, qos=qos)
                 # NO_CONN: the link dropped under us, but paho keeps the message queued and sends
                 # it on reconnect — it is in flight like any other (sending it again would
@@ -274,12 +315,15 @@ class MqttLink:
                     self.outbox.release(r[0] for r in rows[n:])
                     return
                 with self._ack_lock:
+                    self._row_keys[row_id] = key
+                    if key is not None:
+                        self._published_upto[key] = max(row_id, self._published_upto.get(key, 0))
                     seen = self._early_acks.pop(info.mid, None)
                     acked = seen is not None and time.monotonic() - seen < 10.0
                     if not acked:
                         self._inflight[info.mid] = row_id
                 if acked:
-                    self._done(row_id)
+                    self._puback(row_id)
                 self.published += 1
 
     def health(self) -> dict[str, Any]:
@@ -290,6 +334,9 @@ class MqttLink:
             try:
                 h["outbox"] = len(self.outbox)
                 h["outbox_dropped"] = self.outbox.dropped  # persisted: survives restarts
+                with self._ack_lock:
+                    h["awaiting_archive"] = len(self._sent)
+                h["archive_acks"] = self.archive_acks
             except sqlite3.Error as exc:
                 h["outbox"] = f"error: {exc}"
         return h
@@ -306,7 +353,17 @@ class MqttLink:
         log.info("connected to broker %s:%d", self._host, self._port)
         client.publish(self.topics.status, t.status_payload("online", self._clock.utc(), __version__),
                        qos=1, retain=True)
-        client.subscribe(self.topics.cmd("#"), qos=1)
+        subs = [(self.topics.cmd("#"), 1)]
+        if self.archive_ack and self.outbox is not None:
+            subs.append((self.topics.ack("#"), 1))
+        client.subscribe(subs)
+        # the broker may have lost what it had not delivered (restart without persistence):
+        # every row awaiting the archive goes out again
+        with self._ack_lock:
+            waiting = list(self._sent)
+            self._sent.clear()
+        if waiting and self.outbox is not None:
+            self.outbox.release(waiting)
         # rows in flight stay mapped: paho resends its unacknowledged QoS 1 messages with the same
         # ids after a reconnect, so their PUBACKs still delete the rows (no duplicate sends);
         # rows never published yet go out now (on the drain thread: never on paho's)
@@ -341,9 +398,44 @@ class MqttLink:
                 if self.outbox is not None:  # temporary (quota exceeded...): sent again later
                     self.outbox.release([row_id])
                 return
-        self._done(row_id)
+        self._puback(row_id)
         if idle:
             self._drain_wake.set()
+
+    def _puback(self, row_id: int) -> None:
+        """The broker has the row: delete it, or (an archive acknowledgement is expected) keep it
+        claimed until that comes or the resend time is up."""
+        with self._ack_lock:
+            key = self._row_keys.pop(row_id, None)
+            if key is not None:
+                attempts = self._sent.get(row_id, (0.0, 0))[1]
+                self._sent[row_id] = (self._clock.monotonic(), attempts + 1)
+        if key is None:
+            self._done(row_id)
+
+    def _handle_ack(self, leaf: str, data: bytes) -> None:
+        """The archive committed these: their outbox rows go (paho's thread)."""
+        try:
+            keys = t.ack_keys(leaf, t.decode(data, limit=1 << 20))
+        except ValueError as exc:
+            log.warning("unreadable archive acknowledgement on ack/%s: %s", leaf, exc)
+            return
+        if self.outbox is None:
+            return
+        for key in keys:
+            with self._ack_lock:
+                upto = self._published_upto.get(key)
+            try:
+                gone = self.outbox.acknowledge(key, upto)
+            except sqlite3.Error as exc:  # failing card: the row is sent again, the archive dedups
+                self.last_error = f"outbox: {exc}"
+                log.error("outbox delete failed: %s", exc)
+                continue
+            with self._ack_lock:
+                for rid in gone:
+                    self._sent.pop(rid, None)
+                    self._row_keys.pop(rid, None)
+                self.archive_acks += len(gone)
 
     def _done(self, row_id: int) -> None:
         try:
@@ -380,6 +472,10 @@ class MqttLink:
         return f"{where} accepted TCP but the MQTT connection failed"
 
     def _handle_message(self, client, userdata, msg) -> None:
+        ack_prefix = self.topics.ack("")
+        if msg.topic.startswith(ack_prefix):
+            self._handle_ack(msg.topic[len(ack_prefix):], bytes(msg.payload))
+            return
         prefix = self.topics.cmd("")
         if not msg.topic.startswith(prefix) or self._on_command is None:
             return

@@ -3,7 +3,9 @@
 paho keeps unacknowledged QoS 1 messages in memory only: a broker outage followed by a power
 cut loses them. Here every durable message is first written to SQLite (WAL, ``synchronous=
 NORMAL``: an acknowledged row survives a process crash; a power cut can lose at most the last
-transaction), published when the link is up, and deleted when it is acknowledged.
+transaction), published when the link is up, and deleted when it is acknowledged: by the
+station's archive after its database commit (rows put with a ``key``, :meth:`acknowledge`), or
+by the broker's PUBACK (rows without one, :meth:`done`).
 Delivery is at-least-once: after a crash between acknowledgement and delete the message is sent
 again, so consumers de-duplicate by the event ``id``.
 
@@ -72,6 +74,9 @@ class Outbox:
             db.execute("ALTER TABLE outbox ADD COLUMN created REAL NOT NULL DEFAULT 0")
         if "kind" not in columns:
             db.execute(f"ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT '{MSG}'")
+        if "key" not in columns:  # what the station's archive acknowledgement names (event id+phase)
+            db.execute("ALTER TABLE outbox ADD COLUMN key TEXT")
+        db.execute("CREATE INDEX IF NOT EXISTS outbox_key ON outbox (key)")
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
         db.execute("SELECT count(*) FROM outbox").fetchone()
         return db
@@ -80,11 +85,13 @@ class Outbox:
         return (self._clock.utc() if self._clock is not None else datetime.now(UTC)).timestamp()
 
     # -- queueing ------------------------------------------------------------------
-    def put(self, topic: str, payload: bytes, qos: int = 1) -> int:
+    def put(self, topic: str, payload: bytes, qos: int = 1, key: str | None = None) -> int:
+        """Queue a message; ``key`` (``event/<id>/<phase>``, ``snapshot/<id>``): the row waits for
+        the archive's acknowledgement of that key (:meth:`acknowledge`), not for :meth:`done`."""
         with self._lock, self._transaction():
             cur = self._db.execute(
-                "INSERT INTO outbox (topic, payload, qos, created, kind) VALUES (?, ?, ?, ?, ?)",
-                (topic, payload, qos, self._now(), MSG))
+                "INSERT INTO outbox (topic, payload, qos, created, kind, key) VALUES (?, ?, ?, ?, ?, ?)",
+                (topic, payload, qos, self._now(), MSG, key))
             self._trim()
             return int(cur.lastrowid or 0)
 
@@ -204,6 +211,24 @@ class Outbox:
                 self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
             finally:  # deleted, or (failing card) left for a later resend
                 self._claimed.discard(row_id)
+
+    def acknowledge(self, key: str, upto: int | None = None) -> list[int]:
+        """The archive committed ``key``: delete its rows (those up to row id ``upto`` when given:
+        a newer row of the same key was not yet seen by the archive); returns their ids."""
+        with self._lock:
+            if upto is None:
+                cur = self._db.execute("DELETE FROM outbox WHERE key = ? RETURNING id", (key,))
+            else:
+                cur = self._db.execute("DELETE FROM outbox WHERE key = ? AND id <= ? RETURNING id",
+                                       (key, upto))
+            gone = [r[0] for r in cur.fetchall()]
+            self._claimed.difference_update(gone)
+            return gone
+
+    def key_of(self, row_id: int) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT key FROM outbox WHERE id = ?", (row_id,)).fetchone()
+        return None if row is None else row[0]
 
     def in_flight(self) -> int:
         with self._lock:

@@ -10,6 +10,8 @@ Topics (``<p>`` = ``mqtt.topic_prefix``, ``<id>`` = ``node.id``)::
     <p>/<id>/snapshot/<event id>  QoS 1  JPEG bytes of the event's best frame
     <p>/<id>/lost        QoS 1  durable messages the bounded outbox dropped (which, how many, why)
     <p>/<id>/cmd/<name>  to the node, QoS 1; reply on <p>/<id>/reply/<name>
+    <p>/<id>/ack/event, ack/snapshot  to the node, QoS 1: the archive committed these
+                         ({"id", "phase"} or {"acks": [...]}); only then the outbox row goes
     <p>/<id>/clip/<request>/<n>, .../done   an exported clip in chunks, then its manifest
 
 Payloads are UTF-8 JSON objects; times are ISO 8601 UTC with a ``Z``. ``docs/mqtt.md`` is the
@@ -99,6 +101,38 @@ class Topics:
 
     def reply(self, name: str) -> str:
         return f"{self.base}/reply/{name}"
+
+    def ack(self, leaf: str = "#") -> str:
+        """The station's archive acknowledgements to this node (``event``, ``snapshot``)."""
+        return f"{self.base}/ack/{leaf}"
+
+    def ack_key(self, topic: str, payload: bytes) -> str | None:
+        """What an archive acknowledgement names for a durable message: ``event/<id>/<phase>``,
+        ``snapshot/<id>``; None for anything the archive does not acknowledge."""
+        if topic == self.event:
+            try:
+                p = json.loads(payload)
+                return f"event/{p['id']}/{p['phase']}"
+            except (ValueError, KeyError, TypeError):
+                return None
+        if topic.startswith(f"{self.base}/snapshot/"):
+            return f"snapshot/{topic.rsplit('/', 1)[1]}"
+        return None
+
+
+def ack_keys(leaf: str, payload: dict[str, Any]) -> list[str]:
+    """Keys named by an archive acknowledgement on ``ack/<leaf>``: ``{"id", "phase"}`` or a
+    batch ``{"acks": [...]}``."""
+    items = payload.get("acks") if isinstance(payload.get("acks"), list) else [payload]
+    keys = []
+    for a in items:
+        if not isinstance(a, dict) or not isinstance(a.get("id"), str):
+            continue
+        if leaf == "event" and isinstance(a.get("phase"), str):
+            keys.append(f"event/{a['id']}/{a['phase']}")
+        elif leaf == "snapshot":
+            keys.append(f"snapshot/{a['id']}")
+    return keys
 
 
 def all_nodes(prefix: str, leaf: str) -> str:

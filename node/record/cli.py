@@ -148,6 +148,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return _fail(str(exc), 2)
     except ValueError as exc:
         return _fail(str(exc), 2)
+    if v.unreadable:
+        return _fail(v.unreadable, 2)
     for n in getattr(v, "notes", []):
         print(f"note: {n}")
     if not v.ok:

@@ -37,6 +37,8 @@ class Verdict:
     notes: list[str] = field(default_factory=list)
     #: True when signatures were checked against a key the verifier trusts (node.record.trust)
     authenticated: bool = False
+    #: why there was nothing to check (no readable manifest or clip): not a verdict on footage
+    unreadable: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -142,16 +144,20 @@ def read_manifest(path: Path) -> dict[str, Any]:
 def verify_clip(clip: Path, manifest: Path | dict[str, Any], public_hex: str | None = None) -> Verdict:
     """Check an export against its manifest: clip hash, chain entries and links, and — only
     with ``public_hex``, a key the verifier trusts (node.record.trust: never the key the
-    manifest carries) — every signature. Raises :class:`ManifestUnreadable` when there is no
-    manifest to check against."""
+    manifest carries) — every signature. Nothing to check against (no readable manifest or
+    clip) is not a verdict on the footage: :attr:`Verdict.unreadable` says so (the CLI exits 2)."""
     v = Verdict(authenticated=public_hex is not None)
-    m = manifest if isinstance(manifest, dict) else read_manifest(manifest)
-    key = public_hex
     try:
-        if file_sha256(clip) != m.get("sha256"):
-            v.problems.append(f"altered: {clip.name} does not match the manifest's SHA-256")
-    except OSError as exc:
-        raise ManifestUnreadable(f"{clip}: {exc.strerror or exc}") from None
+        m = manifest if isinstance(manifest, dict) else read_manifest(manifest)
+        digest = file_sha256(clip)
+    except (ManifestUnreadable, OSError) as exc:
+        v.unreadable = str(exc) if isinstance(exc, ManifestUnreadable) else f"{clip}: {exc.strerror or exc}"
+        v.problems.append(f"unreadable: {v.unreadable}")
+        v.authenticated = False
+        return v
+    key = public_hex
+    if digest != m.get("sha256"):
+        v.problems.append(f"altered: {clip.name} does not match the manifest's SHA-256")
     if key and m.get("public_key") and str(m["public_key"]).lower() != key.lower():
         who = m.get("node_id") or "the node"
         v.problems.append(f"forged: signed with another key than the trusted key of {who}")

@@ -47,6 +47,7 @@ from node.events import (
     flush,
     step,
 )
+from node.vision.appearance import Appearances
 from node.vision.boxes import Box, rel, rel_union, scale_box
 from node.vision.detector import load_detector, run_job
 from node.vision.motion import MotionDetector, MotionParams, MotionResult
@@ -92,6 +93,7 @@ class Analyzer:
         self._persist = Persistence(min_hits=cfg_detect.min_hits)
         self._sched = Scheduler(cfg_detect, self._persist)
         self._snaps = SnapshotFrames(snapshot_max_width)
+        self._looks = Appearances()  # colours and entry/exit side of object events
         self._lock = threading.Lock()
         self._motion_ms: deque[float] = deque(maxlen=200)
         self._infer_ms: deque[float] = deque(maxlen=100)
@@ -107,6 +109,8 @@ class Analyzer:
         self._scan_due = False
         self._night_told = False  # the day/night controller switched to night (IR on)
         self.detector, self._class_ids, self.reason = load_detector(cfg_detect, detector, base_dir)
+        if self.detector is not None and cfg_detect.smooth_crops:
+            self._sched.model_px = int(self.detector.input_size[0])
         self._worker: InferenceWorker | None = None
         if self.detector is not None and threaded:
             self._worker = InferenceWorker(self._infer)
@@ -180,6 +184,9 @@ class Analyzer:
             # The event ended: its confirmed tracks went unseen for the quiet period. Left
             # alive they would "explain" a newcomer's motion at the same spot and slow its check.
             self._persist.tracks = [t for t in self._persist.tracks if not self._persist.confirmed(t)]
+        ev = self._state.object
+        if ev is not None:
+            self._looks.observe(ev.id, [s.box for s in seen if s.label == ev.label])
         out = restart + self._carry_out(actions)
         self._snaps.pin(self._state.object.seq if self._state.object is not None else None)
         with self._lock:
@@ -271,7 +278,12 @@ class Analyzer:
 
     def _carry_out(self, actions: list[Action]) -> list[Action]:
         out: list[Action] = []
+        for a in actions:  # name the colours of the best frame first: the messages carry them
+            if isinstance(a, TakeSnapshot) and (got := self._snaps.frame(a.seq)) is not None:
+                self._looks.best_frame(a.event_id, got[0], got[1], got[2], a.box, a.label)
         for a in actions:
+            if isinstance(a, PublishEvent):
+                a = PublishEvent(self._looks.decorate(a.payload))
             if isinstance(a, TakeSnapshot):
                 snap = self._snaps.take(a)
                 if snap is not None:

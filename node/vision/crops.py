@@ -35,8 +35,12 @@ from node.vision.boxes import Box, Crop, centre_inside, merge_boxes
 
 def plan_crops(boxes: list[Box], width: int, height: int, *, min_crop: float = 0.35,
                margin: float = 0.25, merge_gap: float = 0.08, whole_frame_above: float = 0.8,
-               max_crops: int = 2, tiles_for_small: float = 0.0) -> list[Crop]:
+               max_crops: int = 2, tiles_for_small: float = 0.0, model_px: int = 0) -> list[Crop]:
     """Square crops (main pixels) covering ``boxes`` (main pixels); see the module docstring.
+
+    ``model_px`` (the model's input side): the smallest crop is never larger than that, so a
+    small region is seen at the main stream's own resolution (at 4K, 0.35 of the short side
+    would shrink it 2.5x first).
 
     More groups than ``max_crops`` fall back to the whole frame (one call instead of many),
     or, when every group is smaller than ``tiles_for_small`` of the short side, to the
@@ -58,7 +62,8 @@ def plan_crops(boxes: list[Box], width: int, height: int, *, min_crop: float = 0
     crops = []
     for x0, y0, x1, y1 in groups:
         side = int(max(x1 - x0, y1 - y0) * (1.0 + 2 * margin))
-        side = max(side, int(min_crop * short))
+        floor = int(min_crop * short)
+        side = max(side, min(floor, model_px) if model_px else floor)
         if side > whole_frame_above * short:
             return [whole]
         cx, cy = (x0 + x1) // 2, (y0 + y1) // 2

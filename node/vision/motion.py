@@ -24,17 +24,13 @@ Per frame:
    frame is not motion: the background is replaced by the current frame and the next
    ``settle_frames`` frames only re-learn it. :meth:`MotionDetector.rebaseline` asks for the
    same from any thread (the day/night controller calls it when it switches IR).
-4. **Regions.** Changed cells are pooled into blocks of 4x4 cells (16 px on a 320 px lores
-   frame; pooling joins the limbs of one person) and the blocks are grouped into 8-connected
-   regions by a run-length labelling in Python (cost grows with the number of runs, hence
-   the pooling); a region counts when it holds at least ``min_area`` (fraction of the frame)
+4. **Regions** (:mod:`node.vision.movers`). Changed cells are pooled into blocks and labelled
+   into regions; a region counts when it holds at least ``min_area`` (fraction of the frame)
    of changed cells, or ``min_area_px`` main-image pixels shrinking towards the top of the
-   frame (far = small). Masked cells (config polygons in relative coordinates) never count.
-   **Along tracks** (``history_frames`` > 1): at night a cell counts only when it changed on
-   ``persist_frames`` consecutive frames (rain streaks, grain and darting insects do not
-   stay), and a region smaller than ``min_area`` counts when its cells over the last
-   ``history_frames`` reach the row's minimum and link from frame to frame (see
-   :meth:`MotionDetector._counts`): a small, dim mover adds up along its path.
+   frame (far = small). Along tracks, at night a cell counts only when it changed on
+   ``persist_frames`` consecutive frames, and a small region counts when its track's cells
+   add up and link from frame to frame. Masked cells (config polygons in relative
+   coordinates) never count.
 5. **Background update.** Exponential running average with time constant ``background_s``
    (the weight of each frame is computed from the frame interval, so the behaviour does not
    depend on the frame rate). The update is the same for moving and still cells: a selective
@@ -57,7 +53,6 @@ only; :meth:`rebaseline` from any thread.
 
 from __future__ import annotations
 
-import itertools
 import math
 import threading
 from dataclasses import dataclass, field
@@ -65,6 +60,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from node.vision.boxes import Box  # here in lores pixels
+from node.vision.movers import Movers, min_cells_by_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +139,11 @@ class MotionDetector:
         self._dt = -1.0
         self._w = (0.0, 0.0, 0.0)
         self._ramp = np.arange(65, dtype=np.float32) * 1e-3
-        self._min_row = min_cells_by_row(self.p, self.gw, self.gh)
-        self._min_cells = int(self._min_row.min())
-        self._strong = max(1, round(self.p.min_area * self.gw * self.gh))
+        p = self.p
+        self._movers = Movers(self.gw, self.gh, min_cells_by_row(
+            self.gw, self.gh, min_area=p.min_area, min_area_px=p.min_area_px, far_scale=p.far_scale,
+            cell_main_px=p.cell_px * p.main_scale), min_area=p.min_area,
+            persist_frames=p.persist_frames, history_frames=p.history_frames)
         self._bg: np.ndarray | None = None
         self._fast = np.zeros((self.gh, self.gw), np.float32)
         self._fast_stale = False
@@ -154,10 +152,6 @@ class MotionDetector:
                             True: np.full((self.gh, self.gw), 2.0, np.float32)}
         self._noise = self._noise_maps[False]
         self._noise_updates = {False: 0, True: 0}
-        self._prev = np.zeros((self.gh, self.gw), bool)
-        self._prev2 = self._prev.copy()
-        self._hist = np.zeros((max(1, self.p.history_frames), self.gh, self.gw), bool)  # live cells, a ring
-        self._head = 0
         self._settle = 0
         self._count = 0
         self._rebaseline = threading.Event()
@@ -235,7 +229,7 @@ class MotionDetector:
             self._bg = cur
             self._fast = cur.copy()
             self._settle = self.p.settle_frames
-            self._forget_tracks()
+            self._movers.forget()
             self._thresholds(cur[1::3, 1::3].ravel())
             return MotionResult(settling=True)
         bg, fast = self._bg, self._fast
@@ -308,183 +302,24 @@ class MotionDetector:
             upd *= ~changed
             upd *= max(0.1, 1.0 / (n_upd + 1))
             self._noise += upd
-        live, track = self._along_tracks(changed)
-        if n < self._min_cells or (live is not changed and not live.any()):
+        if n < self._movers.min_cells:
+            self._movers.note(changed, self._night)  # the tracks' frame history goes on
             return MotionResult(changed=frac)
-        # Label on a grid of 4x4-cell blocks (any changed cell marks its block; 16 px on a
-        # 320 px lores frame): few runs for the Python labelling, and pooling joins the limbs
-        # of one person. A region's area is the count of its changed cells (of its track's
-        # cells over the last ``history_frames``); it must hold a cell changed now.
-        b = 4
-        bh, bw = self.gh // b, self.gw // b
-        core = track[: bh * b, : bw * b]
-        if track is live:
-            half = core[0::2] | core[1::2]  # 2x2 pooling twice with slices: ≈4 µs (reshape.any: ≈15)
-            half = half[:, 0::2] | half[:, 1::2]
-            pooled = half[0::2] | half[1::2]
-            pooled = pooled[:, 0::2] | pooled[:, 1::2]
-        else:
-            # Tracks: a block needs two of its cells, so the odd cell that stayed changed
-            # by coincidence (rain, grain) does not bridge blocks into a region. ≈15 µs.
-            pooled = core.reshape(bh, b, bw, b).sum(axis=(1, 3), dtype=np.int16) >= 2
         c = self.p.cell_px
         w, h = self.width, self.height
-        boxes = []
-        for x0, y0, x1, y1 in regions(pooled, 1):
-            cx0, cy0, cx1, cy1 = x0 * b, y0 * b, x1 * b, y1 * b
-            if x1 == bw:
-                cx1 = self.gw  # the leftover cells at the right/bottom edge join the last block
-            if y1 == bh:
-                cy1 = self.gh
-            if self._counts(live, track, cx0, cy0, cx1, cy1):
-                boxes.append((cx0 * c, cy0 * c, min(w, cx1 * c), min(h, cy1 * c)))
+        boxes = [(x0 * c, y0 * c, min(w, x1 * c), min(h, y1 * c))
+                 for x0, y0, x1, y1 in self._movers.find(changed, self._night)]
         return MotionResult(changed=frac, boxes=boxes)
-
-    def _counts(self, live: np.ndarray, track: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> bool:
-        """Whether the region (cell box) is motion.
-
-        Without tracks: its changed cells reach the minimum area for its row. With tracks, a
-        region large now (``min_area`` of the frame, the classic test) counts at once; a
-        smaller one must reach the minimum for its row with its track's cells *and* its live
-        cells must be linked from frame to frame (touching the previous frame's): a small
-        mover is there frame after frame, next to where it was; a coincidence of rain
-        streaks or grain is somewhere else every time. Cost: ≈10 µs a region.
-        """
-        need = self._min_row[y1 - 1]
-        if track is live:
-            return np.count_nonzero(live[y0:y1, x0:x1]) >= need
-        now = np.count_nonzero(live[y0:y1, x0:x1])
-        if not now:
-            return False
-        if now >= max(need, self._strong):
-            return True
-        if np.count_nonzero(track[y0:y1, x0:x1]) < need:
-            return False
-        # Frame to frame, newest first: the region's live cells must touch (within a cell)
-        # the previous frame's, now and on at least half of the track's steps.
-        n = self.p.history_frames
-        frames = self._hist[:, y0:y1, x0:x1]
-        order = [(self._head - k) % n for k in range(n)]
-        links = [bool((_dilate(frames[a]) & frames[b]).any()) for a, b in itertools.pairwise(order)]
-        return links[0] and sum(links) >= n // 2
-
-    def _along_tracks(self, changed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(live, track)``: the cells that count now, and the cells of their tracks.
-
-        ``live``: changed on this frame and, at night, on the ``persist_frames`` - 1 before it. A
-        mover's body overlaps itself from frame to frame; grain, rain streaks and an insect
-        darting in front of the lens (somewhere else on every frame) do not. ``track``: cells
-        live on any of the last ``history_frames`` frames, so a small or dim mover's area is
-        that of its path (regions merged along the track), not one frame's few cells.
-        Cost: ≈10 µs on 80x45 cells.
-        """
-        p = self.p
-        live = changed
-        if p.persist_frames > 1 and self._night:
-            live = changed & self._prev
-            if p.persist_frames > 2:
-                live &= self._prev2
-                self._prev2 = self._prev
-            self._prev = changed
-        if p.history_frames <= 1:
-            return live, live
-        self._head = (self._head + 1) % p.history_frames
-        self._hist[self._head] = live
-        return live, self._hist.any(axis=0)
 
     def _jump(self, cur: np.ndarray, frac: float) -> MotionResult:
         """A light jump: this frame is the new background; the next ones only settle it."""
         self._bg = cur
         self._fast = cur.copy()
         self._settle = self.p.settle_frames
-        self._forget_tracks()
+        self._movers.forget()
         self.rebaselines += 1
         return MotionResult(changed=frac, global_change=True)
 
-    def _forget_tracks(self) -> None:
-        self._prev[:] = False
-        self._prev2[:] = False
-        self._hist[:] = False
-
-
-def _dilate(a: np.ndarray) -> np.ndarray:
-    """3x3 binary dilation of a small boolean array (slices, no scipy)."""
-    d = a.copy()
-    d[1:] |= a[:-1]
-    d[:-1] |= a[1:]
-    e = d.copy()
-    e[:, 1:] |= d[:, :-1]
-    e[:, :-1] |= d[:, 1:]
-    return e
-
-
-def min_cells_by_row(p: MotionParams, gw: int, gh: int) -> np.ndarray:
-    """Smallest region (changed cells) for a region whose bottom is on each cell row.
-
-    ``min_area_px`` (main-image pixels) at the bottom row, ``far_scale`` of it at the top,
-    linear in between (a flat street seen from a pole: far = high in the picture = small);
-    without ``min_area_px``, ``min_area`` of the frame everywhere. Never under 2 cells (one
-    cell is grain).
-    """
-    if p.min_area_px > 0:
-        cell_main = (p.cell_px * p.main_scale) ** 2
-        base = p.min_area_px / cell_main
-        rows = (np.arange(gh) + 1) / gh
-        need = base * (p.far_scale + (1.0 - p.far_scale) * rows)
-        return np.maximum(2.0, np.round(need))
-    return np.full(gh, max(1, round(p.min_area * gw * gh)), np.float64)
-
-
-def regions(mask: np.ndarray, min_cells: int) -> list[Box]:
-    """Connected regions (8-connected runs) of a boolean grid, as cell boxes, largest first.
-
-    Run-length labelling: runs of each row are found with numpy, then joined to overlapping
-    runs of the row above with a union-find. Cost grows with the number of runs, not cells.
-    """
-    h, w = mask.shape
-    padded = np.zeros((h, w + 2), np.int8)
-    padded[:, 1:-1] = mask
-    edges = np.diff(padded, axis=1)
-    rows, starts = np.nonzero(edges == 1)
-    _, ends = np.nonzero(edges == -1)
-    parent = list(range(len(rows)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    rows_l, starts_l, ends_l = rows.tolist(), starts.tolist(), ends.tolist()
-    prev: list[int] = []
-    cur: list[int] = []
-    row = -1
-    for i, r in enumerate(rows_l):
-        if r != row:
-            prev = cur if r == row + 1 else []
-            cur, row = [], r
-        s, e = starts_l[i], ends_l[i]
-        for j in prev:
-            # 8-connectivity: runs touch if they overlap when widened by one cell.
-            if starts_l[j] <= e and s <= ends_l[j]:
-                a, b = find(i), find(j)
-                if a != b:
-                    parent[a] = b
-        cur.append(i)
-    acc: dict[int, list[int]] = {}
-    for i in range(len(rows_l)):
-        root = find(i)
-        r, s, e = rows_l[i], starts_l[i], ends_l[i]
-        box = acc.get(root)
-        if box is None:
-            acc[root] = [s, r, e, r + 1, e - s]
-        else:
-            box[0], box[1] = min(box[0], s), min(box[1], r)
-            box[2], box[3] = max(box[2], e), max(box[3], r + 1)
-            box[4] += e - s
-    out = [b for b in acc.values() if b[4] >= min_cells]
-    out.sort(key=lambda b: -b[4])
-    return [(b[0], b[1], b[2], b[3]) for b in out]
 
 
 def mask_cells(polygons: tuple[tuple[float, ...], ...] | list, gw: int, gh: int) -> np.ndarray:

@@ -50,11 +50,12 @@ EMPTY_S = 1.0
 class Scheduler:
     """Picks what the model looks at on each frame (see the module docstring).
 
-    ``cd``: the ``[detect]`` section; ``persist``: the analyzer's tracks.
+    ``cd``: the ``[detect]`` section; ``persist``: the analyzer's tracks; ``model_px``: the
+    model's input side (small regions are cropped no larger than that: main-stream resolution).
     """
 
-    def __init__(self, cd: Any, persist: Persistence) -> None:
-        self.cd, self.persist = cd, persist
+    def __init__(self, cd: Any, persist: Persistence, model_px: int = 0) -> None:
+        self.cd, self.persist, self.model_px = cd, persist, model_px
         self.last_job = float("-inf")
         self.last_unexplained = float("-inf")
         self.empty: list[tuple[Box, float]] = []
@@ -135,7 +136,8 @@ class Scheduler:
                 due.append(t.box)
         if not due and not scan:
             return None
-        crops = plan_tiles(w, h) if scan else plan_crops(due, w, h, tiles_for_small=self.cd.tiles_for_small)
+        crops = plan_tiles(w, h) if scan else plan_crops(due, w, h, tiles_for_small=self.cd.tiles_for_small,
+                                                              model_px=self.model_px)
         if not self.within_budget(now, len(crops)):
             return None
         self.last_job = now

@@ -126,15 +126,19 @@ class SnapshotFrames:
         if got is not None:
             self._pinned = (seq, got[0].copy(), got[1], got[2])
 
+    def frame(self, seq: int) -> tuple[np.ndarray, int, int] | None:
+        """Frame ``seq`` as kept (image, width, height), or None when no longer held."""
+        if self._pinned is not None and self._pinned[0] == seq:
+            return self._pinned[1], self._pinned[2], self._pinned[3]
+        return self._recent.get(seq)
+
     def take(self, a: TakeSnapshot) -> PublishSnapshot | None:
         """The snapshot action's JPEG, or None (frame no longer held, encode failed: logged)."""
-        if self._pinned is not None and self._pinned[0] == a.seq:
-            image, w, h = self._pinned[1], self._pinned[2], self._pinned[3]
-        elif a.seq in self._recent:
-            image, w, h = self._recent[a.seq]
-        else:
+        got = self.frame(a.seq)
+        if got is None:
             log.warning("snapshot frame %d of event %s no longer held", a.seq, a.event_id)
             return None
+        image, w, h = got
         if image.ndim == 2 and image.shape[0] == h:  # lores luma only
             image = grey_to_yuv(image)
             h, w = image.shape[0] * 2 // 3, image.shape[1]

@@ -14,8 +14,8 @@ import pytest
 
 from node.app import Node
 from node.logs import RepeatLimit
+from station.command import request
 from station.connect import Connection
-from station.console import request
 from tests.integration.test_node_inprocess import small_config
 
 

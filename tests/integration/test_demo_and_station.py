@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import signal
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def test_station_watch_prints_status_and_heartbeats(tmp_path, broker):
 def test_demo_runs_until_interrupted(tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "node", "demo", "--storage", str(tmp_path / "demo"),
                           "--heartbeat-s", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True)
+                         text=True, env={**os.environ, "CAMNODE_STATION_DIR": str(tmp_path / "station")})
     lines: list[str] = []
     t = threading.Thread(target=lambda: lines.extend(p.stdout))
     t.start()
@@ -52,6 +53,8 @@ def test_demo_runs_until_interrupted(tmp_path):
     assert sum("HEARTBEAT" in ln for ln in lines) >= 2, text
     assert "offline (shutdown)" in text, text
     assert (tmp_path / "demo" / "node.log").stat().st_size > 0
+    assert "media relay at rtsp://" in text, text  # live view is part of `make run`
+    assert not (tmp_path / "station" / "relay.json").exists()  # the relay stopped with the demo
 
 
 def test_fleet_view_lists_a_running_node(tmp_path, broker, capsys):

@@ -48,6 +48,11 @@ def test_person_walks_in_and_the_station_gets_event_snapshot_and_protected_clip(
     # the node stopped mid-visit: the event was ended cleanly ("shutdown") and its footage kept
     ends = [e for e in live.json("/event") if e["id"] == event["id"] and e["phase"] == "end"]
     assert ends and ends[0]["end_reason"] == "shutdown"
+    # appearance attributes computed on the node (issue 10): named colours and sides of the frame
+    sides = {"left", "right", "top", "bottom", "inside"}
+    app = ends[0]["appearance"]
+    assert set(app["colours"]) == {"upper", "lower"}, app
+    assert app["entry"] in sides and app["exit"] in sides
     db = sqlite3.connect(tmp_path / "rec" / "index.db")
     flagged = db.execute("SELECT count(*) FROM segments WHERE person = 1 AND protected = 1").fetchone()[0]
     assert flagged >= 1

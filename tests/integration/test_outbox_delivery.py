@@ -11,7 +11,7 @@ from node.localbroker import LocalBroker, free_port
 from tests.integration.test_node_inprocess import small_config
 
 
-def test_event_survives_outage_and_restart(tmp_path, subscriber_factory):
+def test_event_survives_outage_and_restart(tmp_path, subscriber_factory, station_factory):
     port = free_port()
     cfg = small_config(tmp_path, port)
     node = Node(cfg)  # the demo scene: a walker enters at 3 s → a motion event
@@ -30,7 +30,7 @@ def test_event_survives_outage_and_restart(tmp_path, subscriber_factory):
     event_id = queued[0]["id"]
     with LocalBroker(port) as broker:
         live = subscriber_factory(broker.host, broker.port, "camnode/pole-9/event")
-        time.sleep(0.3)
+        station_factory(broker.port)
         again = Node(small_config(tmp_path, port))  # same storage: same outbox
         stop2 = threading.Event()
         th2 = threading.Thread(target=again.run, args=(stop2,))
@@ -40,13 +40,13 @@ def test_event_survives_outage_and_restart(tmp_path, subscriber_factory):
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and again.link.health().get("outbox"):
                 time.sleep(0.1)
-            assert again.link.health()["outbox"] == 0  # acknowledged rows are gone
+            assert again.link.health()["outbox"] == 0  # rows the archive acknowledged are gone
         finally:
             stop2.set()
             th2.join(30)
 
 
-def test_failing_outbox_never_kills_the_link(tmp_path, subscriber_factory, broker):
+def test_failing_outbox_never_kills_the_link(tmp_path, subscriber_factory, broker, station_factory):
     """A full card makes SQLite fail inside paho's callback: the link must live on."""
     import sqlite3
 
@@ -55,13 +55,19 @@ def test_failing_outbox_never_kills_the_link(tmp_path, subscriber_factory, broke
     try:
         assert node.link.wait_connected(10)
         live = subscriber_factory(broker.host, broker.port, "camnode/pole-9/event")
+        station = station_factory(broker.port)
 
-        def full(_row_id):
+        def full(*_args):
             raise sqlite3.OperationalError("database or disk is full")
 
-        node.outbox.done = full
-        node.link.send_durable(node.link.topics.event, {"id": "e1", "phase": "start"})
+        node.outbox.acknowledge = full  # the archive's acknowledgement arrives on paho's thread
+        node.link.send_durable(node.link.topics.event, {"id": "e1", "phase": "start", "kind": "motion",
+                                                              "start": "2026-11-22T18:00:00.000Z"})
         assert live.wait_for(lambda s: s.json("event"), 10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "disk is full" not in (node.link.last_error or ""):
+            time.sleep(0.05)
+        assert station.acks_sent >= 1
         assert "disk is full" in node.link.last_error
         # the network thread is alive: a broker restart is survived
         broker.stop()
@@ -74,12 +80,13 @@ def test_failing_outbox_never_kills_the_link(tmp_path, subscriber_factory, broke
         node.stop()
 
 
-def test_link_drop_delivers_queued_events_once(tmp_path, subscriber_factory, broker):
+def test_link_drop_delivers_queued_events_once(tmp_path, subscriber_factory, broker, station_factory):
     """Events queued while the node's connection is down arrive after it comes back, once each."""
     import socket
 
     node = Node(small_config(tmp_path, broker.port))
     live = subscriber_factory(broker.host, broker.port, "camnode/pole-9/event")
+    station_factory(broker.port)
     node.start()
     try:
         assert node.link.wait_connected(10)
@@ -89,7 +96,9 @@ def test_link_drop_delivers_queued_events_once(tmp_path, subscriber_factory, bro
             time.sleep(0.02)
         assert not node.link.connected
         for i in range(5):
-            node.link.send_durable(node.link.topics.event, {"id": f"e{i}", "phase": "start"})
+            node.link.send_durable(node.link.topics.event, {"id": f"e{i}", "phase": "start",
+                                                                  "kind": "motion",
+                                                                  "start": "2026-11-22T18:00:00.000Z"})
 
         def ours(s) -> list[str]:
             return [e["id"] for e in s.json("event") if e["id"].startswith("e")]

@@ -14,8 +14,9 @@ from node.link.outbox import Outbox
 PRODUCERS, PER_PRODUCER = 4, 250
 
 
-def test_each_event_published_once_under_load(tmp_path, broker, subscriber_factory):
+def test_each_event_published_once_under_load(tmp_path, broker, subscriber_factory, station_factory):
     live = subscriber_factory(broker.host, broker.port, "camnode/pole-load/event")
+    station_factory(broker.port)  # the archive whose acknowledgements empty the outbox
     link = MqttLink(host=broker.host, port=broker.port, node_id="pole-load", prefix="camnode",
                     clock=SystemClock(), outbox=Outbox(tmp_path / "outbox.sqlite"))
     link.start()
@@ -26,7 +27,8 @@ def test_each_event_published_once_under_load(tmp_path, broker, subscriber_facto
         def produce(n: int) -> None:
             go.wait()
             for i in range(PER_PRODUCER):
-                link.send_durable(link.topics.event, {"id": f"p{n}-{i}", "phase": "start"})
+                link.send_durable(link.topics.event, {"id": f"p{n}-{i}", "phase": "start", "kind": "motion",
+                                                      "start": "2026-11-22T18:00:00.000Z"})
 
         workers = [threading.Thread(target=produce, args=(n,), name=f"producer-{n}")
                    for n in range(PRODUCERS)]

@@ -14,8 +14,8 @@ from node.config import config_from_dict
 from node.localbroker import free_port
 from node.logs import LogfmtFormatter
 from node.sdnotify import Notifier
+from station.command import request
 from station.connect import Connection
-from station.console import request
 
 SECRET = "S3cr3t-pw"
 

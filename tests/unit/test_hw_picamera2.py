@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 
 import av
@@ -249,3 +250,32 @@ def test_missing_library_is_a_clear_source_error(monkeypatch):
     with pytest.raises(SourceError, match="python3-picamera2"):
         next(src.frames())
 
+
+
+@pytest.mark.parametrize("size", [(LW, LH), (96, 64)])
+def test_the_lores_output_feeds_the_live_sub_stream(size):
+    """On a Pi the node never sees main pixels: the ISP's lores YUV420 image (what the stand-in
+    renders like the sensor's picture) is what the sub-stream encodes, scaled if need be."""
+    from node.live.substream import SubStream
+
+    pc2 = module()
+    packets = []
+    sub = SubStream(size[0], size[1], FPS, 150, 1.0, packets.append)
+    sub.start()
+    frames = []
+    for f in source(pc2).frames():
+        assert f.main is None and f.lores.shape == (LH, LW)
+        assert f.meta["lores_yuv"].shape == (LH * 3 // 2, LW)
+        frames.append(f)
+        sub.offer(f)
+        deadline = time.monotonic() + 10  # one at a time: nothing dropped, pictures in order
+        while sub.frames < len(frames) and time.monotonic() < deadline:
+            time.sleep(0.005)
+    assert sub.stop(10) and not sub.error and sub.dropped == 0
+    dec = av.CodecContext.create("h264", "r")
+    pics = [vf for p in packets for vf in dec.decode(av.Packet(p.data))] + list(dec.decode(None))
+    assert len(pics) >= 20 and {(p.width, p.height) for p in pics} == {size}
+    assert len(pics) == len(frames)
+    if size == (LW, LH):  # the picture is the sensor's (the stand-in's moving bar), frame for frame
+        for pic, f in zip(pics, frames, strict=True):
+            assert np.abs(pic.to_ndarray()[:LH].astype(int) - f.lores.astype(int)).mean() < 12

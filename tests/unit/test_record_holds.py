@@ -40,7 +40,7 @@ def test_hold_rules(name, owner, start, end, days, error):
 
 def _recorder(root: Path, clock: FakeClock, **policy) -> Recorder:
     info, pkts = encode_packets(12, gop_s=1.0)
-    rec = Recorder(root, clock, segment_s=3.0, threaded=False, preroll_s=0,
+    rec = Recorder(root, clock, segment_s=3.0, threaded=False,
                    policy=Policy(**({"headroom_s": 0, "min_free_bytes": 0} | policy)))
     rec.start(info)
     for p in retime(pkts, 0.0):
@@ -68,7 +68,7 @@ def test_hold_release_and_expiry_survive_an_index_rebuild(tmp_path):
     (tmp_path / "index.db").unlink()  # the index is lost: rebuilt from the files and journal
     for extra in ("index.db-wal", "index.db-shm"):
         (tmp_path / extra).unlink(missing_ok=True)
-    again = Recorder(tmp_path, clock, segment_s=3.0, threaded=False, preroll_s=0,
+    again = Recorder(tmp_path, clock, segment_s=3.0, threaded=False,
                      policy=Policy(headroom_s=0, min_free_bytes=0))
     assert [h["hold"] for h in again.holds()] == ["case-2"] and _protected(again) == [1, 3]
     clock.advance(86_400 + 1)  # case-2 expires after one day: the next sweep releases it

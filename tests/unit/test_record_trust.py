@@ -162,3 +162,14 @@ def test_clip_without_a_store_says_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no footage store at" in err and "Corrupt" not in err
     assert not (tmp_path / "nowhere").exists() and not (tmp_path / "c.mp4").exists()
+
+
+def test_the_library_call_says_unreadable_not_forged(evidence, tmp_path):
+    """What the station's evidence code gets for a missing manifest: a reason, no verdict."""
+    from node.record.verify import verify_clip
+
+    v = verify_clip(evidence["clip"], tmp_path / "nosuch.json", evidence["pub"])
+    assert not v.ok and v.unreadable and "no manifest at" in v.first and "forged" not in v.first
+    assert not v.authenticated
+    good = verify_clip(evidence["clip"], manifest_path(evidence["clip"]), public_hex=evidence["pub"])
+    assert good.ok and good.authenticated and good.unreadable is None

@@ -13,9 +13,8 @@ from node.vision.motion import (
     MotionParams,
     check_polygons,
     mask_cells,
-    min_cells_by_row,
-    regions,
 )
+from node.vision.movers import min_cells_by_row, regions
 
 W, H = 320, 180
 
@@ -175,11 +174,11 @@ def dark(seed: int = 1) -> np.ndarray:
 
 
 def test_min_area_in_main_pixels_shrinks_towards_the_top():
-    rows = min_cells_by_row(NIGHT, 80, 45)
+    rows = min_cells_by_row(80, 45, min_area=0.005, min_area_px=600.0, far_scale=0.3, cell_main_px=8.0)
     # 600 main px at the bottom = 600 / (4 lores px * 2 main px per lores px)^2 cells
     assert rows[-1] == round(600 / 64) and rows[0] == round(600 / 64 * (0.3 + 0.7 / 45))
     assert np.all(np.diff(rows) >= 0)
-    flat = min_cells_by_row(MotionParams(min_area=0.005), 80, 45)
+    flat = min_cells_by_row(80, 45, min_area=0.005)
     assert np.all(flat == 18)  # without min_area_px: 0.5 % of the frame everywhere
 
 

@@ -246,3 +246,14 @@ def test_many_small_regions_get_the_tiles_holding_them_not_the_whole_frame():
         assert any(t.x <= x0 and t.y <= y0 and x1 <= t.x + t.w and y1 <= t.y + t.h for t in tiles)
     large = [(0, 0, 300, 500), (500, 100, 520, 140), (900, 100, 920, 140)]  # one is not small
     assert plan_crops(large, 1280, 720, tiles_for_small=0.15) == [Crop(0, 0, 1280, 720)]
+
+
+def test_small_regions_are_cropped_at_the_main_streams_resolution():
+    """At 4K, 35 % of the short side (756 px) would shrink a far person 2.5x before the model."""
+    far = [(1900, 1000, 1930, 1080)]  # 30x80 px: someone 25 m away on a 4K camera
+    (old,) = plan_crops(far, 3840, 2160)
+    (new,) = plan_crops(far, 3840, 2160, model_px=300)
+    assert old.w == 756 and new.w == 300  # 1:1 with the 300x300 model input
+    assert new.x <= 1900 and new.x + new.w >= 1930 and new.y <= 1000 and new.y + new.h >= 1080
+    small_frame = plan_crops([(100, 100, 120, 150)], 768, 432, model_px=300)
+    assert small_frame == plan_crops([(100, 100, 120, 150)], 768, 432)  # 151 px either way

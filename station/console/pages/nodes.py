@@ -121,9 +121,20 @@ async def ir(request: Request, node: str, mode: str = Form(...), minutes: str = 
     return _page(request, node, await run_in_threadpool(_send, request, node, "ir", args, u))
 
 
+@router.post("/nodes/{node}/holds", response_class=HTMLResponse)
+async def holds(request: Request, node: str) -> HTMLResponse:
+    u = auth.need(request, "hold")
+    await auth.check_csrf(request)
+    if not _known(request, node):
+        return render(request, "error.html", {"title": "Not found", "message": ""}, status_code=404)
+    from starlette.concurrency import run_in_threadpool
+
+    return _page(request, node, await run_in_threadpool(_send, request, node, "holds", {}, u))
+
+
 @router.post("/nodes/{node}/hold", response_class=HTMLResponse)
 async def hold(request: Request, node: str, start: str = Form(""), end: str = Form(""),
-               name: str = Form("")) -> HTMLResponse:
+               name: str = Form(""), days: str = Form("30")) -> HTMLResponse:
     u = auth.need(request, "hold")
     await auth.check_csrf(request)
     if not _known(request, node):
@@ -133,8 +144,15 @@ async def hold(request: Request, node: str, start: str = Form(""), end: str = Fo
     if s is None or e is None or e <= s:
         return _page(request, node, {"name": "hold", "ok": False,
                                      "text": "give a start and a later end"}, 400)
+    try:
+        keep = int(days)
+    except ValueError:
+        keep = 0
+    if not 1 <= keep <= 365:
+        return _page(request, node, {"name": "hold", "ok": False, "text": "days: 1 to 365"}, 400)
     case = "".join(ch for ch in name if ch.isalnum() or ch in "-_ ")[:64].strip() or f"hold-{u.username}"
-    args = {"start": s.strftime("%Y-%m-%dT%H:%M:%SZ"), "end": e.strftime("%Y-%m-%dT%H:%M:%SZ"), "name": case}
+    args = {"start": s.strftime("%Y-%m-%dT%H:%M:%SZ"), "end": e.strftime("%Y-%m-%dT%H:%M:%SZ"), "name": case,
+            "owner": f"{u.display_name} ({u.username})", "days": keep}
     from starlette.concurrency import run_in_threadpool
 
     return _page(request, node, await run_in_threadpool(_send, request, node, "hold", args, u))

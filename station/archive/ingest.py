@@ -1,0 +1,425 @@
+"""Node messages → archive rows: validated, idempotent, merging.
+
+``Ingestor.apply(batch)`` takes ``(topic, payload)`` pairs as they came off the broker, writes
+them in one transaction, and returns the acknowledgements to publish *after* that commit
+(``Ack(node, leaf, body)``: ``ack/event`` ``{"id", "phase"}``, ``ack/snapshot`` ``{"id"}``).
+
+* **Events** are keyed by ``id``: the first message inserts the row, later ones merge — a
+  later phase (start < update < end) overwrites, an earlier or repeated one only fills what is
+  missing. A repeated ``id`` + ``phase`` (the node resends until it sees the ack) is counted
+  as a duplicate and acknowledged again; an ``id`` already archived for *another* node is
+  refused.
+* **Snapshots** are files named by their SHA-256 under ``media_dir``; the row references the
+  event (a snapshot that beats its event, or whose event never comes, is kept and counted
+  ``orphan_snapshot``).
+* **Heartbeats**: one row per node per minute, plus one at every change of faults.
+* **Status**: one row per transition (the retained message is not stored twice).
+* **Replies** complete the audit row of the command they answer (matched by request id).
+
+Bad input (not JSON, oversized, missing/ill-typed fields, a payload naming another node) is
+refused: counted in ``stats`` under a reason, logged once per (reason, node), never written.
+Thread: one caller at a time (the service's writer thread).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+
+from node.link import topics as t
+from station.archive.schema import (
+    PHASE_RANK,
+    commands,
+    events,
+    heartbeats,
+    lost_notices,
+    snapshots,
+    status_changes,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_JSON_BYTES = 64 * 1024
+MAX_SNAPSHOT_BYTES = 4 << 20
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,95}$")
+_NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_COLOUR = re.compile(r"^[a-z]{1,16}$")
+_SIDES = {"left", "right", "top", "bottom", "inside"}
+PHASE_BIT = {"start": 1, "update": 2, "end": 4}
+
+
+class Refused(ValueError):
+    """A message the archive does not take; ``reason`` is a short counter key."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Ack:
+    node: str
+    leaf: str  # "event" | "snapshot"
+    body: dict[str, str]
+
+
+@dataclass
+class Stats:
+    archived: Counter = field(default_factory=Counter)
+    duplicates: int = 0
+    refused: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"archived": dict(self.archived), "duplicates": self.duplicates,
+                "refused": dict(self.refused)}
+
+
+def parse_utc(value: Any, name: str) -> datetime:
+    """ISO 8601 with a zone (``Z`` or offset) → naive UTC."""
+    if not isinstance(value, str) or len(value) > 40:
+        raise Refused("bad_field", f"{name} must be an ISO 8601 time, got {value!r:.60}")
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Refused("bad_field", f"{name} is not an ISO 8601 time: {value!r:.60}") from None
+    if ts.tzinfo is None:
+        raise Refused("bad_field", f"{name} has no time zone: {value!r:.60}")
+    return ts.astimezone(UTC).replace(tzinfo=None)
+
+
+def _opt_str(p: dict, key: str, limit: int, pattern: re.Pattern | None = None) -> str | None:
+    v = p.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, str) or len(v) > limit or (pattern is not None and not pattern.match(v)):
+        raise Refused("bad_field", f"{key} must be a short string, got {v!r:.60}")
+    return v
+
+
+def _opt_num(p: dict, key: str) -> float | None:
+    v = p.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float) or v != v:
+        raise Refused("bad_field", f"{key} must be a number, got {v!r:.60}")
+    return float(v)
+
+
+def event_row(node: str, p: dict[str, Any]) -> dict[str, Any]:
+    """Validate an event payload; the columns it sets (``None``: not stated)."""
+    eid = p.get("id")
+    if not isinstance(eid, str) or not _ID.match(eid):
+        raise Refused("bad_field", f"id must match {_ID.pattern}, got {eid!r:.60}")
+    phase = p.get("phase")
+    if phase not in PHASE_RANK:
+        raise Refused("bad_field", f"phase must be start, update or end, got {phase!r:.20}")
+    kind = _opt_str(p, "kind", 16)
+    if not kind:
+        raise Refused("bad_field", "kind missing")
+    app = p.get("appearance") if isinstance(p.get("appearance"), dict) else {}
+    colours = app.get("colours") if isinstance(app.get("colours"), dict) else {}
+    row = {
+        "id": eid, "node": node, "kind": kind, "phase": phase,
+        "label": _opt_str(p, "label", 32) or "",
+        "start": parse_utc(p.get("start"), "start"),
+        "end": None if p.get("end") is None else parse_utc(p.get("end"), "end"),
+        "duration_s": _opt_num(p, "duration_s"),
+        "score": _opt_num(p, "score"),
+        "classes": p.get("classes") if isinstance(p.get("classes"), list) else None,
+        "box": p.get("box") if isinstance(p.get("box"), list) else None,
+        "snapshot": bool(p.get("snapshot")),
+        "colour_upper": _opt_str(colours, "upper", 16, _COLOUR),
+        "colour_lower": _opt_str(colours, "lower", 16, _COLOUR),
+        "colour_body": _opt_str(colours, "body", 16, _COLOUR),
+        "entry_side": _opt_str(app, "entry", 8),
+        "exit_side": _opt_str(app, "exit", 8),
+        "payload": p,
+    }
+    for side in ("entry_side", "exit_side"):
+        if row[side] is not None and row[side] not in _SIDES:
+            raise Refused("bad_field", f"{side} must be one of {sorted(_SIDES)}, got {row[side]!r}")
+    return row
+
+
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Columns to update when ``new`` (a validated event row) arrives for the archived ``old``."""
+    later = PHASE_RANK[new["phase"]] >= PHASE_RANK[old["phase"]]
+    out: dict[str, Any] = {}
+    for k, v in new.items():
+        if k in ("id", "node", "phase", "payload"):
+            continue
+        if v is None:
+            continue
+        if later or old.get(k) is None:
+            out[k] = v
+    if later:
+        out["phase"] = new["phase"]
+        out["payload"] = {**(old.get("payload") or {}), **new["payload"]}
+    out["phases"] = (old.get("phases") or 0) | PHASE_BIT[new["phase"]]
+    return out
+
+
+class Ingestor:
+    def __init__(self, engine: Engine, prefix: str, media_dir: Path, clock) -> None:
+        self.engine = engine
+        self.prefix = prefix
+        self.media_dir = Path(media_dir)
+        self.clock = clock
+        self.stats = Stats()
+        self._logged: set[tuple[str, str]] = set()
+        self._last_beat: dict[str, tuple[datetime, Any]] = {}
+        self._pg = engine.dialect.name == "postgresql"
+        #: events archived for the first time by the last :meth:`apply` (for the rules)
+        self.fresh: list[dict[str, Any]] = []
+
+    # -- public ------------------------------------------------------------------------
+    def apply(self, batch: Iterable[tuple[str, bytes]]) -> list[Ack]:
+        """Archive a batch in one transaction; on a database error retry message by message.
+
+        Raises ``OperationalError``/``InterfaceError`` (unreachable, locked): nothing of the batch
+        is written then, and the caller must not acknowledge it."""
+        items = list(batch)
+        self.fresh = []
+        try:
+            with self.engine.begin() as conn:
+                return [a for topic, data in items for a in self._one(conn, topic, data)]
+        except (OperationalError, InterfaceError):
+            raise  # the database is unreachable or busy: the caller keeps the batch and retries
+        except SQLAlchemyError as exc:
+            if len(items) == 1:
+                self._refuse("database", items[0][0], str(getattr(exc, "orig", exc)).splitlines()[0])
+                return []
+        acks: list[Ack] = []
+        fresh: list[dict[str, Any]] = []
+        for item in items:
+            acks += self.apply([item])
+            fresh += self.fresh
+        self.fresh = fresh
+        return acks
+
+    # -- dispatch ------------------------------------------------------------------------
+    def _one(self, conn, topic: str, data: bytes) -> list[Ack]:
+        try:
+            prefix, node, leaf = t.split_topic(topic)
+            if prefix != self.prefix or not _NODE.match(node):
+                raise Refused("bad_topic", "not <prefix>/<node id>/...")
+            if leaf.startswith("snapshot/"):
+                return self._snapshot(conn, node, leaf[len("snapshot/"):], data)
+            if leaf.startswith("clip/") and not leaf.endswith("/done"):
+                return []  # clip chunks belong to whoever asked for the clip
+            payload = self._json(data)
+            if leaf == "event":
+                return self._event(conn, node, payload)
+            if leaf == "heartbeat":
+                self._heartbeat(conn, node, payload)
+            elif leaf == "status":
+                self._status(conn, node, payload)
+            elif leaf == "lost":
+                self._lost(conn, node, payload)
+            elif leaf.startswith("cmd/"):
+                self._command(conn, node, leaf[4:], payload)
+            elif leaf.startswith("reply/") or leaf.endswith("/done"):
+                self._reply(conn, node, leaf, payload)
+            else:
+                raise Refused("unknown_topic", leaf)
+            return []
+        except Refused as exc:
+            self._refuse(exc.reason, topic, str(exc))
+            return []
+
+    def _refuse(self, reason: str, topic: str, detail: str) -> None:
+        self.stats.refused[reason] += 1
+        parts = topic.split("/")
+        key = (reason, parts[1] if len(parts) > 1 else topic)
+        if key not in self._logged:  # once per (reason, node): a flood does not flood the log
+            self._logged.add(key)
+            log.warning("refused message on %s (%s); further ones like it are only counted",
+                        topic, detail[:200])
+
+    def _json(self, data: bytes) -> dict[str, Any]:
+        if len(data) > MAX_JSON_BYTES:
+            raise Refused("oversized", f"{len(data)} bytes > {MAX_JSON_BYTES}")
+        try:
+            return t.decode(data, limit=MAX_JSON_BYTES)
+        except ValueError as exc:
+            raise Refused("malformed", str(exc)) from None
+
+    # -- events ------------------------------------------------------------------------------
+    def _event(self, conn, node: str, p: dict[str, Any]) -> list[Ack]:
+        row = event_row(node, p)
+        ack = [Ack(node, "event", {"id": row["id"], "phase": row["phase"]})]
+        now = self.clock.utc().replace(tzinfo=None)
+        stmt = select(events.c.node, events.c.phase, events.c.phases, events.c.payload,
+                      *[events.c[k] for k in row if k not in ("id", "node", "phase", "payload")]
+                      ).where(events.c.id == row["id"])
+        if self._pg:
+            stmt = stmt.with_for_update()
+        old = conn.execute(stmt).mappings().first()
+        if old is None:
+            snap = conn.execute(select(snapshots.c.sha256, snapshots.c.node)
+                                .where(snapshots.c.event_id == row["id"])).first()
+            ins = {**row, "phases": PHASE_BIT[row["phase"]], "messages": 1, "received": now,
+                   "snapshot_sha": snap.sha256 if snap is not None and snap.node == node else None}
+            if self._insert_event(conn, ins):
+                self.stats.archived["event"] += 1
+                self.fresh.append({k: row[k] for k in ("id", "node", "kind", "label", "start")})
+                return ack
+            old = conn.execute(stmt).mappings().first()  # another service inserted it just now
+        old = dict(old)
+        if old["node"] != node:
+            raise Refused("foreign_id", f"event {row['id']} is archived for node {old['node']}")
+        if old["phases"] & PHASE_BIT[row["phase"]] and row["phase"] != "update":
+            self.stats.duplicates += 1
+            return ack
+        changes = merge(old, row)
+        conn.execute(update(events).where(events.c.id == row["id"])
+                     .values(**changes, messages=events.c.messages + 1))
+        self.stats.archived["event"] += 1
+        return ack
+
+    def _insert_event(self, conn, values: dict[str, Any]) -> bool:
+        if self._pg:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt = pg_insert(events).values(**values).on_conflict_do_nothing().returning(events.c.id)
+            return conn.execute(stmt).first() is not None
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(events).values(**values))
+            return True
+        except IntegrityError:
+            return False
+
+    # -- snapshots -------------------------------------------------------------------------
+    def _snapshot(self, conn, node: str, event_id: str, data: bytes) -> list[Ack]:
+        if not _ID.match(event_id):
+            raise Refused("bad_topic", f"snapshot id {event_id!r:.60}")
+        if len(data) > MAX_SNAPSHOT_BYTES:
+            raise Refused("oversized", f"snapshot of {len(data)} bytes > {MAX_SNAPSHOT_BYTES}")
+        if not data.startswith(b"\xff\xd8"):
+            raise Refused("malformed", "snapshot is not a JPEG")
+        ack = [Ack(node, "snapshot", {"id": event_id})]
+        have = conn.execute(select(snapshots.c.node, snapshots.c.sha256)
+                            .where(snapshots.c.event_id == event_id)).first()
+        sha = hashlib.sha256(data).hexdigest()
+        if have is not None:
+            if have.node != node:
+                raise Refused("foreign_id", f"snapshot {event_id} is archived for node {have.node}")
+            self.stats.duplicates += 1
+            return ack
+        ev = conn.execute(select(events.c.node).where(events.c.id == event_id)).first()
+        if ev is not None and ev.node != node:
+            raise Refused("foreign_id", f"event {event_id} is archived for node {ev.node}")
+        self._write_media(sha, data)
+        conn.execute(insert(snapshots).values(event_id=event_id, node=node, sha256=sha, bytes=len(data),
+                                              received=self.clock.utc().replace(tzinfo=None)))
+        if ev is None:
+            self.stats.refused["orphan_snapshot"] += 1  # kept: its event may still come
+        else:
+            conn.execute(update(events).where(events.c.id == event_id).values(snapshot_sha=sha))
+        self.stats.archived["snapshot"] += 1
+        return ack
+
+    def snapshot_path(self, sha: str) -> Path:
+        return self.media_dir / sha[:2] / f"{sha}.jpg"
+
+    def _write_media(self, sha: str, data: bytes) -> None:
+        path = self.snapshot_path(sha)
+        if path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+
+    # -- heartbeats, status, replies ---------------------------------------------------------
+    def _claimed_node(self, node: str, p: dict[str, Any]) -> None:
+        claimed = p.get("node_id")
+        if claimed is not None and claimed != node:
+            raise Refused("foreign_id", f"payload of node {claimed!r:.64} on {node}'s topic")
+
+    def _heartbeat(self, conn, node: str, p: dict[str, Any]) -> None:
+        self._claimed_node(node, p)
+        utc = parse_utc(p.get("utc"), "utc")
+        faults = p.get("faults") if isinstance(p.get("faults"), dict) else {}
+        minute = utc.replace(second=0, microsecond=0)
+        last = self._last_beat.get(node)
+        if last is not None and last[0] == minute and last[1] == faults:
+            return
+        self._last_beat[node] = (minute, faults)
+        conn.execute(insert(heartbeats).values(node=node, utc=utc, faults=faults, payload=p))
+        self.stats.archived["heartbeat"] += 1
+
+    def _status(self, conn, node: str, p: dict[str, Any]) -> None:
+        state = p.get("state")
+        if state not in ("online", "offline"):
+            raise Refused("bad_field", f"state must be online or offline, got {state!r:.20}")
+        utc = parse_utc(p.get("utc"), "utc")
+        reason = _opt_str(p, "reason", 64) or ""
+        seen = conn.execute(select(status_changes.c.id).where(
+            status_changes.c.node == node, status_changes.c.utc == utc,
+            status_changes.c.state == state)).first()
+        if seen is None:
+            conn.execute(insert(status_changes).values(
+                node=node, utc=utc, state=state, reason=reason,
+                received=self.clock.utc().replace(tzinfo=None)))
+            self.stats.archived["status"] += 1
+
+    def _lost(self, conn, node: str, p: dict[str, Any]) -> None:
+        notice = p.get("id")
+        count = p.get("count")
+        if not isinstance(notice, str) or not _ID.match(notice) or not isinstance(count, int):
+            raise Refused("bad_field", "a lost notice needs an id and a count")
+        seen = conn.execute(select(lost_notices.c.id).where(lost_notices.c.node == node,
+                                                            lost_notices.c.notice == notice)).first()
+        if seen is None:
+            conn.execute(insert(lost_notices).values(node=node, notice=notice, count=count, payload=p,
+                                                     received=self.clock.utc().replace(tzinfo=None)))
+            self.stats.archived["lost"] += 1
+            log.warning("node %s dropped %d queued message(s) (%s)", node, count, notice)
+        else:
+            self.stats.duplicates += 1
+
+    def _command(self, conn, node: str, name: str, p: dict[str, Any]) -> None:
+        """A command someone sent to a node (console, technician, rule): what, to whom, when —
+        and who, when the sender names itself (``actor``). One row per request id."""
+        if not re.fullmatch(r"[a-z][a-z_]{0,31}", name):
+            raise Refused("bad_topic", f"command name {name!r:.40}")
+        request = p.get("id") if isinstance(p.get("id"), str) else None
+        if request:
+            seen = conn.execute(select(commands.c.id).where(commands.c.node == node,
+                                                            commands.c.request == request[:64])).first()
+            if seen is not None:  # the sender wrote its own audit row (evidence, rules)
+                return
+        actor = p.get("actor") if isinstance(p.get("actor"), str) else ""
+        conn.execute(insert(commands).values(request=(request or "")[:64] or None, node=node, command=name,
+                                             actor=actor[:64], args=p,
+                                             sent=self.clock.utc().replace(tzinfo=None)))
+        self.stats.archived["command"] += 1
+
+    def _reply(self, conn, node: str, leaf: str, p: dict[str, Any]) -> None:
+        name = leaf.split("/", 1)[1] if leaf.startswith("reply/") else "clip"
+        request = p.get("id") if isinstance(p.get("id"), str) else None
+        if leaf.startswith("clip/"):
+            request = leaf.split("/")[1]
+        now = self.clock.utc().replace(tzinfo=None)
+        if request:
+            res = conn.execute(update(commands).where(
+                commands.c.node == node, commands.c.request == request[:64],
+                commands.c.reply.is_(None)).values(reply=p, replied=now))
+            if res.rowcount:
+                self.stats.archived["reply"] += 1
+                return
+        conn.execute(insert(commands).values(request=(request or "")[:64] or None, node=node,
+                                             command=name[:32], actor="", reply=p, replied=now))
+        self.stats.archived["reply"] += 1

@@ -1,0 +1,110 @@
+"""The poles the station knows: imported from provisioning's ``inventory.csv``, edited by hand.
+
+``inventory.csv`` (written by ``camnode-provision node``) has ``node_id, name, broker,
+signing_public_key, provisioned_utc``; the ward adds the columns it knows — ``site``, ``pole``,
+``address``, ``lat``, ``lon``, ``facing_deg`` (compass bearing the camera looks along) and
+``neighbours`` (ids separated by spaces or ``;``) — in the same file or later with
+``camnode-station inventory set``. A later line for the same node wins (re-provisioning
+issues a new key); columns a line leaves empty keep what the station has.
+
+The public key recorded here is the one evidence is verified against (never a key carried in
+a clip's manifest).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+
+from station.archive.schema import nodes
+
+EDITABLE = ("site", "pole", "address", "lat", "lon", "facing_deg", "neighbours", "pubkey")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class InventoryError(ValueError):
+    """A line or value the inventory cannot take; says which and why."""
+
+
+def parse_fields(raw: dict[str, str], where: str) -> dict[str, Any]:
+    """Text values (CSV cells, command-line options) → column values; empty cells are skipped."""
+    out: dict[str, Any] = {}
+    for key in ("site", "pole", "address"):
+        if raw.get(key):
+            out[key] = raw[key].strip()
+    for key, lo, hi in (("lat", -90, 90), ("lon", -180, 180), ("facing_deg", 0, 360)):
+        if raw.get(key) not in (None, ""):
+            try:
+                v = float(raw[key])
+            except ValueError:
+                raise InventoryError(f"{where}: {key} must be a number, got {raw[key]!r}") from None
+            if not lo <= v <= hi:
+                raise InventoryError(f"{where}: {key} must be within {lo}..{hi}, got {v}")
+            out[key] = v % 360 if key == "facing_deg" else v
+    if raw.get("neighbours") not in (None, ""):
+        ids = [x for x in re.split(r"[;\s,]+", raw["neighbours"].strip()) if x]
+        bad = [x for x in ids if not _ID.match(x)]
+        if bad:
+            raise InventoryError(f"{where}: neighbours: not node ids: {', '.join(bad)}")
+        out["neighbours"] = ids
+    key = raw.get("signing_public_key") or raw.get("pubkey")
+    if key:
+        key = key.strip()
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", key) and "BEGIN PUBLIC KEY" not in key:
+            raise InventoryError(f"{where}: public key must be 64 hex digits (Ed25519) or PEM")
+        out["pubkey"] = key
+    return out
+
+
+def upsert(engine: Engine, node_id: str, fields: dict[str, Any], now: datetime) -> str:
+    """Create or update one node; returns ``added``, ``updated`` or ``unchanged``."""
+    if not _ID.match(node_id):
+        raise InventoryError(f"not a node id: {node_id!r}")
+    with engine.begin() as conn:
+        old = conn.execute(select(nodes).where(nodes.c.id == node_id)).mappings().first()
+        if old is None:
+            blank = {"site": "", "pole": "", "address": "", "neighbours": [], "pubkey": ""}
+            conn.execute(insert(nodes).values(**{**blank, **fields, "id": node_id, "updated": now}))
+            return "added"
+        changes = {k: v for k, v in fields.items() if old[k] != v}
+        if not changes:
+            return "unchanged"
+        conn.execute(update(nodes).where(nodes.c.id == node_id).values(**changes, updated=now))
+        return "updated"
+
+
+def import_csv(engine: Engine, path: str | Path, now: datetime) -> dict[str, int]:
+    """Import provisioning's inventory (plus the ward's columns). Validates every line first:
+    a bad line changes nothing and names its line number."""
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or "node_id" not in reader.fieldnames:
+                raise InventoryError(f"{path}: no node_id column (is this provisioning's inventory.csv?)")
+            parsed = [(line.get("node_id", "").strip(), parse_fields(line, f"{path}:{n}"), n)
+                      for n, line in enumerate(reader, start=2)]
+    except OSError as exc:
+        raise InventoryError(f"{path}: {exc.strerror or exc}") from None
+    for node_id, _, n in parsed:
+        if not _ID.match(node_id):
+            raise InventoryError(f"{path}:{n}: not a node id: {node_id!r}")
+    counts = {"added": 0, "updated": 0, "unchanged": 0}
+    for node_id, fields, _ in parsed:
+        counts[upsert(engine, node_id, fields, now)] += 1
+    return counts
+
+
+def list_nodes(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(nodes).order_by(nodes.c.id))]
+
+
+def get_node(engine: Engine, node_id: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(nodes).where(nodes.c.id == node_id)).mappings().first()
+    return None if row is None else dict(row)

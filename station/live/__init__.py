@@ -1,0 +1,1 @@
+"""Live view at the station: the media relay's supervisor, stream credentials, live sessions."""

@@ -1,0 +1,44 @@
+"""Stream credentials: one secret at the station, one password per node derived from it.
+
+A node's stream password is ``HMAC-SHA256(secret, "node:" + id)``: provisioning computes it for
+the node's ``[live] password_file``, the relay for its publisher account, and nothing has to
+keep a list of passwords in step. The relay's readers (the station's console, a VMS) use the
+viewer account ``station`` with ``HMAC(secret, "viewer:station")``. The secret lives in
+``<station dir>/live-secret`` (mode 0600, created on first use).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+VIEWER = "station"
+
+
+def station_dir(given: str | None = None) -> Path:
+    return Path(given or os.environ.get("CAMNODE_STATION_DIR") or "var/station")
+
+
+def load_secret(directory: Path) -> bytes:
+    path = directory / "live-secret"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+def _derive(secret: bytes, label: str) -> str:
+    return hmac.new(secret, label.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def node_password(secret: bytes, node_id: str) -> str:
+    return _derive(secret, f"node:{node_id}")
+
+
+def viewer_password(secret: bytes, user: str = VIEWER) -> str:
+    return _derive(secret, f"viewer:{user}")

@@ -1,0 +1,70 @@
+"""The WebRTC side of the relay: Debian's Janus gateway, configured for the poles.
+
+Janus's streaming plugin takes each pole's H.264 as RTP on a loopback port (fed by the RTSP
+relay's pipeline, :mod:`node.live.gst_rtsp`) and plays it to browsers over WebRTC without
+decoding. Every API call needs the ``api_secret`` and every mount point its ``pin`` (both the
+browser key derived from the station secret): nothing plays anonymously. Only the streaming
+plugin and the HTTP transport are loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from station.live.credentials import viewer_password
+
+LIBDIR = Path("/usr/lib/x86_64-linux-gnu/janus")
+JANUS = "/usr/bin/janus"
+BROWSER_USER = "browser"
+OTHER_PLUGINS = ("audiobridge", "duktape", "echotest", "lua", "nosip", "recordplay", "sip", "textroom",
+                 "videocall", "videoroom", "voicemail")
+OTHER_TRANSPORTS = ("websockets", "pfunix", "mqtt", "nanomsg", "rabbitmq")
+
+
+def libdir() -> Path:
+    for cand in (LIBDIR, *Path("/usr/lib").glob("*-linux-gnu*/janus")):
+        if (cand / "plugins" / "libjanus_streaming.so").exists():
+            return cand
+    return LIBDIR
+
+
+def browser_key(secret: bytes) -> str:
+    return viewer_password(secret, BROWSER_USER)
+
+
+def mount_id(node: str, stream: str) -> str:
+    return f"{node}-{stream}"
+
+
+def write_config(folder: Path, streams: list[dict], secret: bytes, *, http_port: int, listen: str) -> None:
+    """Janus's three configuration files for ``streams`` (the relay's stream list)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lib = libdir()
+    key = browser_key(secret)
+    loopback = listen.startswith("127.")
+    (folder / "janus.jcfg").write_text(
+        "general: {\n"
+        f'  configs_folder = "{folder}"\n  plugins_folder = "{lib}/plugins"\n'
+        f'  transports_folder = "{lib}/transports"\n  events_folder = "{lib}/events"\n'
+        f'  loggers_folder = "{lib}/loggers"\n  debug_level = 3\n  api_secret = "{key}"\n'
+        "}\n"
+        "media: {\n  rtp_port_range = \"20000-40000\"\n}\n"
+        "nat: {\n  nice_debug = false\n" + ('  ice_enforce_list = "lo"\n' if loopback else "") + "}\n"
+        "plugins: {\n  disable = \"" + ",".join(f"libjanus_{p}.so" for p in OTHER_PLUGINS) + "\"\n}\n"
+        "transports: {\n  disable = \"" + ",".join(f"libjanus_{t}.so" for t in OTHER_TRANSPORTS) + "\"\n}\n"
+        "events: {\n  broadcast = false\n}\n")
+    (folder / "janus.transport.http.jcfg").write_text(
+        "general: {\n  json = \"compact\"\n  base_path = \"/janus\"\n  http = true\n"
+        f"  port = {http_port}\n  ip = \"{listen}\"\n  https = false\n}}\n"
+        "admin: {\n  admin_http = false\n}\ncors: {\n}\n")
+    mounts = ["general: {\n  string_ids = true\n}\n"]
+    for n, st in enumerate(streams):
+        mid = mount_id(st["node"], st["stream"])
+        mounts.append(  # section names are libconfig identifiers: the id is a value
+            f'mount{n}: {{\n  type = "rtp"\n  id = "{mid}"\n  description = "{st["node"]} {st["stream"]}"\n'
+            f'  video = true\n  videoport = {st["udp"][1]}\n  videoiface = "127.0.0.1"\n  videopt = 96\n'
+            '  videocodec = "h264"\n  videofmtp = "profile-level-id=42e01f;packetization-mode=1"\n'
+            f'  pin = "{key}"\n  secret = "{key}"\n}}\n')
+    (folder / "janus.plugin.streaming.jcfg").write_text("".join(mounts))
+    for f in folder.glob("*.jcfg"):
+        f.chmod(0o600)
