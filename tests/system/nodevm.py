@@ -155,6 +155,7 @@ def install(work: Path) -> tuple[Installed, Broker]:
         vm.start()
         station.wait("heartbeat", after=t0, timeout=900)
         second = time.monotonic() - t0
+        vm.wait_ready(300)
     except BaseException:
         broker.stop()
         raise
@@ -176,6 +177,7 @@ def _resume(prev: Path, work: Path) -> tuple[Installed, Broker]:
         t0 = time.monotonic()
         vm.start()
         station.wait("heartbeat", after=t0, timeout=900)
+        vm.wait_ready(300)
     except BaseException:
         broker.stop()
         raise

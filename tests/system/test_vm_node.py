@@ -127,6 +127,7 @@ def test_power_cuts_while_recording(node, tmp_path):
         assert not camp.problems, camp.problems
         node.vm.start()
     node.station.wait("heartbeat", after=time.monotonic(), timeout=900)
+    node.vm.wait_ready(300)
     losses = sorted(camp.losses_s)
     print(f"\n{CUTS} power cuts: {camp.segments} segments, {camp.recovered} recovered, "
           f"{camp.removed_parts} .part removed; footage lost per cut median "

@@ -159,15 +159,15 @@ class VM:
         """Run a shell command in the guest as root; (exit status, output)."""
         s = self._connect(timeout)
         self._seq += 1
-        end = f"@@END{self._seq}@@"
-        # the marker is split so that the tty's echo of the command line never matches it
-        half = len(end) // 2
-        line = f"stty -echo 2>/dev/null; ( {command} ) 2>&1; echo \"{end[:half]}\"\"{end[half:]}\" $?\n"
+        beg, end = f"@@BEG{self._seq}@@", f"@@END{self._seq}@@"
+        # the markers are printed split in two so that the tty's echo of the line never matches them
+        line = (f"stty -echo 2>/dev/null; echo \"{beg[:5]}\"\"{beg[5:]}\"; ( {command} ) 2>&1; "
+                f"echo \"{end[:5]}\"\"{end[5:]}\" $?\n")
         s.sendall(line.encode())
         buf = b""
         deadline = time.monotonic() + timeout
         s.settimeout(1.0)
-        rx = re.compile(re.escape(end).encode() + rb" (\d+)")
+        rx = re.compile(re.escape(beg).encode() + rb"\r?\n(.*?)" + re.escape(end).encode() + rb" (\d+)", re.S)
         while time.monotonic() < deadline:
             try:
                 chunk = s.recv(65536)
@@ -178,10 +178,8 @@ class VM:
             buf += chunk
             m = rx.search(buf)
             if m:
-                out = buf[:m.start()].decode(errors="replace").replace("\r\n", "\n")
-                if command in out:  # the echo of our own line, before stty took effect
-                    out = out.split("\n", 1)[1] if "\n" in out else ""
-                return int(m.group(1)), out.strip()
+                out = m.group(1).decode(errors="replace").replace("\r\n", "\n")
+                return int(m.group(2)), out.strip()
         raise AssertionError(f"guest command {command!r} did not finish in {timeout:.0f} s; got "
                              f"{buf[-500:]!r}; console:\n{self.tail()}")
 
