@@ -156,7 +156,7 @@ def _refuse_retired(node_dir: Path) -> None:
 
 
 def write_node_files(image: Path, node_dir: Path, *, wheels: Path,
-                     python: str = PYTHON) -> tuple[list[str], bool]:
+                     python: str = PYTHON, arch: str = "aarch64") -> tuple[list[str], bool]:
     """Check that the card would boot into a running node (node folder complete, wheels that
     install for the board), then copy the node's files, ``firstboot.sh``, models and wheels into
     ``::/camnode/`` and hook the script into ``cmdline.txt`` when the image has one.
@@ -164,7 +164,7 @@ def write_node_files(image: Path, node_dir: Path, *, wheels: Path,
     if not str(image).startswith("/dev/") and not image.is_file():
         raise ProvisionError(f"--image {image}: no such file (the board's OS image, or the card's device)")
     detect = check_node_dir_complete(node_dir)
-    check_wheels(wheels, detect=detect, python=python)
+    check_wheels(wheels, detect=detect, python=python, arch=arch)
     _refuse_mounted(image)
     target = f"{image}@@{fat_offset(image)}"
     (node_dir / "firstboot.sh").write_text(FIRSTBOOT)
