@@ -317,6 +317,10 @@ class DetectSection:
         0.15, "When motion regions are too many for crops and all smaller than this fraction "
         "of the short side, the model looks at the 2x2 tiles holding them, not the whole "
         "frame (0: whole frame).", unit="fraction", minimum=0.0, maximum=1.0)
+    min_crop: float = setting(
+        0.25, "Smallest crop around a motion region, as a fraction of the frame's short side: "
+        "smaller shows a small person larger to the model (0.35 before issue 14).",
+        unit="fraction", minimum=0.05, maximum=1.0)
     max_calls_s: float = setting(
         10.0, "Inference budget: at most this many model calls (crops, tiles) in any second; "
         "0: no limit. A Pi 4 spends about 0.14 s a call.", unit="1/s", minimum=0.0, maximum=100.0)
