@@ -18,12 +18,10 @@ INVENTORY = ("node_id,name,lat,lon,address,neighbours\n"
 
 def demo_users(db_url: str) -> list[tuple[str, str, str]]:
     """(user, password, role) of the demo accounts, created or given new passwords."""
-    from station.console import tables
-    from station.console.run import make_engine
+    from station.console.run import open_db
     from station.console.users import create_user, get_user, set_password
 
-    engine = make_engine(db_url)
-    tables.create(engine)
+    engine = open_db(db_url)
     out = []
     for name, role, display in DEMO_USERS:
         pw = secrets.token_urlsafe(9)

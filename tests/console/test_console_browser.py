@@ -88,7 +88,7 @@ def test_node_page_charts_heartbeats(ward, drv):
     screenshot(drv, "04-node-operator")
     drv.find_element(By.CSS_SELECTOR, '#hold-form input[name="name"]').send_keys("vu-viec-17")
     drv.find_element(By.ID, "hold-apply").click()
-    res = drv.find_element(By.ID, "cmd-result")
+    res = wait_until(lambda: drv.find_elements(By.ID, "cmd-result"), 30)[0]  # the node's answer
     assert "ok" in res.get_attribute("class"), res.text  # the real node accepted the legal hold
     drv.find_element(By.ID, "holds").click()
     table = wait_until(lambda: drv.find_elements(By.ID, "holds-table"), 20)
@@ -110,7 +110,7 @@ def test_technician_sets_ir_but_cannot_open_footage(ward, drv):
     m.clear()
     m.send_keys("20")
     drv.find_element(By.ID, "ir-apply").click()
-    res = drv.find_element(By.ID, "cmd-result")
+    res = wait_until(lambda: drv.find_elements(By.ID, "cmd-result"), 30)[0]
     assert "ok" in res.get_attribute("class"), res.text
     assert '"mode": "night"' in res.text or "night" in res.text
     screenshot(drv, "05-node-technician-ir")
