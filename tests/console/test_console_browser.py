@@ -205,11 +205,15 @@ def test_admin_reads_the_audit_log_in_english(ward, drv):
     browser_login(drv, console.url, "adm")
     drv.find_element(By.CSS_SELECTOR, 'button.lang[value="en"]').click()
     drv.get(console.url + "/admin/audit")
-    screenshot(drv, "07-audit-en")
     table = drv.find_element(By.ID, "audit-table").text
-    assert "refused:footage" in table and "tech" in table and "view:snapshot" in table
-    assert "Refused" in table
+    assert "refused:footage" in table and "tech" in table and "Refused" in table
     screenshot(drv, "07-audit-en")
+    # the filters: who looked at which picture
+    drv.find_element(By.CSS_SELECTOR, 'form.filters input[name="action"]').send_keys("view:snapshot")
+    drv.find_element(By.CSS_SELECTOR, "form.filters button").click()
+    assert wait_until(lambda: "action=view" in drv.current_url, 10)
+    rows = drv.find_elements(By.CSS_SELECTOR, "#audit-table tbody tr")
+    assert rows and all("view:snapshot" in r.text and " op " in f" {r.text} " for r in rows)
     drv.get(console.url + "/admin/users")
     assert "Trần Thị Bình" in drv.page_source
     screenshot(drv, "08-users-en")
