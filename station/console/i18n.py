@@ -156,6 +156,7 @@ VI: dict[str, str] = {
     "Timeline": "Dòng thời gian",
     "min": "phút",
     "Keep for days": "Giữ trong số ngày",
+    "Older": "Cũ hơn",
     "No pole is online.": "Không có cột nào trực tuyến.",
     "The pole refused": "Cột từ chối",
     "Expires": "Hết hạn",
