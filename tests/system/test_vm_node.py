@@ -102,13 +102,21 @@ def test_watchdog_restarts_a_hung_node_and_the_station_sees_it_return(node):
 
 
 def _rdump(card: Path, dest: Path) -> Path:
-    """The store as it is on the card after the cut, read without mounting (debugfs)."""
-    root_offset = (BOOT_START + BOOT_MB * 2048) * SECTOR
+    """The store as the next boot will find it, read without mounting: the root partition copied
+    out of the card, its journal replayed (what the kernel does when it mounts it; debugfs alone
+    would show the metadata as it was before the journal's last commits), then ``debugfs rdump``.
+    The card itself is left as the cut left it, for the guest's own recovery."""
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
-    r = subprocess.run(["debugfs", "-R", f"rdump {STORE} {dest}", f"{card}?offset={root_offset}"],
-                       capture_output=True, text=True)
+    part = dest / "root.ext4"
+    start = (BOOT_START + BOOT_MB * 2048) * SECTOR
+    subprocess.run(["dd", f"if={card}", f"of={part}", "bs=4M", f"skip={start}", "iflag=skip_bytes",
+                    "conv=sparse", "status=none"], check=True)
+    r = subprocess.run(["e2fsck", "-E", "journal_only", "-y", str(part)], capture_output=True, text=True)
+    assert r.returncode in (0, 1), f"e2fsck: {r.returncode} {r.stdout} {r.stderr}"
+    r = subprocess.run(["debugfs", "-R", f"rdump {STORE} {dest}", str(part)], capture_output=True, text=True)
     assert r.returncode == 0 and (dest / "recordings").is_dir(), r.stderr
+    part.unlink()
     return dest / "recordings"
 
 
