@@ -84,7 +84,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from node.demo import run_demo
 
     return run_demo(storage=args.storage, heartbeat_s=args.heartbeat_s, model_dir=args.model_dir,
-                    source=args.source)
+                    source=args.source, console_listen=args.console_listen)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model-dir", default="",
                       help="directory holding ssd_mobilenet_v1_coco_quant.tflite and coco_labels.txt "
                       "(person detection); without it the demo runs motion detection only")
+    demo.add_argument("--console-listen", default="127.0.0.1:8080",
+                      help="HOST:PORT of the demo's web console")
     demo.add_argument("--source", default="synthetic",
                       help="camera.source for the demo (default: the built-in street scene)")
     demo.set_defaults(func=_cmd_demo)

@@ -77,7 +77,9 @@ def _file_fps(source: str) -> float | None:
 
 
 def run_demo(storage: str = "var/demo", heartbeat_s: float = 3.0, model_dir: str = "",
-             source: str = "synthetic") -> int:
+             source: str = "synthetic", console_listen: str = "127.0.0.1:8080") -> int:
+    """0 after Ctrl-C; 1 with a one-line reason on stderr when the node or the station side ended
+    by itself or the console could not start."""
     from station.watch import HEARTBEAT_LEGEND, Watcher
 
     stop = threading.Event()
@@ -100,15 +102,23 @@ def run_demo(storage: str = "var/demo", heartbeat_s: float = 3.0, model_dir: str
         watcher = Watcher("127.0.0.1", broker.port, "camnode", out=sys.stdout,
                           snapshot_dir=snapshots)
         watcher.start()
+        from station.console.demo import DemoError, last_line
         from station.console.demo import start as start_console
 
-        console = start_console(broker.port, Path(storage),
-                                live_url=relay.page_template() if relay is not None else "")
+        console = None
+        failed = ""
         try:
-            while not stop.wait(0.5):
+            console = start_console(broker.port, Path(storage), listen=console_listen,
+                                    live_url=relay.page_template() if relay is not None else "",
+                                    station_dir=str(relay.state_dir) if relay is not None else "")
+        except DemoError as exc:
+            failed = str(exc)
+        try:
+            while not failed and not stop.wait(0.5):
                 if node.poll() is not None:
-                    print(f"demo: node exited with code {node.returncode}", flush=True)
-                    break
+                    failed = f"node exited with code {node.returncode}: {last_line(log_path) or 'no output'}"
+                elif console is not None and (dead := console.dead()):
+                    failed = dead
         finally:
             if node.poll() is None:
                 node.send_signal(signal.SIGTERM)
@@ -120,7 +130,11 @@ def run_demo(storage: str = "var/demo", heartbeat_s: float = 3.0, model_dir: str
             watcher.stop()
             if relay is not None:
                 relay.stop()
-            console.terminate()
-            console.wait(10)
+            if console is not None:
+                console.terminate()
+                console.wait(10)
             log_file.close()
+    if failed:
+        print(f"camnode demo: {failed}", file=sys.stderr, flush=True)
+        return 1
     return 0

@@ -75,6 +75,7 @@ def examine(cfg: Config, source: str = "<config>", base_dir: str | None = None, 
                         "motion detection only)")
                 else:
                     warnings.append(f"detect.{field}: {p} not found: motion detection only")
+    _rtsp_server_password(cfg.live.serve_port, cfg.live.serve_password_file, err)
     src = cfg.camera.source
     if _is_local_file(src) and not Path(src.removeprefix("file://")).is_file():
         err("camera.source", f"{src}: no such file")
@@ -113,6 +114,30 @@ def _storage(path: str, err) -> None:
         err("storage.path", f"{probe} is on a read-only file system")
     elif not os.access(probe, os.W_OK | os.X_OK):
         err("storage.path", f"{probe} is not writable by this user")
+
+
+#: shortest password the node's own RTSP server accepts (provisioning writes 32+ characters)
+MIN_SERVE_PASSWORD = 16
+
+
+def _rtsp_server_password(port: int, path: str, err) -> None:
+    """The node's own RTSP server listens on the LAN: never without a real password."""
+    if not port:
+        return
+    field = "live.serve_password_file"
+    if not path:
+        err(field, "required when live.serve_port is set (the RTSP server plays to no one without it)")
+        return
+    try:
+        password = Path(path).read_text().strip()
+    except OSError as exc:
+        err(field, f"{path}: {exc.strerror or exc}")
+        return
+    except UnicodeDecodeError:
+        err(field, f"{path} is not text")
+        return
+    if len(password) < MIN_SERVE_PASSWORD or len(set(password)) < 4:
+        err(field, f"{path}: the password must be at least {MIN_SERVE_PASSWORD} characters, not trivial")
 
 
 def _signing_key(path: str, err, warnings: list[str]) -> None:

@@ -168,7 +168,8 @@ def _cmd_console(args: argparse.Namespace) -> int:
         db=args.db, connection=connection_from_args(args), listen_host=host or "127.0.0.1",
         listen_port=int(port), secret_file=args.secret_file, inventory=args.inventory, tz=args.tz,
         media=args.media, cases=args.cases,
-        tile_url=args.tile_url, live_url=args.live_url))
+        tile_url=args.tile_url, live_url=args.live_url, station_dir=args.station_dir or "",
+        https_only=args.https_only))
 
 
 def _cmd_console_user(args: argparse.Namespace) -> int:
@@ -255,7 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="inventory CSV to import into the archive (node_id, pole, lat, lon, neighbours...)")
     co.add_argument("--tz", default="Asia/Ho_Chi_Minh", help="the ward's time zone (times are stored UTC)")
     co.add_argument("--tile-url", default="", help="optional map tiles, e.g. http://tiles.local/{z}/{x}/{y}.png")
-    co.add_argument("--live-url", default="", help="the media relay's page of one pole ({node}, {stream})")
+    co.add_argument("--live-url", default="", help="the media relay's page of one pole ({node}, {stream}), "
+                    "without a key: the console adds the browser key from the station directory")
+    co.add_argument("--station-dir", default=None, help="station state holding live-secret (default "
+                    "$CAMNODE_STATION_DIR, else var/station)")
+    co.add_argument("--https-only", action="store_true",
+                    help="mark the session cookie Secure (behind a TLS-terminating proxy)")
     co.set_defaults(func=_cmd_console)
 
     cu = sub.add_parser("console-user",

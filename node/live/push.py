@@ -177,6 +177,9 @@ class RtspPush:
                 pkt = self._next()
         except Exception as exc:  # av.error.* (refused, auth, reset, timeout) — end cleanly
             reason = f"push ended: {type(exc).__name__}: {exc}".replace(self.url, "<relay>")
+            if self._cut and not isinstance(exc, LinkStalled):  # the muxer failed on the socket we shut
+                reason = (f"push ended: LinkStalled: link to the relay stalled for {self._timeout_s:g} s "
+                          f"({type(exc).__name__})")
             log.warning("live %s %s", self.stream, reason)
         finally:
             if container is not None:

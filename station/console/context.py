@@ -37,6 +37,9 @@ class Console:
     tile_url: str = ""
     #: the media relay's browser page of one pole: ``{node}`` and ``{stream}`` are filled in
     live_url: str = ""
+    #: Janus's browser key, read from the station's secret file; added to the player page's URL
+    #: only for users with the ``live`` permission
+    live_key: str = ""
     https_only: bool = False
     #: the station's archive (``archive_view.ArchiveView``): search, trace, snapshots, history
     archive: Any = None

@@ -37,6 +37,8 @@ class Settings:
     tz: str = "Asia/Ho_Chi_Minh"
     tile_url: str = ""
     live_url: str = ""
+    #: the station's state directory holding ``live-secret`` (default: as ``camnode-station relay``)
+    station_dir: str = ""
     command_timeout_s: float = 10.0
     https_only: bool = False
 
@@ -54,6 +56,19 @@ def read_secret(path: Path) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(key + "\n")
     return key
+
+
+def live_key(settings: Settings) -> str:
+    """Janus's browser key, from the station's 0600 secret file (never from a command line);
+    '' when the console embeds no live view."""
+    if not settings.live_url:
+        return ""
+    from station.live.credentials import load_secret, station_dir
+    from station.live.janus import browser_key
+
+    if "#" in settings.live_url or "key=" in settings.live_url:
+        raise ValueError("--live-url carries no key: the console reads it from the station directory")
+    return browser_key(load_secret(station_dir(settings.station_dir or None)))
 
 
 def open_db(url: str) -> sa.Engine:
@@ -102,7 +117,7 @@ def build(settings: Settings, clock: Any = None):
     console = Console(engine=engine, live=live, clock=clock, ward=WardTime(settings.tz),
                       poles=archive.poles, command=command, archive=archive, cases=cases,
                       secret_key=read_secret(Path(settings.secret_file)), tile_url=settings.tile_url,
-                      live_url=settings.live_url, https_only=settings.https_only)
+                      live_url=settings.live_url, live_key=live_key(settings), https_only=settings.https_only)
     return create_app(console), bridge.start()
 
 

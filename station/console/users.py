@@ -130,6 +130,13 @@ def set_password(engine: sa.Engine, username: str, password: str) -> None:
         raise UserError(f"no user {username!r}")
 
 
+def end_sessions(engine: sa.Engine, user_id: int) -> None:
+    """Log-out: every session cookie issued to this user so far stops working (server-side)."""
+    with engine.begin() as c:
+        c.execute(users.update().where(users.c.id == user_id).values(
+            session_epoch=users.c.session_epoch + 1))
+
+
 def set_active(engine: sa.Engine, username: str, active: bool) -> None:
     with engine.begin() as c:
         n = c.execute(users.update().where(users.c.username == username).values(

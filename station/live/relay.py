@@ -128,10 +128,11 @@ class Relay:
                                            stdin=subprocess.DEVNULL, start_new_session=True)
 
     def page_template(self) -> str:
-        """The player page with ``{node}``/``{stream}`` placeholders, key included: what the web
-        console embeds (``camnode-station console --live-url``)."""
-        return (f"{self.web_base}/live.html?node={{node}}&stream={{stream}}"
-                f"#key={janus.browser_key(load_secret(self.state_dir))}")
+        """The player page with ``{node}``/``{stream}`` placeholders and no key: what the web
+        console embeds (``camnode-station console --live-url``). The console reads the browser
+        key from the station directory itself and adds it only to pages it draws for a user
+        allowed to watch (the key never goes on a command line)."""
+        return f"{self.web_base}/live.html?node={{node}}&stream={{stream}}"
 
     def _write_state(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)

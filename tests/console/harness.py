@@ -41,7 +41,7 @@ class Running:
 
 
 def start_console(tmp: Path, broker_port: int, db: str = "", inventory: str = "", live_url: str = "",
-                  extra: dict | None = None, users: bool = True) -> Running:
+                  extra: dict | None = None, users: bool = True, station_dir: str = "") -> Running:
     import uvicorn
 
     from station.connect import Connection
@@ -50,7 +50,7 @@ def start_console(tmp: Path, broker_port: int, db: str = "", inventory: str = ""
 
     settings = Settings(db=db or f"sqlite:///{tmp / 'console.db'}", connection=Connection(port=broker_port),
                         secret_file=str(tmp / "console.secret"), inventory=inventory, live_url=live_url,
-                        command_timeout_s=8.0)
+                        station_dir=station_dir, command_timeout_s=8.0)
     app, bridge = build(settings)
     c = app.state.console
     c.extra.update(extra or {})

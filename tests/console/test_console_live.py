@@ -10,7 +10,9 @@ import time
 import pytest
 from selenium.webdriver.common.by import By
 
-from tests.console.harness import browser, browser_login, screenshot, start_console, wait_until
+from station.live.credentials import load_secret
+from station.live.janus import browser_key
+from tests.console.harness import browser, browser_login, http_login, screenshot, start_console, wait_until
 from tests.live.rig import NODE, ask, make_rig, wait_node_ready
 
 PLAYING = """
@@ -46,7 +48,10 @@ def playing(drv, frame, seconds: float = 1.0, timeout: float = 45.0):
 
 def test_live_wall_plays_the_pole_and_a_click_opens_its_main_stream(rig, tmp_path):
     wait_node_ready(rig)
-    console = start_console(tmp_path, rig["broker"].port, live_url=rig["relay"].page_template())
+    template = rig["relay"].page_template()
+    assert "key" not in template  # what goes on the console's command line carries no secret
+    console = start_console(tmp_path, rig["broker"].port, live_url=template,
+                            station_dir=str(rig["relay"].state_dir))
     drv = browser()
     try:
         assert wait_until(lambda: any(r["node"] == NODE and r["state"] in ("OK", "FAULT")
@@ -54,6 +59,9 @@ def test_live_wall_plays_the_pole_and_a_click_opens_its_main_stream(rig, tmp_pat
         browser_login(drv, console.url, "op")
         drv.get(console.url + "/live")
         frame = drv.find_element(By.CSS_SELECTOR, f'.tile[data-node="{NODE}"] iframe')
+        # the console read the browser key from the station's secret file and drew it for this user
+        key = browser_key(load_secret(rig["relay"].state_dir))
+        assert frame.get_attribute("src").endswith(f"#key={key}")
         stats = playing(drv, frame)
         assert stats, "the sub-stream did not play on the wall"
         assert (stats["w"], stats["h"]) == (160, 96) and stats["sd"] > 10, stats
@@ -68,6 +76,11 @@ def test_live_wall_plays_the_pole_and_a_click_opens_its_main_stream(rig, tmp_pat
 
         views = {e.action for e in recent(console.console.engine, 50, "op")}
         assert {"view:live-wall", "view:live"} <= views
+        # a user without the live permission gets no page with the key
+        tech = http_login(console.url, "tech")
+        for path in ("/live", f"/live/{NODE}"):
+            r = tech.get(path)
+            assert r.status_code == 403 and key not in r.text, (path, r.status_code)
     finally:
         drv.quit()
         console.stop()

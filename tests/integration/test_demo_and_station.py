@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -36,16 +37,56 @@ def test_station_watch_prints_status_and_heartbeats(tmp_path, broker):
     assert "STATUS    offline (shutdown)" in text
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cmdlines(root: int) -> list[str]:
+    """The command lines of ``root`` and every process under it (what ``ps`` shows anyone)."""
+    parents: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = open(f"/proc/{d}/stat").read()  # noqa: SIM115
+            except OSError:
+                continue
+            parents[int(d)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, pp in parents.items() if pp in tree} - tree
+        tree |= more
+        grew = bool(more)
+    out = []
+    for pid in tree:
+        try:
+            out.append(open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode())  # noqa: SIM115
+        except OSError:
+            continue
+    return out
+
+
 def test_demo_runs_until_interrupted(tmp_path):
+    from station.live.credentials import load_secret
+    from station.live.janus import browser_key
+
     p = subprocess.Popen([sys.executable, "-m", "node", "demo", "--storage", str(tmp_path / "demo"),
-                          "--heartbeat-s", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          "--heartbeat-s", "1", "--console-listen", f"127.0.0.1:{_free_port()}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, env={**os.environ, "CAMNODE_STATION_DIR": str(tmp_path / "station")})
     lines: list[str] = []
     t = threading.Thread(target=lambda: lines.extend(p.stdout))
     t.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and sum("HEARTBEAT" in ln for ln in lines) < 2:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (sum("HEARTBEAT" in ln for ln in lines) < 2
+                                           or not any("web console on" in ln for ln in lines)):
         time.sleep(0.2)
+    # the live key is in the station's 0600 file, on no process's command line
+    key = browser_key(load_secret(tmp_path / "station"))
+    cmdlines = _cmdlines(p.pid)
+    assert any("console" in c and "--live-url" in c for c in cmdlines), cmdlines
+    assert not [c for c in cmdlines if key in c], "the live key is on a command line"
     p.send_signal(signal.SIGINT)  # Ctrl-C
     assert p.wait(30) == 0
     t.join(5)
@@ -55,6 +96,32 @@ def test_demo_runs_until_interrupted(tmp_path):
     assert (tmp_path / "demo" / "node.log").stat().st_size > 0
     assert "media relay at rtsp://" in text, text  # live view is part of `make run`
     assert not (tmp_path / "station" / "relay.json").exists()  # the relay stopped with the demo
+
+
+def test_demo_exits_1_when_the_console_cannot_listen(tmp_path):
+    """Port taken: one line on stderr, exit 1, and no URL or demo passwords printed."""
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "node", "demo", "--storage", str(tmp_path / "demo"),
+                            "--console-listen", f"127.0.0.1:{port}"], capture_output=True, text=True,
+                           timeout=180, env={**os.environ, "CAMNODE_STATION_DIR": str(tmp_path / "station")})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == [f"camnode demo: web console cannot listen on 127.0.0.1:{port}: "
+                                             "the port is in use (--console-listen)"], r.stderr
+    assert "web console on" not in r.stdout and "log in as" not in r.stdout, r.stdout
+
+
+def test_demo_exits_1_when_the_node_crashes(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "node", "demo", "--storage", str(tmp_path / "demo"),
+                        "--source", str(tmp_path / "no-such-clip.mp4"),
+                        "--console-listen", f"127.0.0.1:{_free_port()}"], capture_output=True, text=True,
+                       timeout=180, env={**os.environ, "CAMNODE_STATION_DIR": str(tmp_path / "station")})
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("camnode demo: node exited with code 2: "), r.stderr
+    assert "camera.source" in lines[0], lines
 
 
 def test_fleet_view_lists_a_running_node(tmp_path, broker, capsys):

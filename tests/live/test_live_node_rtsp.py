@@ -16,7 +16,7 @@ from tests.nodeproc import NodeProcess, write_config
 def test_a_vms_pulls_the_main_stream_from_the_node_with_its_credentials(tmp_path):
     port = free_port()
     pw = tmp_path / "viewer-password"
-    pw.write_text("vms-secret-1")
+    pw.write_text("vms-secret-1-long-enough")
     pw.chmod(0o600)
     with LocalBroker() as broker:
         cfg = write_config(tmp_path / "node.toml", port=broker.port, storage=tmp_path / "rec",
@@ -25,7 +25,7 @@ def test_a_vms_pulls_the_main_stream_from_the_node_with_its_credentials(tmp_path
                                   f'serve_password_file = "{pw}"\n'))
         node = NodeProcess(cfg, tmp_path / "node.log")
         try:
-            url = f"rtsp://viewer:vms-secret-1@127.0.0.1:{port}/pole-8/main"
+            url = f"rtsp://viewer:vms-secret-1-long-enough@127.0.0.1:{port}/pole-8/main"
             got: list[bytes] = []
             deadline = time.monotonic() + 40
             while not got and time.monotonic() < deadline:

@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from station.console import audit, auth, ratelimit
 from station.console.i18n import LANGS
 from station.console.render import render
-from station.console.users import authenticate
+from station.console.users import authenticate, end_sessions
 
 router = APIRouter()
 
@@ -55,6 +55,7 @@ async def logout(request: Request) -> Response:
     u = auth.current_user(request)
     if u is not None:
         auth.audit_act(request, u, "logout", "")
+        end_sessions(auth.console(request).engine, u.id)  # a copied cookie stops working too
     lang = request.session.get("lang")
     request.session.clear()
     if lang:
