@@ -19,7 +19,17 @@ VIEWER = "station"
 
 
 def station_dir(given: str | None = None) -> Path:
-    return Path(given or os.environ.get("CAMNODE_STATION_DIR") or "var/station")
+    """The station's state directory: ``given``, else ``$CAMNODE_STATION_DIR``, else
+    ``var/station`` — in the working directory, or beside the source tree (``make run`` from
+    the repository, a console command from elsewhere)."""
+    chosen = given or os.environ.get("CAMNODE_STATION_DIR")
+    if chosen:
+        return Path(chosen)
+    here = Path("var/station")
+    beside = Path(__file__).resolve().parents[2] / "var" / "station"
+    if not (here / "relay.json").exists() and (beside / "relay.json").exists():
+        return beside
+    return here
 
 
 def load_secret(directory: Path) -> bytes:
