@@ -17,7 +17,11 @@ APT_PACKAGES += janus libjs-janus-gateway libjs-webrtc-adapter iproute2 nftables
 # Vietnamese diacritics.
 APT_PACKAGES += chromium chromium-driver fonts-noto-core
 
-.PHONY: install apt run test bench bench-station-load soak lint clean hwcheck
+# The whole node in virtual machines (tests/system/, `make test-system`): the Debian image is
+# built with debootstrap, booted by qemu with Debian's cloud kernel; installed by those targets only.
+SYSTEM_APT_PACKAGES := debootstrap qemu-system-x86 linux-image-cloud-amd64 e2fsprogs
+
+.PHONY: install apt run test bench bench-station-load soak lint clean hwcheck test-system soak-system
 
 install: apt $(STAMP)
 
@@ -36,7 +40,7 @@ apt:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[detect,station,console,dev]'
+	$(BIN)/pip install -q -e '.[detect,station,console,provision,dev]'
 	touch $(STAMP)
 
 # The demo finds the person detector beside the repository when it is there (see README).
@@ -66,6 +70,17 @@ hwcheck: install
 # 200 SIGKILLs of a recording process, each followed by recovery and a full check (~5 min)
 soak: install
 	$(BIN)/python bench/bench_record.py --soak 200
+
+# CI's reduced system set: image (cached per machine), first boot, watchdog, 5 power cuts
+test-system: APT_PACKAGES += $(SYSTEM_APT_PACKAGES)
+test-system: install
+	CAMNODE_SYSTEM=ci $(BIN)/pytest -q -s -p no:cacheprovider --timeout 3600 tests/system
+
+# the same with 50 power cuts
+soak-system: APT_PACKAGES += $(SYSTEM_APT_PACKAGES)
+soak-system: install
+	CAMNODE_SYSTEM=soak CAMNODE_VM_CUTS=$${CAMNODE_VM_CUTS:-50} $(BIN)/pytest -q -s -p no:cacheprovider \
+	  --timeout 7200 tests/system
 
 lint: install
 	$(BIN)/ruff check .

@@ -5,9 +5,11 @@
   delivery to a plain subscriber (the baseline: what the broker itself costs) and to the
   browser's feed (the DOM row inserted); p50/p95, and the console's share.
 * Page load: every page's load time (navigation start → load event, from the browser's own
-  Performance API) with an empty database and with 1,000,000 rows in the audit log (every
-  footage view is audited, so it is the table that grows) and the acknowledgement table,
-  plus 300 alerts in the feed; p50/p95 and the ratio loaded/empty.
+  Performance API) with an empty archive and with 1,000,000 archived events (60 poles, 30 days,
+  filled by ``bench_search.fill``, the station's own generator) plus 1,000,000 rows in the
+  audit log (every footage view is audited, so it grows too) and the acknowledgement table;
+  p50/p95 and the ratio loaded/empty. The trace page needs an archived event: its figure is
+  the loaded one only.
 
 Usage: python bench/bench_console.py [--rows 1000000] [--events 60] [--loads 20]
 """
@@ -25,8 +27,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_search's generator
 
-OPERATOR_PAGES = ("/fleet", "/alerts", "/nodes/pole-1", "/live", "/search")
+OPERATOR_PAGES = ("/fleet", "/alerts", "/nodes/pole-07", "/live", "/search",
+                  "/search?label=person&node=pole-07&colour=red", "/evidence")
 ADMIN_PAGES = ("/admin/audit", "/admin/users")
 PAGES = OPERATOR_PAGES + ADMIN_PAGES
 
@@ -54,12 +58,12 @@ def fill(engine, rows: int) -> None:
                  "at_utc": t0 + timedelta(seconds=i + k)} for k in range(n)])
 
 
-def load_times(drv, url: str, loads: int) -> dict[str, list[float]]:
+def load_times(drv, url: str, loads: int, extra: tuple[str, ...] = ()) -> dict[str, list[float]]:
     """Each page ``loads`` times: as the operator, then as the admin (their pages)."""
     from tests.console.harness import browser_login
 
-    out: dict[str, list[float]] = {p: [] for p in PAGES}
-    for user, pages in (("op", OPERATOR_PAGES), ("adm", ADMIN_PAGES)):
+    out: dict[str, list[float]] = {p: [] for p in PAGES + extra}
+    for user, pages in (("op", OPERATOR_PAGES + extra), ("adm", ADMIN_PAGES)):
         drv.delete_all_cookies()
         browser_login(drv, url, user)
         for _ in range(loads):
@@ -98,19 +102,20 @@ def main() -> int:
     results: dict[str, object] = {}
     with LocalBroker() as b, tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
-        console = start_console(tmpd, b.port)
+        db = f"sqlite:///{tmpd / 'archive.db'}"
+        console = start_console(tmpd, b.port, db=db)
         pub = publisher(b.port)
-        hb = {"node_id": "pole-1", "heartbeat_s": 1.0, "fps_out": 10.0, "disk_free_mb": 5000, "faults": {},
+        hb = {"node_id": "pole-07", "heartbeat_s": 1.0, "fps_out": 10.0, "disk_free_mb": 5000, "faults": {},
               "cpu_load": [0.3, 0.2, 0.1], "temperatures_c": {"cpu": 50.0}}
         stop = threading.Event()
 
         def beat() -> None:
             while not stop.wait(1.0):
                 now = datetime.now(UTC).isoformat()
-                pub.publish("camnode/pole-1/heartbeat", json.dumps({**hb, "utc": now}))
+                pub.publish("camnode/pole-07/heartbeat", json.dumps({**hb, "utc": now}))
 
         threading.Thread(target=beat, name="bench-heartbeat", daemon=True).start()
-        pub.publish("camnode/pole-1/status", json.dumps({"state": "online"}), qos=1, retain=True)
+        pub.publish("camnode/pole-07/status", json.dumps({"state": "online"}), qos=1, retain=True)
         drv = browser()
         try:
             browser_login(drv, console.url, "op")
@@ -124,7 +129,7 @@ def main() -> int:
                 msg = {"id": eid, "kind": "object", "phase": "start", "label": "person", "score": 0.8,
                        "start": datetime.now(UTC).isoformat(), "snapshot": False}
                 sent[eid] = time.time() * 1000
-                pub.publish("camnode/pole-1/event", json.dumps(msg), qos=1)
+                pub.publish("camnode/pole-07/event", json.dumps(msg), qos=1)
                 time.sleep(0.25)
             time.sleep(2)
             seen = drv.execute_script(
@@ -165,11 +170,18 @@ def main() -> int:
                   f"MQTT alone p95 {lat['mqtt_baseline_p95']} ms", flush=True)
             # ---- page loads, empty then loaded
             empty = load_times(drv, console.url, args.loads)
+            import bench_search
+
+            took = bench_search.fill(db, args.rows)
+            print(f"archived {args.rows:,} events in {took:.0f} s", flush=True)
             t = time.monotonic()
             fill(console.console.engine, args.rows)
             print(f"filled {args.rows:,} audit rows + {args.rows:,} acknowledgements in "
                   f"{time.monotonic() - t:.0f} s", flush=True)
-            loaded = load_times(drv, console.url, args.loads)
+            some = console.console.archive.search(since=None, until=None, label="person", colour=None,
+                                                  node="pole-07", limit=1)[0]["id"]
+            trace_page = (f"/trace/{some}",)
+            loaded = load_times(drv, console.url, args.loads, trace_page)
             pages = {}
             for p in PAGES:
                 e95, l95 = pct(empty[p], 95), pct(loaded[p], 95)
@@ -178,6 +190,10 @@ def main() -> int:
                             "ratio_p95": round(l95 / max(e95, 0.1), 2)}
                 print(f"page {p:<16} p95 {e95:7.1f} ms empty, {l95:7.1f} ms with {args.rows:,} rows "
                       f"(×{pages[p]['ratio_p95']})", flush=True)
+            tl = loaded[trace_page[0]]
+            pages["/trace/<event>"] = {"loaded_p95": round(pct(tl, 95), 1),
+                                       "loaded_p50": round(statistics.median(tl), 1)}
+            print(f"page /trace/<event>    p95 {pct(tl, 95):7.1f} ms with {args.rows:,} events", flush=True)
             results["page_load_ms"] = pages
         finally:
             stop.set()

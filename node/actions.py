@@ -12,6 +12,7 @@ Thread: the analysis thread (and the stopping thread, for the final actions of o
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from node.events import Action, MarkSegments, ProtectClip, PublishEvent, PublishSnapshot
@@ -23,11 +24,15 @@ class ActionRouter:
     """``recorder``: ``protect``/``mark``; ``link``: ``send_durable`` and ``topics``;
     ``faults``: where a failed action is reported."""
 
-    def __init__(self, recorder: Any, link: Any, faults: Any, open_events: Any = None) -> None:
+    def __init__(self, recorder: Any, link: Any, faults: Any, open_events: Any = None,
+                 on_protect: Callable[[str, bool], None] | None = None) -> None:
         """``open_events``: where event messages are recorded so that events a power cut left
-        open are closed at the next start (:mod:`node.open_events`); None: not recorded."""
+        open are closed at the next start (:mod:`node.open_events`); None: not recorded.
+        ``on_protect(event_id, open)``: told when an event clip opens or closes (the storage
+        budget's event tier)."""
         self._recorder, self._link, self._faults = recorder, link, faults
         self._open_events = open_events
+        self._on_protect = on_protect
 
     def dispatch(self, actions: list[Action]) -> None:
         """Carry out ``actions``: recorder ones first, then messages; each guarded on its own."""
@@ -37,6 +42,8 @@ class ActionRouter:
             try:
                 if isinstance(act, ProtectClip):
                     self._recorder.protect(act.event_id, act.start_utc, act.end_utc)
+                    if self._on_protect is not None:
+                        self._on_protect(act.event_id, act.end_utc is None)
                 elif isinstance(act, MarkSegments):
                     self._recorder.mark(act.event_id, act.start_utc, act.end_utc, act.motion, act.person)
                 elif isinstance(act, PublishEvent):

@@ -35,7 +35,7 @@ from node.diagnostics import Diagnostics
 from node.events import EventRules, Rules, close_interrupted
 from node.link.mqtt import MqttLink
 from node.link.outbox import Outbox
-from node.link.router import CommandRouter
+from node.link.router import CommandError, CommandRouter, expect_keys
 from node.live.manager import LiveManager
 from node.live.usage import DataUsage
 from node.mainloop import MainLoop, healthy
@@ -58,7 +58,7 @@ class Node:
     def __init__(self, cfg: Config, *, clock: Clock | None = None, source: FrameSource | None = None,
                  notifier: Notifier | None = None, encoder: Any = None, devices: Any = None,
                  detector: Any = None, platform: Any = None, analysis: bool = True,
-                 base_dir: str | None = None) -> None:
+                 base_dir: str | None = None, free_fn: Any = None) -> None:
         self.cfg = cfg
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
@@ -87,13 +87,17 @@ class Node:
                                          outbox=self.outbox)
         self.commands = CommandRouter(lambda topic, payload: self.link.publish(topic, payload, qos=1),
                                       self.link.topics, self.clock, faults=self.faults)
-        self.recorder = build_recorder(cfg, self.clock)
+        self.recorder = build_recorder(cfg, self.clock, **({"free_fn": free_fn} if free_fn else {}))
+        #: the storage budget (None: budget.mode "fixed", or a stream the node does not encode)
+        self.budget: Any = None
+        self._tier_events: set[str] = set()  # object events open now (the event tier)
         try:
             self.open_events: OpenEvents | None = OpenEvents(Path(cfg.storage.path) / "events-open.sqlite")
         except (sqlite3.Error, OSError) as exc:  # events still go out; a power cut leaves them open
             self.open_events = None
             self.faults.set("events", f"open-event record unavailable: {exc}")
-        self.actions = ActionRouter(self.recorder, self.link, self.faults, self.open_events)
+        self.actions = ActionRouter(self.recorder, self.link, self.faults, self.open_events,
+                                    on_protect=self._event_tier)
         self.fanout = FanOut()
         self.fanout.add(self.recorder)
         self.live = LiveManager(cfg.live, cfg.node.id, self.clock,
@@ -115,7 +119,8 @@ class Node:
                            faults=self.faults, pipeline=self.pipeline, recorder=self.recorder,
                            daynight=self.daynight, link=self.link, router=self.commands,
                            platform=self.platform, devices=self.devices, analyzer=self.analyzer,
-                           encoder_report=lambda: self.encoder_report, live=self.live)
+                           encoder_report=lambda: self.encoder_report, live=self.live,
+                           budget=lambda: self.budget)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -208,11 +213,26 @@ class Node:
                         daynight_step=lambda: self.daynight.step(self.pipeline.counters.luma_mean),
                         led=led, heartbeat_s=self.cfg.mqtt.heartbeat_s,
                         daynight_s=self.cfg.daynight.check_s,
-                        every_tick={"live": lambda: self.live.step(self.clock.monotonic())})
+                        every_tick={"live": lambda: self.live.step(self.clock.monotonic()),
+                                    "budget": lambda: self.budget.tick() if self.budget else None})
+        self.commands.register("restart", lambda args: self._restart(args, stop),
+                               "restart the node: {reason} (a clean stop; systemd starts it again)")
         try:
             loop.run(stop)
         finally:
             self.stop()
+
+    def _restart(self, args: dict, stop: threading.Event) -> dict:
+        """``cmd/restart``: a clean stop (last segment closed, ``offline`` published) that the
+        unit's ``Restart=always`` turns into a restart a few seconds later. Runs on the MQTT
+        thread; the main loop sees ``stop`` at its next tick, after this reply is sent."""
+        expect_keys(args, {"reason"})
+        reason = args.get("reason", "")
+        if not isinstance(reason, str) or len(reason) > 200:
+            raise CommandError("reason must be a string of at most 200 characters")
+        log.warning("restart requested by the station: %s", reason or "(no reason given)")
+        stop.set()
+        return {"restarting": True, "reason": reason}
 
     def healthy(self) -> bool:
         """For the systemd watchdog (see :func:`node.mainloop.healthy`)."""
@@ -287,10 +307,16 @@ class Node:
             kind = getattr(self.platform, "kind", "")
             options = dict(bitrate_kbps=enc.bitrate_kbps, gop_s=enc.gop_s, profile=enc.profile,
                            hardware_encoder=kind in VC4_KINDS, overlay=self.overlay)
+            if self.budget is None:  # once: a reopened camera keeps what the loop learnt
+                self.budget = self._build_budget(cam.width, cam.height, cam.fps, "picamera2")
+            if self.budget is not None:  # picamera2's encoder: bitrate and intra period
+                options["rate"] = self.budget.settings
         source = open_source(cam.source, cam.width, cam.height, cam.fps,
                              (cam.lores_width, cam.lores_height), self.clock, realtime=cam.realtime,
                              loop=cam.loop, options=options or None)
         self.daynight.camera = source
+        if self.budget is not None and hasattr(source, "set_rate"):
+            self.budget.apply_fn = source.set_rate
         return source
 
     def _make_encoder(self, frame: Frame, stream: StreamInfo) -> tuple[Any, StreamInfo]:
@@ -301,13 +327,38 @@ class Node:
 
         enc = self.cfg.encoder
         self.live.pixels = frame.main is not None or "lores_yuv" in frame.meta
+        encoded = frame.packet is not None and frame.main is None
+        budget = None if encoded else self._build_budget(stream.width, stream.height, stream.fps,
+                                                          "libx264")
         encoder, report = open_encoder(
             list(enc.candidates) or None, stream, bitrate_kbps=enc.bitrate_kbps, gop_s=enc.gop_s,
             profile=enc.profile, preset=enc.preset, fallback=enc.fallback,
-            source_encoded=frame.packet is not None and frame.main is None)
+            source_encoded=encoded, rate=budget.settings if budget is not None else None)
         self.encoder_report = report
         log.info("%s", report.summary())
+        if budget is not None and report.chosen != "libx264":  # a bitrate encoder: its own knob
+            budget = self._build_budget(stream.width, stream.height, stream.fps, report.chosen)
+            if budget is not None:
+                encoder.reconfigure(budget.settings)
+        if budget is not None:
+            budget.apply_fn = encoder.reconfigure
+            self.fanout.add(budget.meter)
+            self.budget = budget
+        elif encoded and self.budget is not None and self.budget.meter is not None:
+            self.fanout.add(self.budget.meter)  # picamera2: its encoder's bytes, measured here
         return encoder, StreamInfo("h264", stream.width, stream.height, stream.fps)
+
+    def _build_budget(self, width: int, height: int, fps: float, encoder_name: str) -> Any:
+        """The storage budget for this stream (None when off); a bad setting is a fault."""
+        from node.record.budget import build_budget
+
+        try:
+            return build_budget(self.cfg, width, height, fps, self.clock, self.recorder,
+                                encoder_name=encoder_name,
+                                phase_fn=lambda: self.daynight.state.mode)
+        except ValueError as exc:
+            self.faults.set("budget", str(exc))
+            return None
 
     # -- per-frame hooks -----------------------------------------------------------
     def _stamp(self, frame: Frame) -> None:
@@ -320,6 +371,12 @@ class Node:
         """Analysis thread: motion, detection, events → recorder and link."""
         if self.analyzer is not None:
             self.actions.dispatch(self.analyzer.process(frame))
+
+    def _event_tier(self, event_id: str, open_: bool) -> None:
+        """Analysis thread: the budget's event tier is on while any object event is open."""
+        (self._tier_events.add if open_ else self._tier_events.discard)(event_id)
+        if self.budget is not None:
+            self.budget.set_event(bool(self._tier_events))
 
     def _on_command(self, name: str, payload: bytes, retained: bool = False) -> None:
         self.commands.handle(name, payload, retained=retained)

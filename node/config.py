@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 from node.sections import (
+    BudgetSection,
     CameraSection,
     DayNightSection,
     DetectSection,
@@ -62,7 +63,7 @@ class Config:
     gpio: GpioSection = dataclasses.field(default_factory=GpioSection)
     overlay: OverlaySection = dataclasses.field(default_factory=OverlaySection)
     live: LiveSection = dataclasses.field(default_factory=LiveSection)
-    live: LiveSection = dataclasses.field(default_factory=LiveSection)
+    budget: BudgetSection = dataclasses.field(default_factory=BudgetSection)
 
     def replace(self, **sections: Any) -> Config:
         return dataclasses.replace(self, **sections)

@@ -23,18 +23,22 @@ class Diagnostics:
     ``clock``, ``started_mono`` (the node's start on ``clock``), ``faults``, ``pipeline``,
     ``recorder``, ``daynight``, ``link``, ``router`` (command counters); the parts built at
     start — ``platform``, ``devices``, ``analyzer`` — may be None; ``encoder_report`` gives the
-    encoder choice once the encoder thread made it (None before).
+    encoder choice once the encoder thread made it (None before), ``budget`` the storage budget
+    (:class:`node.record.budget.BudgetController`, None when the rate is fixed).
     """
 
     def __init__(self, *, cfg: Any, clock: Any, started_mono: float, faults: Any, pipeline: Any,
                  recorder: Any, daynight: Any, link: Any, router: Any, platform: Any = None,
                  devices: Any = None, analyzer: Any = None,
-                 encoder_report: Callable[[], Any] = lambda: None, live: Any = None) -> None:
+                 encoder_report: Callable[[], Any] = lambda: None, live: Any = None,
+                 budget: Callable[[], Any] = lambda: None) -> None:
         self.cfg, self.clock, self.started_mono, self._faults = cfg, clock, started_mono, faults
         self.pipeline, self.recorder, self.daynight, self.link = pipeline, recorder, daynight, link
         self.router, self.platform, self.devices, self.analyzer = router, platform, devices, analyzer
         self.encoder_report = encoder_report
         self.live = live  # node.live.manager.LiveManager: the heartbeat's live state and data used
+        #: the storage budget once the encoder thread built it (None: fixed rate, passthrough)
+        self.budget = budget
         self._last: tuple[float, int, int] | None = None
         self._last_fps: tuple[float, float] | None = None
 
@@ -89,6 +93,8 @@ class Diagnostics:
             hb["vision"] = self.analyzer.health()
         if self.live is not None:
             hb["live"] = self.live.status()
+        if (budget := self.budget()) is not None:
+            hb["budget"] = budget.health()
         return hb
 
     def faults(self, rec: dict[str, Any] | None = None) -> dict[str, str]:
@@ -97,8 +103,16 @@ class Diagnostics:
         rec = rec if rec is not None else self.recorder.health()
         if rec.get("last_error"):
             out["storage"] = str(rec["last_error"])
-        if rec.get("retention_fault"):  # why footage is not kept as long as it should be
-            out["retention"] = str(rec["retention_fault"])
+        verdict = rec.get("retention_fault")
+        budget = self.budget()
+        if budget is not None and verdict and verdict.startswith("card holds ~"):
+            # a card short at the rate measured so far: the budget is lowering that rate; only
+            # when even its quality floor cannot keep the target is it a fault (its numbers)
+            verdict = budget.fault()
+        elif budget is not None and not verdict:
+            verdict = budget.fault()
+        if verdict:  # why footage is not kept as long as it should be
+            out["retention"] = str(verdict)
         now = self.clock.monotonic()
         stalled = self.pipeline.stalled_for(now, since_start=True)
         if stalled > max(10.0, 5.0 / self.cfg.camera.fps):

@@ -103,9 +103,11 @@ class CameraSection:
 
 @section("H.264 encoding of the main stream.")
 class EncoderSection:
-    bitrate_kbps: int = setting(1200, "Target bitrate.", unit="kbit/s", minimum=50, maximum=50_000)
+    bitrate_kbps: int = setting(1200, "Target bitrate with budget.mode = 'fixed' (the budget plans "
+                                "its own otherwise).", unit="kbit/s", minimum=50, maximum=50_000)
     gop_s: float = setting(
-        2.0, "Keyframe interval; segments and clips cut at keyframes.", unit="s",
+        4.0, "Keyframe interval; segments and clips cut at keyframes. Longer saves bits on a still "
+        "street (docs/recording.md); a clip starts up to one interval early.", unit="s",
         minimum=0.0, maximum=60.0, exclusive_minimum=True,
     )
     preset: str = setting("ultrafast", "libx264 preset (software fallback only).",
@@ -315,6 +317,10 @@ class DetectSection:
         0.15, "When motion regions are too many for crops and all smaller than this fraction "
         "of the short side, the model looks at the 2x2 tiles holding them, not the whole "
         "frame (0: whole frame).", unit="fraction", minimum=0.0, maximum=1.0)
+    min_crop: float = setting(
+        0.25, "Smallest crop around a motion region, as a fraction of the frame's short side: "
+        "smaller shows a small person larger to the model (0.35 before issue 14).",
+        unit="fraction", minimum=0.05, maximum=1.0)
     max_calls_s: float = setting(
         10.0, "Inference budget: at most this many model calls (crops, tiles) in any second; "
         "0: no limit. A Pi 4 spends about 0.14 s a call.", unit="1/s", minimum=0.0, maximum=100.0)
@@ -411,6 +417,43 @@ class OverlaySection:
     scale: int = setting(0, "Size of a font dot (0: auto, 1 per 240 picture rows).", unit="px",
                          minimum=0, maximum=16)
     show_name: bool = setting(True, "Include the node name (node.name) above the time.")
+
+
+# -- storage budget (issue 13) ---------------------------------------------------------------
+@section("Storage budget: the encoder's rate planned from the card's usable space and the "
+         "retention target (record.max_age_days), then steered by the bytes actually written "
+         "(docs/recording.md).")
+class BudgetSection:
+    mode: str = setting("budget", "'budget': plan and hold the rate that keeps the retention target "
+                        "(libx264: constant quality under a cap; hardware: bitrate); 'fixed': "
+                        "encoder.bitrate_kbps as set, never changed.", choices=("budget", "fixed"))
+    crf_best: float = setting(23.0, "Best quality the budget spends on libx264 (CRF, lower is "
+                              "better): a roomy card is not filled with invisible detail.",
+                              minimum=0.0, maximum=51.0)
+    crf_floor: float = setting(42.0, "Quality floor for libx264 (CRF): if even this cannot keep the "
+                               "retention target, the node raises a retention fault with the numbers.",
+                               minimum=0.0, maximum=51.0)
+    min_kbps: int = setting(150, "Quality floor for encoders without CRF (h264_v4l2m2m, picamera2).",
+                            unit="kbit/s", minimum=16, maximum=50_000)
+    max_kbps: int = setting(4000, "Highest bitrate spent on encoders without CRF.", unit="kbit/s",
+                            minimum=16, maximum=50_000)
+    peak_factor: float = setting(3.0, "Short-term cap (VBV maxrate) as a multiple of the budget's "
+                                 "average rate: a busy street cannot outrun the card.",
+                                 minimum=1.0, maximum=20.0)
+    event_boost_crf: float = setting(4.0, "Event tier: while an object event is open the encoder "
+                                     "spends this many CRF steps more quality (bitrate encoders: "
+                                     "x 2^(n/6)); 0 turns the tier off.", minimum=0.0, maximum=12.0)
+    step_s: float = setting(3600.0, "How often the loop re-plans the quality from the measured bytes.",
+                            unit="s", minimum=10.0, maximum=86_400.0)
+
+    def cross_check(self) -> tuple[str, str] | None:
+        """The floor must be worse than the best quality (CRF: higher; bitrate: lower)."""
+        if self.crf_floor <= self.crf_best:
+            return ("crf_floor", f"must be above crf_best ({self.crf_best:g}): a higher CRF is a "
+                    f"lower quality, got {self.crf_floor:g}")
+        if self.min_kbps >= self.max_kbps:
+            return ("min_kbps", f"must be below max_kbps ({self.max_kbps}), got {self.min_kbps}")
+        return None
 
 
 @section("Live view: on request (cmd/live) the node pushes a stream to the station's media relay "

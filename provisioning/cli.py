@@ -4,6 +4,7 @@
     camnode-provision station --user station-a --out ward-3/
     camnode-provision technician --user tech-an --out ward-3/
     camnode-provision install-broker ward-3/            # as root on the broker host
+    camnode-provision flash raspios-lite.img.xz /dev/sdX   # the OS onto the card, read back
     camnode-provision image --image raspios-lite.img --wheels wheels/ ward-3/pole-7
     camnode-provision retire pole-7 --out ward-3/       # a pole taken down or stolen
     camnode-provision rotate tech-an --out ward-3/      # a new password, said out loud
@@ -129,18 +130,28 @@ def _cmd_install_broker(a: argparse.Namespace) -> int:
 def _cmd_image(a: argparse.Namespace) -> int:
     from provisioning.image import write_node_files
 
-    names, hooked = write_node_files(Path(a.image), Path(a.node_dir), wheels=Path(a.wheels), python=a.python)
+    names, hooked = write_node_files(Path(a.image), Path(a.node_dir), wheels=Path(a.wheels), python=a.python,
+                                     arch=a.arch)
     print(f"{a.image}: wrote {len(names)} files into /camnode on the boot partition")
     print("first boot runs camnode/firstboot.sh (cmdline.txt)" if hooked else
           "no cmdline.txt on this image: run /boot/firmware/camnode/firstboot.sh once as root on the node")
     return 0
 
 
+def _cmd_flash(a: argparse.Namespace) -> int:
+    from provisioning.flash import flash
+
+    done = flash(Path(a.os_image), Path(a.device), progress=not a.quiet)
+    print(f"{a.device}: wrote and verified {done.size / 1e6:.0f} MB of {a.os_image} "
+          f"(sha256 {done.sha256[:16]}…)")
+    return 0
+
+
 def _cmd_wheels(a: argparse.Namespace) -> int:
     from provisioning.wheels import build
 
-    found = build(Path(a.out), python=a.python)
-    print(f"{a.out}: {len(found)} wheels for aarch64 CPython {a.python}, checked to install camnode[detect]")
+    found = build(Path(a.out), python=a.python, arch=a.arch)
+    print(f"{a.out}: {len(found)} wheels for {a.arch} CPython {a.python}, checked to install camnode[detect]")
     return 0
 
 
@@ -152,7 +163,7 @@ def _cmd_check(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from provisioning.wheels import PYTHON
+    from provisioning.wheels import ARCHES, PYTHON
     from provisioning.wiring import WIRINGS
 
     p = argparse.ArgumentParser(prog="camnode-provision", description="Provision camnode nodes.",
@@ -204,16 +215,26 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("--bind", default="", help="address to listen on (default: all)")
     ib.add_argument("--group", default="mosquitto", help="the broker's service group")
     ib.set_defaults(func=_cmd_install_broker)
+    f = sub.add_parser("flash", help="write an OS image (.img, .img.xz) to a card or image file, "
+                       "then read it back and compare")
+    f.add_argument("os_image", metavar="IMAGE", help="the board's OS image (.img or .img.xz)")
+    f.add_argument("device", metavar="DEVICE",
+                   help="the card's block device (lsblk lists them) or an existing image file; "
+                   "refused when mounted, the system disk or smaller than the image")
+    f.add_argument("--quiet", action="store_true", help="no progress bars")
+    f.set_defaults(func=_cmd_flash)
     i = sub.add_parser("image", help="copy a node's files into the boot partition of an SD image")
     i.add_argument("--image", required=True, help="the flashed OS image (or the card's device)")
     i.add_argument("node_dir", help="the node's directory made by 'camnode-provision node'")
     i.add_argument("--wheels", required=True,
                    help="the board's wheels, made by `camnode-provision wheels` (checked before writing)")
     i.add_argument("--python", default=PYTHON, help=f"CPython of the board's OS (default {PYTHON})")
+    i.add_argument("--arch", default="aarch64", choices=ARCHES, help="the board's CPU (default aarch64)")
     i.set_defaults(func=_cmd_image)
     wh = sub.add_parser("wheels", help="camnode's and its dependencies' wheels for the board (aarch64)")
     wh.add_argument("--out", required=True, help="folder for the wheels")
     wh.add_argument("--python", default=PYTHON, help=f"CPython of the board's OS (default {PYTHON})")
+    wh.add_argument("--arch", default="aarch64", choices=ARCHES, help="the board's CPU (default aarch64)")
     wh.set_defaults(func=_cmd_wheels)
     c = sub.add_parser("check", help="validate a provisioned node directory")
     c.add_argument("dir")

@@ -12,6 +12,7 @@ Cost: one ``mcopy`` per file.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import struct
@@ -19,7 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from provisioning.errors import ProvisionError, ToolError
+from provisioning.errors import Conflict, ProvisionError, ToolError
 from provisioning.wheels import PYTHON, requirement
 from provisioning.wheels import check as check_wheels
 
@@ -121,6 +122,7 @@ def check_node_dir_complete(node_dir: Path) -> bool:
     missing = [n for n in NODE_FILES if not (node_dir / n).is_file()]
     if missing:
         raise ProvisionError(f"{node_dir}: missing {', '.join(missing)} (run camnode-provision node)")
+    _refuse_retired(node_dir)
     try:
         cfg = examine_as_node(node_dir)  # what the node's own start-up would refuse
     except ConfigError as exc:
@@ -139,8 +141,22 @@ def check_node_dir_complete(node_dir: Path) -> bool:
     return bool(cfg.detect.enabled)
 
 
+def _refuse_retired(node_dir: Path) -> None:
+    """A node retired from its ward cannot log in: a card for it would never reach the post."""
+    registry = node_dir.resolve().parent / "ward.json"
+    if not registry.is_file():
+        return
+    try:
+        user = json.loads(registry.read_text()).get("users", {}).get(node_dir.resolve().name)
+    except (OSError, ValueError):
+        return
+    if isinstance(user, dict) and user.get("state") == "retired":
+        raise Conflict(f"{node_dir.name} was retired from its ward on {user.get('retired')}: its login no "
+                       "longer works; provision a new node id")
+
+
 def write_node_files(image: Path, node_dir: Path, *, wheels: Path,
-                     python: str = PYTHON) -> tuple[list[str], bool]:
+                     python: str = PYTHON, arch: str = "aarch64") -> tuple[list[str], bool]:
     """Check that the card would boot into a running node (node folder complete, wheels that
     install for the board), then copy the node's files, ``firstboot.sh``, models and wheels into
     ``::/camnode/`` and hook the script into ``cmdline.txt`` when the image has one.
@@ -148,7 +164,7 @@ def write_node_files(image: Path, node_dir: Path, *, wheels: Path,
     if not str(image).startswith("/dev/") and not image.is_file():
         raise ProvisionError(f"--image {image}: no such file (the board's OS image, or the card's device)")
     detect = check_node_dir_complete(node_dir)
-    check_wheels(wheels, detect=detect, python=python)
+    check_wheels(wheels, detect=detect, python=python, arch=arch)
     _refuse_mounted(image)
     target = f"{image}@@{fat_offset(image)}"
     (node_dir / "firstboot.sh").write_text(FIRSTBOOT)

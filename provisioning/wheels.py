@@ -30,8 +30,14 @@ PACKAGES = ("node", "hw", "provisioning", "station")
 PYTHON, GLIBC_MINOR = "3.11", 36
 
 
-def platform_args(python: str = PYTHON, glibc_minor: int = GLIBC_MINOR) -> list[str]:
-    tags = ["manylinux2014_aarch64"] + [f"manylinux_2_{m}_aarch64" for m in range(17, glibc_minor + 1)]
+#: the boards' CPUs (x86_64: a PC-class node, and the VM the system tests boot)
+ARCHES = ("aarch64", "x86_64")
+
+
+def platform_args(python: str = PYTHON, glibc_minor: int = GLIBC_MINOR, arch: str = "aarch64") -> list[str]:
+    if arch not in ARCHES:
+        raise ProvisionError(f"--arch {arch}: expected one of {', '.join(ARCHES)}")
+    tags = [f"manylinux2014_{arch}"] + [f"manylinux_2_{m}_{arch}" for m in range(17, glibc_minor + 1)]
     args = []
     for tag in tags:
         args += ["--platform", tag]
@@ -56,7 +62,8 @@ def _last_error(r: subprocess.CompletedProcess) -> str:
     return lines[-1].removeprefix("ERROR: ") if lines else (r.stderr.strip().splitlines() or ["?"])[-1]
 
 
-def build(dest: Path, *, source: Path | None = None, python: str = PYTHON) -> list[Path]:
+def build(dest: Path, *, source: Path | None = None, python: str = PYTHON,
+          arch: str = "aarch64") -> list[Path]:
     """camnode's wheel (from its source tree) and its dependencies' board wheels into ``dest``."""
     source = source or Path(__file__).resolve().parents[1]
     if not (source / "pyproject.toml").is_file():
@@ -74,15 +81,15 @@ def build(dest: Path, *, source: Path | None = None, python: str = PYTHON) -> li
         r = _pip("wheel", "--no-deps", "-q", "-w", str(dest), str(tree))
     if r.returncode != 0:
         raise ToolError(f"building camnode's wheel failed: {_last_error(r)}")
-    r = _pip("download", "-q", "-d", str(dest), "--find-links", str(dest), *platform_args(python),
+    r = _pip("download", "-q", "-d", str(dest), "--find-links", str(dest), *platform_args(python, arch=arch),
              requirement(True))
     if r.returncode != 0:
         raise ToolError(f"pip download failed: {_last_error(r)}")
-    check(dest, detect=True, python=python)
+    check(dest, detect=True, python=python, arch=arch)
     return sorted(dest.glob("*.whl"))
 
 
-def check(wheels: Path, *, detect: bool, python: str = PYTHON) -> None:
+def check(wheels: Path, *, detect: bool, python: str = PYTHON, arch: str = "aarch64") -> None:
     """Refuse a wheel folder from which first boot could not install camnode on the board."""
     if not wheels.is_dir():
         raise ProvisionError(f"--wheels {wheels}: no such directory")
@@ -92,7 +99,7 @@ def check(wheels: Path, *, detect: bool, python: str = PYTHON) -> None:
         raise ProvisionError(f"--wheels {wheels}: no camnode wheel (the node would have nothing to run)")
     with tempfile.TemporaryDirectory(prefix="camnode-wheelcheck-") as tmp:
         r = _pip("install", "--dry-run", "--ignore-installed", "--no-index", "--find-links", str(wheels),
-                 "--target", tmp, *platform_args(python), requirement(detect), timeout=300)
+                 "--target", tmp, *platform_args(python, arch=arch), requirement(detect), timeout=300)
     if r.returncode != 0:
         raise ProvisionError(f"--wheels {wheels}: first boot could not install {requirement(detect)} "
-                             f"for aarch64 CPython {python}: {_last_error(r)}")
+                             f"for {arch} CPython {python}: {_last_error(r)}")

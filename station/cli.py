@@ -167,6 +167,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
     return serve(Settings(
         db=args.db, connection=connection_from_args(args), listen_host=host or "127.0.0.1",
         listen_port=int(port), secret_file=args.secret_file, inventory=args.inventory, tz=args.tz,
+        media=args.media, cases=args.cases,
         tile_url=args.tile_url, live_url=args.live_url))
 
 
@@ -174,13 +175,15 @@ def _cmd_console_user(args: argparse.Namespace) -> int:
     import getpass
     from datetime import UTC, datetime
 
-    from station.console import tables
-    from station.console.run import make_engine
+    from station.archive.db import ArchiveError
+    from station.console.run import open_db
     from station.console.users import UserError, create_user, set_password
 
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
-    engine = make_engine(args.db)
-    tables.create(engine)
+    try:
+        engine = open_db(args.db)
+    except ArchiveError as exc:
+        raise StationError(str(exc)) from None
     try:
         if args.action == "add":
             create_user(engine, args.username, password, args.role, datetime.now(UTC), args.name)
@@ -245,7 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to serve on")
     co.add_argument("--secret-file", default="var/console.secret",
                     help="session key (created at first start)")
-    co.add_argument("--inventory", default="", help="inventory CSV with lat, lon, address, neighbours")
+    co.add_argument("--media", default="",
+                    help="the archive's snapshots folder (default: beside a SQLite file)")
+    co.add_argument("--cases", default="", help="where evidence cases are built (default: beside the media)")
+    co.add_argument("--inventory", default="",
+                    help="inventory CSV to import into the archive (node_id, pole, lat, lon, neighbours...)")
     co.add_argument("--tz", default="Asia/Ho_Chi_Minh", help="the ward's time zone (times are stored UTC)")
     co.add_argument("--tile-url", default="", help="optional map tiles, e.g. http://tiles.local/{z}/{x}/{y}.png")
     co.add_argument("--live-url", default="", help="the media relay's page of one pole ({node}, {stream})")

@@ -105,14 +105,15 @@ def collect(engine: Engine, media_dir: Path, conn: Connection, event_id: str, wi
         pe = PoleEvidence(node)
         span = {"start": iso(start), "end": iso(end)}
         try:
-            reply = request(conn, node, "hold", {**span, "name": case_id}, timeout_s=15)
+            reply = request(conn, node, "hold", {**span, "name": case_id,
+                                                 "owner": actor or "camnode-station evidence"}, timeout_s=15)
             pe.held = bool(reply.get("ok"))
             if not pe.held:
                 pe.problems.append(f"hold refused: {reply.get('error')}")
         except (StationError, OSError) as exc:
             reply = {"ok": False, "error": str(exc)}
             pe.problems.append(f"hold: {exc}")
-        _audit(engine, node, "hold", actor, {**span, "name": case_id}, reply, now)
+        _audit(engine, node, "hold", actor, {**span, "name": case_id, "owner": actor}, reply, now)
         try:
             clip, manifest = fetch_clip(conn, node, span["start"], span["end"], out_dir / "clips" / node,
                                         idle_s=idle_s)

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from hw.camera.base import SourceError
+from hw.encode.rate import RateSettings
 from hw.media import EncodedPacket, Frame
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,8 @@ class Picamera2Source:
                  hardware_encoder: bool = True, overlay: Any = None, camera_num: int = 0,
                  tuning: CameraTuning | None = None, module: Any = None,
                  max_frames: int | None = None, max_pending: int = 120,
-                 night_max_exposure_us: int = 66_000, frame_timeout_s: float = 5.0) -> None:
+                 night_max_exposure_us: int = 66_000, frame_timeout_s: float = 5.0,
+                 rate: RateSettings | None = None) -> None:
         self.name = f"picamera2:{camera_num}"
         self.width, self.height, self.fps = width, height, fps
         self.lores_size = lores
@@ -118,7 +120,11 @@ class Picamera2Source:
         self.dropped_packets = 0
         self.overlay_errors = 0
         self.encoder_name = ""
+        self._pending_rate: RateSettings | None = None
+        self.encoder_swaps = 0
         self.state = "idle"
+        if rate is not None:  # the storage budget's settings: bitrate and intra period
+            self.set_rate(rate)
         self.last_error = ""
 
     # ------------------------------------------------------------------ picamera2 glue
@@ -154,6 +160,28 @@ class Picamera2Source:
             controls["ColourGains"] = (1.0, 1.0)
         return controls
 
+    def set_rate(self, rate: RateSettings) -> None:
+        """The storage budget's settings: picamera2's encoders take a bitrate and an intra
+        period (no CRF). They are fixed while an encoder runs, so while streaming the capture
+        thread swaps the encoder (``stop_encoder`` flushes the old one's last packets, a new one
+        starts with a keyframe); timestamps stay on the sensor's clock. Any thread."""
+        if self._cam is None:
+            self.bitrate_kbps, self.gop_s = rate.bitrate_kbps, rate.gop_s
+        else:
+            self._pending_rate = rate
+
+    def _swap_encoder(self) -> None:
+        """Capture thread: apply a pending :meth:`set_rate` to the running camera."""
+        rate, self._pending_rate = self._pending_rate, None
+        if rate is None or self._cam is None:
+            return
+        self.bitrate_kbps, self.gop_s = rate.bitrate_kbps, rate.gop_s
+        self._cam.stop_encoder()  # its last packets are pushed (converted) before it returns
+        self._first_sensor_us = None  # the new encoder stamps from its own first frame
+        self._cam.start_encoder(self._make_encoder(self._pc2), self._make_output(self._pc2),
+                                name="main")
+        self.encoder_swaps += 1
+
     def _make_encoder(self, pc2: Any) -> Any:
         enc_mod = pc2.encoders
         iperiod = max(1, round(self.gop_s * self.fps))
@@ -181,8 +209,10 @@ class Picamera2Source:
         return _QueueOutput()
 
     def _push(self, data: bytes, keyframe: bool, timestamp_us: int) -> None:
+        # to sensor time now, while this encoder's origin is current (an encoder swap resets it)
+        ts = self._sensor_us(timestamp_us)
         with self._lock:
-            self._packets.append((data, keyframe, timestamp_us))
+            self._packets.append((data, keyframe, ts))
             while len(self._packets) > self._max_pending:
                 self._packets.popleft()
                 self.dropped_packets += 1
@@ -240,6 +270,8 @@ class Picamera2Source:
         seq = 0
         try:
             while not self._stop.is_set():
+                if self._pending_rate is not None:
+                    self._swap_encoder()
                 request = self._next_request(cam)
                 try:
                     ts_ns = int(request.get_metadata()["SensorTimestamp"])
@@ -292,9 +324,8 @@ class Picamera2Source:
                 if not self._packets:
                     self._have_packet.clear()
                     return
-                data, keyframe, enc_ts = self._packets.popleft()
+                data, keyframe, ts_us = self._packets.popleft()
                 gap, self._gap = self._gap, False
-            ts_us = self._sensor_us(enc_ts)
             lores = lores_by_ts.get(ts_us)
             exact = lores is not None
             if lores is None:

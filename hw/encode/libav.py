@@ -3,8 +3,15 @@
 Settings chosen for a recorder on a small CPU: ``ultrafast`` + ``zerolatency`` (no B-frames,
 no lookahead: a packet out for every frame in), a fixed keyframe interval with scene-cut
 detection off (segments cut at predictable keyframes), SPS/PPS repeated before every IDR
-(each segment decodes on its own), and a VBV cap at 2x the bitrate so a busy scene cannot
-blow the storage budget.
+(each segment decodes on its own). The rate follows a :class:`~hw.encode.rate.RateSettings`:
+libx264 takes constant quality (CRF) under a VBV cap (the storage budget's mode), or an average
+bitrate with the cap at 2x it (``RateSettings.fixed``); hardware encoders (``h264_v4l2m2m``)
+take the bitrate and the intra period.
+
+:meth:`LibavEncoder.reconfigure` changes the settings while running: FFmpeg cannot change an
+open encoder's rate control, so a fresh context is opened exactly where the next keyframe is
+due. The stream loses nothing (no lookahead, no delayed frames), timestamps continue, and the
+keyframe cadence is kept, so segments and clips are unaffected.
 
 Cost: ≈ 2-7 ms per 720p frame, 6-15 ms per 1080p frame on this machine's cores.
 Thread: all methods on the encoder thread.
@@ -18,6 +25,7 @@ from fractions import Fraction
 import numpy as np
 
 from hw.encode.base import EncoderError
+from hw.encode.rate import RateSettings
 from hw.media import TIME_BASE, EncodedPacket, Frame, StreamInfo
 
 
@@ -25,29 +33,54 @@ class LibavEncoder:
     """A PyAV/FFmpeg encoder by codec name (``libx264`` by default)."""
 
     def __init__(self, bitrate_kbps: int, gop_s: float, *, codec: str = "libx264",
-                 preset: str = "ultrafast", profile: str = "high") -> None:
+                 preset: str = "ultrafast", profile: str = "high",
+                 rate: RateSettings | None = None) -> None:
         self.name = codec
-        self.bitrate_kbps = bitrate_kbps
-        self.gop_s = gop_s
+        self.rate = rate or RateSettings.fixed(bitrate_kbps, gop_s)
         self.preset = preset
         self.profile = profile
         self._ctx = None
+        self._stream: StreamInfo | None = None
         self._t0: float | None = None
         self._meta: dict[int, tuple] = {}
         self._headers = b""
+        self._pending: RateSettings | None = None
+        self._since_key = 0
         self.frames_in = 0
+        self.reconfigured = 0
+
+    @property
+    def bitrate_kbps(self) -> int:
+        return self.rate.bitrate_kbps
+
+    @property
+    def gop_s(self) -> float:
+        return self.rate.gop_s
+
+    def reconfigure(self, rate: RateSettings) -> None:
+        """Use ``rate`` from the next keyframe on (any thread; applied on the encoder thread)."""
+        self._pending = rate
 
     def start(self, stream: StreamInfo) -> StreamInfo:
+        self._stream = stream
+        self._ctx = self._open(stream, self.rate)
+        self._headers = bytes(self._ctx.extradata or b"")
+        if not self._headers.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
+            self._headers = b""  # avcC (global-header) form: not insertable in-band as is
+        return StreamInfo("h264", stream.width, stream.height, stream.fps, self._headers)
+
+    def _open(self, stream: StreamInfo, rate: RateSettings):
         import av
 
-        gop = max(1, round(self.gop_s * stream.fps))
+        gop = rate.gop_frames(stream.fps)
+        crf = rate.crf is not None and self.name == "libx264"
         try:
             ctx = av.CodecContext.create(self.name, "w")
             ctx.width, ctx.height = stream.width, stream.height
             ctx.pix_fmt = "yuv420p"
             ctx.time_base = TIME_BASE
             ctx.framerate = Fraction(stream.fps).limit_denominator(1001)
-            ctx.bit_rate = self.bitrate_kbps * 1000
+            ctx.bit_rate = 0 if crf else rate.bitrate_kbps * 1000
             ctx.gop_size = gop
             ctx.max_b_frames = 0
             if self.name != "libx264":
@@ -61,17 +94,12 @@ class LibavEncoder:
                     "preset": self.preset,
                     "tune": "zerolatency",
                     "profile": self.profile,
-                    "x264-params": f"scenecut=0:keyint={gop}:min-keyint={gop}:"
-                    f"vbv-maxrate={2 * self.bitrate_kbps}:vbv-bufsize={2 * self.bitrate_kbps}",
+                    "x264-params": rate.x264_params(stream.fps),
                 }
             ctx.open()
         except (av.error.FFmpegError, ValueError) as exc:
             raise EncoderError(f"encoder {self.name} cannot open: {exc}") from exc
-        self._ctx = ctx
-        self._headers = bytes(ctx.extradata or b"")
-        if not self._headers.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
-            self._headers = b""  # avcC (global-header) form: not insertable in-band as is
-        return StreamInfo("h264", stream.width, stream.height, stream.fps, self._headers)
+        return ctx
 
     def encode(self, frame: Frame) -> list[EncodedPacket]:
         import av
@@ -82,6 +110,17 @@ class LibavEncoder:
             raise EncoderError("frame has no pixels to encode")
         if self._t0 is None:
             self._t0 = frame.mono
+        if self._pending is not None and self._stream is not None and (
+                self._since_key >= self.rate.gop_frames(self._stream.fps)):
+            # the next frame is a keyframe anyway: start it with a fresh context
+            rate, self._pending = self._pending, None
+            self._ctx = self._open(self._stream, rate)
+            self.rate = rate
+            self.reconfigured += 1
+            self._since_key = 0
+        if self._since_key >= self.rate.gop_frames(self._stream.fps if self._stream else 1.0):
+            self._since_key = 0
+        self._since_key += 1
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame.main), format="yuv420p")
         pts = round((frame.mono - self._t0) * 90_000)
         vf.pts = pts

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from hw.encode.base import Encoder, EncoderError
+from hw.encode.rate import CRF_ENCODERS, RateSettings
 from hw.media import Frame, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -179,18 +180,28 @@ def _reason(exc: BaseException) -> str:
     return text.replace("\n", " ")[:200]
 
 
+def rate_for(name: str, rate: RateSettings | None) -> RateSettings | None:
+    """``rate`` as encoder ``name`` can take it: a CRF setting becomes its bitrate target for an
+    encoder without CRF (hardware: bitrate and intra period)."""
+    if rate is None or rate.crf is None or name in CRF_ENCODERS:
+        return rate
+    return RateSettings(rate.bitrate_kbps, rate.gop_s, None, rate.maxrate_kbps, rate.bufsize_kbps)
+
+
 def make_encoder(name: str, *, bitrate_kbps: int, gop_s: float, profile: str = "high",
-                 preset: str = "ultrafast") -> Encoder:
-    """Build (not open) the encoder called ``name`` (an FFmpeg encoder name)."""
+                 preset: str = "ultrafast", rate: RateSettings | None = None) -> Encoder:
+    """Build (not open) the encoder called ``name`` (an FFmpeg encoder name); ``rate`` (the
+    storage budget's settings) overrides ``bitrate_kbps``/``gop_s``."""
     from hw.encode.libav import LibavEncoder
 
-    return LibavEncoder(bitrate_kbps, gop_s, codec=name, preset=preset, profile=profile)
+    return LibavEncoder(bitrate_kbps, gop_s, codec=name, preset=preset, profile=profile,
+                        rate=rate_for(name, rate))
 
 
 def open_encoder(candidates: list[str] | None, stream: StreamInfo, *, bitrate_kbps: int,
                  gop_s: float, profile: str = "high", preset: str = "ultrafast",
                  fallback: str = "libx264", source_encoded: bool = False,
-                 factory=None) -> tuple[Encoder, EncoderReport]:
+                 factory=None, rate: RateSettings | None = None) -> tuple[Encoder, EncoderReport]:
     """Choose and open the encoder for ``stream``.
 
     ``candidates`` ``None`` or empty: :func:`default_candidates` (the platform order). A
@@ -199,6 +210,8 @@ def open_encoder(candidates: list[str] | None, stream: StreamInfo, *, bitrate_kb
     :class:`EncoderError` naming every rejection. ``source`` (the camera's own H.264) passes
     when ``source_encoded`` and returns the passthrough encoder.
 
+    ``rate``: the storage budget's settings (CRF for libx264, bitrate + intra period for the
+    others); ``None``: ``bitrate_kbps`` with a cap at twice it.
     Returns the encoder, already started (``start(stream)`` called), and the report.
     ``factory(name) -> Encoder`` replaces :func:`make_encoder` in tests.
     """
@@ -215,7 +228,7 @@ def open_encoder(candidates: list[str] | None, stream: StreamInfo, *, bitrate_kb
         if factory is not None:
             return factory(name)
         return make_encoder(name, bitrate_kbps=bitrate_kbps, gop_s=gop_s, profile=profile,
-                            preset=preset)
+                            preset=preset, rate=rate)
 
     report = EncoderReport(chosen="", forced=forced)
     listed: list[str] | None = None

@@ -40,43 +40,92 @@ def _signer(cfg: Any):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from node.record.capacity import parse_resolution, parse_size, plan
+    """Days a card holds at a bitrate; without ``--bitrate`` the bitrate the node would plan
+    for the retention target; without ``--card`` the card a bitrate or quality needs."""
+    from node.record import capacity as cap
 
     try:
         cfg = load_config(args.config) if args.config else None
-        card = parse_size(args.card)
-        width, height = parse_resolution(args.resolution) if args.resolution else (
+        width, height = cap.parse_resolution(args.resolution) if args.resolution else (
             (cfg.camera.width, cfg.camera.height) if cfg else (1920, 1080))
         fps = args.fps or (cfg.camera.fps if cfg else 15.0)
-        source = "given"
-        if args.bitrate:
-            bitrate = parse_size(args.bitrate)
-        elif cfg is not None and (Path(cfg.storage.path) / "index.db").exists():
-            from node.record.index import Index
-
-            idx = Index(Path(cfg.storage.path) / "index.db")
-            rate = idx.recent_rate(60)
-            idx.close()
-            if rate <= 0:
-                return _fail("no recorded footage to measure a bitrate from; give --bitrate", 2)
-            bitrate, source = rate * 8, "measured on this node"
-        elif cfg is not None:
-            bitrate, source = cfg.encoder.bitrate_kbps * 1000.0, "configured"
-        else:
-            return _fail("give --bitrate (or --config of a node that has recorded)", 2)
+        if not 0 < fps <= 120:
+            raise ValueError(f"fps {fps:g} outside 0..120")
         target = args.days or (cfg.record.max_age_days if cfg else 30.0)
-        p = plan(card, bitrate, width, height, fps, target_days=target,
-                 reserve_bytes=parse_size(args.reserve),
-                 headroom_s=cfg.record.headroom_s if cfg else 3600.0)
+        if not 0 < target <= cap.MAX_DAYS:
+            raise ValueError(f"--days {target:g} outside 0..{cap.MAX_DAYS:g}")
+        reserve = cap.parse_size(args.reserve, what="reserve", example="2G")
+        headroom_s = cfg.record.headroom_s if cfg else 3600.0
+        card = cap.parse_card(args.card) if args.card else None
+        bitrate, source = _plan_bitrate(args, cfg, card, width, height, fps, target, reserve,
+                                        headroom_s)
+        if card is None:
+            return _print_card_needed(args, bitrate, source, width, height, fps, target, reserve,
+                                      headroom_s)
+        p = cap.plan(card, bitrate, width, height, fps, target_days=target,
+                     reserve_bytes=reserve, headroom_s=headroom_s)
     except ConfigError as exc:
         return _fail(f"config error: {exc}", 2)
     except ValueError as exc:
         return _fail(str(exc), 2)
     if args.json:
-        print(json.dumps(p.__dict__ | {"bitrate_source": source}, indent=2))
+        print(json.dumps(p.as_dict() | {"bitrate_source": source}, indent=2))
     else:
         print("\n".join(p.lines()))
         print(f"(bitrate {source})")
+    return 0
+
+
+def _plan_bitrate(args: argparse.Namespace, cfg: Any, card: float | None, width: int, height: int,
+                  fps: float, target: float, reserve: float, headroom_s: float) -> tuple[float, str]:
+    """The bitrate to plan with and where it came from."""
+    from node.record import capacity as cap
+
+    if args.bitrate:
+        return cap.parse_bitrate(args.bitrate), "given"
+    if args.quality:
+        return cap.QUALITY[args.quality] * width * height * fps, f"quality {args.quality!r}"
+    if cfg is not None and (Path(cfg.storage.path) / "index.db").exists():
+        from node.record.index import Index
+
+        idx = Index(Path(cfg.storage.path) / "index.db")
+        rate = idx.recent_rate(60)
+        idx.close()
+        if rate > 0:
+            return rate * 8, "measured on this node"
+    if cfg is not None and getattr(cfg.encoder, "rate_control", "budget") == "fixed":
+        return cfg.encoder.bitrate_kbps * 1000.0, "configured"
+    if card is None:
+        raise ValueError("give --card (to plan a bitrate), --bitrate or --quality (to size a card)")
+    b = cap.bitrate_for(card, target, reserve_bytes=reserve, headroom_s=headroom_s)
+    ceiling = cap.QUALITY["high"] * width * height * fps
+    if b < cap.BITRATE_RANGE[0]:
+        raise ValueError(f"a {card / 1e9:g} GB card cannot hold {target:g} days at any usable "
+                         f"bitrate ({b / 1000:.1f} kbit/s): a bigger card or fewer days")
+    if b > ceiling:
+        return ceiling, (f"planned: quality 'high' is reached below the {target:g}-day budget "
+                         f"of {b / 1000:.0f} kbit/s")
+    return b, f"planned for the {target:g}-day target"
+
+
+def _print_card_needed(args: argparse.Namespace, bitrate: float, source: str, width: int,
+                       height: int, fps: float, target: float, reserve: float,
+                       headroom_s: float) -> int:
+    from node.record import capacity as cap
+
+    need = cap.card_for(bitrate, target, reserve_bytes=reserve, headroom_s=headroom_s)
+    bpp = cap.bits_per_pixel(bitrate, width, height, fps)
+    out = {"card_needed_bytes": round(need), "card_to_buy": cap.card_size_for(need),
+           "days": target, "target_days": target, "bitrate_kbps": round(bitrate / 1000, 1),
+           "bitrate_bps": bitrate, "bits_per_pixel": round(bpp, 4),
+           "quality": cap.quality_name(bpp), "width": width, "height": height, "fps": fps,
+           "bitrate_source": source}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"stream: {width}x{height} @ {fps:g} fps, {bitrate / 1e6:.3g} Mbit/s "
+              f"({bpp:.3f} bit/pixel, quality {cap.quality_name(bpp)}; bitrate {source})")
+        print(f"for {target:g} days: a card of >= {need / 1e9:.1f} GB (buy {out['card_to_buy']})")
     return 0
 
 
@@ -165,18 +214,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def capacity_levels() -> list[str]:
+    from node.record.capacity import QUALITY
+
+    return list(QUALITY)
+
+
 def register(subparsers: Any) -> None:
     """Add ``storage plan``, ``clip`` and ``verify`` to the ``camnode`` parser."""
     st = subparsers.add_parser("storage", help="storage planning")
     ssub = st.add_subparsers(dest="storage_command", required=True)
     pl = ssub.add_parser("plan", help="days of footage a card holds; what fits the target")
-    pl.add_argument("--card", required=True, help="card size, e.g. 128G, 64GiB")
+    pl.add_argument("--card", help="card size with its unit, e.g. 128G (decimal, as sold) or "
+                    "64GiB; without it: the card --bitrate/--quality needs")
     pl.add_argument("--resolution", help="WIDTHxHEIGHT (default: the config's camera)")
     pl.add_argument("--fps", type=float, help="frames per second (default: the config's camera)")
-    pl.add_argument("--bitrate", help="e.g. 1.2M (bit/s); default: measured from --config's store")
+    pl.add_argument("--bitrate", help="bit/s with its unit, e.g. 1.2M or 400k; default: measured "
+                    "from --config's store, else planned for the retention target")
+    pl.add_argument("--quality", choices=sorted(capacity_levels()),
+                    help="a named quality (bits per pixel, see docs/recording.md) instead of --bitrate")
     pl.add_argument("--config", "-c", help="node config: measured bitrate, camera, retention")
     pl.add_argument("--days", type=float, help="retention target (default: record.max_age_days)")
-    pl.add_argument("--reserve", default="2G", help="space kept for the system (default 2G)")
+    pl.add_argument("--reserve", default="2G", help="space kept for the system, with its unit "
+                    "(default 2G)")
     pl.add_argument("--json", action="store_true", help="machine-readable output")
     pl.set_defaults(func=cmd_plan)
 

@@ -23,7 +23,7 @@ MAX_RANGE_DAYS = 7
 MAX_FUTURE_S = 24 * 3600
 DEFAULT_DAYS = 30.0
 MAX_DAYS = 365.0
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.: -]{0,63}$")
 
 
 class HoldError(ValueError):
@@ -34,7 +34,7 @@ def check(name: str, owner: str, start: datetime, end: datetime, days: float,
           now: datetime) -> datetime:
     """Validate a hold; returns its expiry (UTC). Raises :class:`HoldError`."""
     if not _NAME.match(name):
-        raise HoldError("name: 1-64 characters of letters, digits, '_', '.', ':' or '-'")
+        raise HoldError("name: 1-64 characters of letters, digits, spaces, '_', '.', ':' or '-'")
     if not owner.strip() or len(owner) > 64:
         raise HoldError("owner: who asks for the hold (1-64 characters), e.g. an officer or a case")
     if end <= start:

@@ -322,8 +322,9 @@ def _iso(us: int) -> str:
     return from_us(us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def build_recorder(cfg: Any, clock: Any) -> Recorder:
-    """The app's one call: a :class:`Recorder` from ``cfg.storage`` and ``cfg.record``."""
+def build_recorder(cfg: Any, clock: Any, free_fn: Any = disk_free) -> Recorder:
+    """The app's one call: a :class:`Recorder` from ``cfg.storage`` and ``cfg.record``
+    (``free_fn``: free bytes of the card, injected by tests that pretend a card size)."""
     rec = cfg.record
     signer = Signer.none()
     if rec.signing_key:
@@ -338,4 +339,4 @@ def build_recorder(cfg: Any, clock: Any) -> Recorder:
     return Recorder(Path(cfg.storage.path), clock, segment_s=cfg.storage.segment_s,
                     frag_s=rec.fragment_s, policy=policy, signer=signer,
                     sweep_s=rec.sweep_s, queue_bytes=int(rec.queue_mb * 1024 * 1024),
-                    sync_fragments=rec.sync_fragments)
+                    sync_fragments=rec.sync_fragments, free_fn=free_fn)

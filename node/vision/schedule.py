@@ -136,8 +136,11 @@ class Scheduler:
                 due.append(t.box)
         if not due and not scan:
             return None
-        crops = plan_tiles(w, h) if scan else plan_crops(due, w, h, tiles_for_small=self.cd.tiles_for_small,
-                                                              model_px=self.model_px)
+        if scan:
+            crops = plan_tiles(w, h)
+        else:
+            crops = plan_crops(due, w, h, min_crop=self.cd.min_crop, tiles_for_small=self.cd.tiles_for_small,
+                               model_px=self.model_px)
         if not self.within_budget(now, len(crops)):
             return None
         self.last_job = now

@@ -16,6 +16,7 @@ from station.console.tables import audit
 
 @dataclass(frozen=True)
 class Entry:
+    id: int
     at_utc: datetime
     username: str
     role: str
@@ -34,12 +35,16 @@ def record(engine: sa.Engine, now: datetime, username: str, role: str, action: s
                                         address=address[:64], detail=detail[:2000]))
 
 
-def recent(engine: sa.Engine, limit: int = 200, username: str = "", action: str = "") -> list[Entry]:
+def recent(engine: sa.Engine, limit: int = 200, username: str = "", action: str = "",
+           before: int | None = None) -> list[Entry]:
+    """Newest first; ``before``: only entries older than that id (the next page)."""
     q = sa.select(audit).order_by(audit.c.id.desc()).limit(limit)
+    if before is not None:
+        q = q.where(audit.c.id < before)
     if username:
         q = q.where(audit.c.username == username)
     if action:
         q = q.where(audit.c.action == action)
     with engine.connect() as c:
-        return [Entry(r.at_utc, r.username, r.role, r.action, r.target, bool(r.allowed), r.address,
+        return [Entry(r.id, r.at_utc, r.username, r.role, r.action, r.target, bool(r.allowed), r.address,
                       r.detail) for r in c.execute(q)]

@@ -1,6 +1,8 @@
-"""The console in ``make run`` (``camnode demo``): a subprocess on 127.0.0.1:8080 with one demo
-user per role (fresh passwords each run, printed once to the terminal of whoever ran the demo)
-and a one-pole inventory placing the demo node in Hoàn Kiếm."""
+"""The station side of ``make run`` (``camnode demo``): the station service (``camnode-station
+serve``: archive, acknowledgements) and the web console on 127.0.0.1:8080, each a subprocess,
+sharing one SQLite archive beside the demo's footage. One demo user per role (fresh passwords
+each run, printed once to the terminal of whoever ran the demo) and a one-pole inventory
+placing the demo node in Hoàn Kiếm."""
 
 from __future__ import annotations
 
@@ -12,18 +14,16 @@ from pathlib import Path
 
 DEMO_USERS = (("canbo", "operator", "Cán bộ trực ban"), ("kythuat", "technician", "Kỹ thuật viên"),
               ("quantri", "admin", "Quản trị"))
-INVENTORY = ("node_id,name,lat,lon,address,neighbours\n"
+INVENTORY = ("node_id,pole,lat,lon,address,neighbours\n"
              "demo-node,Cột 1 — Hàng Bạc,21.03405,105.85235,\"12 Hàng Bạc, Hoàn Kiếm, Hà Nội\",\n")
 
 
 def demo_users(db_url: str) -> list[tuple[str, str, str]]:
     """(user, password, role) of the demo accounts, created or given new passwords."""
-    from station.console import tables
-    from station.console.run import make_engine
+    from station.console.run import open_db
     from station.console.users import create_user, get_user, set_password
 
-    engine = make_engine(db_url)
-    tables.create(engine)
+    engine = open_db(db_url)
     out = []
     for name, role, display in DEMO_USERS:
         pw = secrets.token_urlsafe(9)
@@ -36,21 +36,49 @@ def demo_users(db_url: str) -> list[tuple[str, str, str]]:
     return out
 
 
+class StationProcesses:
+    """The demo's ``serve`` and ``console`` processes, stopped together (SIGTERM, then wait)."""
+
+    def __init__(self, procs: list[subprocess.Popen]) -> None:
+        self.procs = procs
+
+    def terminate(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+
+    def wait(self, timeout: float) -> None:
+        for p in self.procs:
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
 def start(broker_port: int, storage: Path, listen: str = "127.0.0.1:8080", db_url: str = "",
-          live_url: str = "") -> subprocess.Popen:
+          live_url: str = "") -> StationProcesses:
     storage = storage.resolve()
     db_url = db_url or f"sqlite:///{storage / 'station.db'}"
     inv = storage / "inventory.csv"
     if not inv.exists():
         inv.write_text(INVENTORY, encoding="utf-8")
-    users = demo_users(db_url)
+    users = demo_users(db_url)  # also brings the archive's schema up before serve starts
+    with (storage / "station.log").open("ab") as slog:
+        serve = subprocess.Popen([sys.executable, "-m", "station.cli", "serve", "--host", "127.0.0.1",
+                                  "--port", str(broker_port), "--db", db_url,
+                                  "--media", str(storage / "media"), "--client-id", "camnode-station-demo"],
+                                 stdout=slog, stderr=subprocess.STDOUT, start_new_session=True)
+    print(f"demo: station service archiving into {db_url}; log in {storage / 'station.log'}", flush=True)
     log = (storage / "console.log").open("ab")
     args = [sys.executable, "-m", "station.cli", "console", "--db", db_url, "--port", str(broker_port),
-            "--listen", listen, "--inventory", str(inv), "--secret-file", str(storage / "console.secret")]
+            "--listen", listen, "--inventory", str(inv), "--secret-file", str(storage / "console.secret"),
+            "--media", str(storage / "media")]
     if live_url:
         args += ["--live-url", live_url]
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
     print(f"demo: web console on http://{listen}/ (log in as "
           + ", ".join(f"{u} / {p} ({r})" for u, p, r in users) + ")", flush=True)
     print(f"demo: console log in {storage / 'console.log'}", flush=True)
-    return proc
+    return StationProcesses([proc, serve])

@@ -117,6 +117,10 @@ VI: dict[str, str] = {
     "No heartbeat received yet.": "Chưa nhận được tín hiệu.",
     "Diagnostics": "Chẩn đoán",
     "Run diagnostics": "Chạy chẩn đoán",
+    "Restart the node": "Khởi động lại cột",
+    "Restart this pole? Recording stops for a few seconds.":
+        "Khởi động lại cột này? Việc ghi hình dừng vài giây.",
+    "Reason": "Lý do",
     "IR light": "Đèn hồng ngoại",
     "On (night)": "Bật (đêm)",
     "Off (day)": "Tắt (ngày)",
@@ -156,6 +160,7 @@ VI: dict[str, str] = {
     "Timeline": "Dòng thời gian",
     "min": "phút",
     "Keep for days": "Giữ trong số ngày",
+    "Older": "Cũ hơn",
     "No pole is online.": "Không có cột nào trực tuyến.",
     "The pole refused": "Cột từ chối",
     "Expires": "Hết hạn",

@@ -28,6 +28,11 @@ class Settings:
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
     secret_file: str = "var/console.secret"
+    #: snapshots folder of the archive (default: beside a SQLite file, as ``serve``'s)
+    media: str = ""
+    #: where evidence cases are built (default: ``cases`` beside the media folder)
+    cases: str = ""
+    #: an inventory CSV imported into the archive at start (the archive keeps it)
     inventory: str = ""
     tz: str = "Asia/Ho_Chi_Minh"
     tile_url: str = ""
@@ -51,35 +56,43 @@ def read_secret(path: Path) -> str:
     return key
 
 
-def make_engine(url: str) -> sa.Engine:
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    if url.startswith("sqlite"):
-        eng = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
+def open_db(url: str) -> sa.Engine:
+    """The archive's engine (its migrations brought up to date) with the console's tables."""
+    from station.archive.db import open_archive
+    from station.console import tables
 
-        @sa.event.listens_for(eng, "connect")
-        def _wal(dbapi_conn: Any, _rec: Any) -> None:
-            dbapi_conn.execute("PRAGMA journal_mode=WAL")
-
-        return eng
-    return sa.create_engine(url, pool_pre_ping=True)
+    engine = open_archive(url)
+    tables.create(engine)
+    return engine
 
 
 def build(settings: Settings, clock: Any = None):
     """(app, bridge): the FastAPI app and the started MQTT bridge feeding it."""
     from node.clock import SystemClock
+    from station.archive.inventory import import_csv
     from station.command import request
-    from station.console import tables
+    from station.console.archive_view import ArchiveView
+    from station.console.cases import CaseJobs
     from station.console.context import Console
     from station.console.feed import LiveState, MqttBridge
     from station.console.i18n import WardTime
-    from station.console.inventory import load_csv
     from station.console.web import create_app
+    from station.evidence import collect
+    from station.service.config import ServeConfig
 
     clock = clock or SystemClock()
-    engine = make_engine(settings.db)
-    tables.create(engine)
-    inventory = load_csv(Path(settings.inventory)) if settings.inventory else []
+    engine = open_db(settings.db)
+    if settings.inventory:
+        import_csv(engine, settings.inventory, clock.utc().replace(tzinfo=None))
+    media = Path(settings.media) if settings.media else ServeConfig(db=settings.db).media_dir()
+    archive = ArchiveView(engine, media)
+    conn = settings.connection
+
+    def run_case(event_id: str, window: Any, out_dir: Path, poles: list[str], actor: str) -> dict[str, Any]:
+        return collect(engine, media, conn, event_id, window, out_dir, poles=poles, actor=f"console:{actor}",
+                       clock=clock)
+
+    cases = CaseJobs(run_case, Path(settings.cases) if settings.cases else media.parent / "cases", clock)
     live = LiveState(clock)
     bridge = MqttBridge(settings.connection, live.on_message)
 
@@ -87,7 +100,7 @@ def build(settings: Settings, clock: Any = None):
         return request(settings.connection, node, name, args, timeout_s=settings.command_timeout_s)
 
     console = Console(engine=engine, live=live, clock=clock, ward=WardTime(settings.tz),
-                      poles=lambda: inventory, command=command,
+                      poles=archive.poles, command=command, archive=archive, cases=cases,
                       secret_key=read_secret(Path(settings.secret_file)), tile_url=settings.tile_url,
                       live_url=settings.live_url, https_only=settings.https_only)
     return create_app(console), bridge.start()
@@ -96,11 +109,12 @@ def build(settings: Settings, clock: Any = None):
 def serve(settings: Settings) -> int:
     import uvicorn
 
+    from station.archive.db import ArchiveError
     from station.connect import StationError
 
     try:
         app, bridge = build(settings)
-    except (ValueError, OSError) as exc:  # unreadable secret or inventory, bad database URL
+    except (ValueError, OSError, ArchiveError) as exc:  # secret, inventory, database
         raise StationError(str(exc)) from None
     config = uvicorn.Config(app, host=settings.listen_host, port=settings.listen_port, log_level="warning",
                             timeout_graceful_shutdown=2, access_log=False)

@@ -98,7 +98,10 @@ def browser(width: int = 1400, height: int = 900):
     opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
               f"--window-size={width},{height}", "--lang=vi-VN", "--disable-extensions",
-              "--no-first-run", "--force-device-scale-factor=1"):
+              "--no-first-run", "--force-device-scale-factor=1",
+              # live view: WebRTC on loopback, video that starts without a click
+              "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection",
+              "--disable-features=WebRtcHideLocalIpsWithMdns"):
         opts.add_argument(a)
     service = Service(executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver")
     return webdriver.Chrome(options=opts, service=service)

@@ -61,6 +61,74 @@ def test_operator_logs_in_and_sees_a_person_alert_with_its_snapshot(ward, drv):
     assert any(found["id"] in e.target for e in views)
 
 
+def archived_person(console) -> dict:
+    """A person event the station service archived (with its snapshot)."""
+    def find():
+        hits = console.console.archive.search(since=None, until=None, label="person", colour=None,
+                                              node="pole-3", limit=20)
+        return next((h for h in hits if h.get("snapshot_sha")), None)
+
+    ev = wait_until(find, 60)
+    assert ev, "the station service archived no person event with a snapshot"
+    return ev
+
+
+def test_search_finds_the_alert_and_trace_shows_it(ward, drv):
+    console, _, _ = ward
+    ev = archived_person(console)
+    drv.get(console.url + "/search")
+    drv.find_element(By.CSS_SELECTOR, '#search-form select[name="label"] option[value="person"]').click()
+    drv.find_element(By.CSS_SELECTOR, '#search-form select[name="node"] option[value="pole-3"]').click()
+    drv.find_element(By.CSS_SELECTOR, "#search-form button").click()
+    hit = wait_until(lambda: drv.find_elements(By.CSS_SELECTOR, f'.result-item[data-id="{ev["id"]}"]'), 20)
+    assert hit, drv.page_source[:3000]
+    assert wait_until(lambda: js(drv, "const i = document.querySelector('.result-item img');"
+                                      "return i && i.complete && i.naturalWidth > 0;"), 10)
+    screenshot(drv, "09-search")
+    hit[0].find_element(By.LINK_TEXT, "Truy vết").click()
+    item = f'#trail .trail-item[data-id="{ev["id"]}"]'
+    trail = wait_until(lambda: drv.find_elements(By.CSS_SELECTOR, item), 20)
+    assert trail, drv.page_source[:3000]
+    assert drv.find_elements(By.CSS_SELECTOR, '#trace-plan .pole.trail[data-node="pole-3"]')
+    assert drv.find_elements(By.CSS_SELECTOR, "#timeline circle.tick.origin")
+    screenshot(drv, "10-trace")
+    from station.console.audit import recent
+
+    engine = console.console.engine
+    assert recent(engine, 50, "op", "search") and recent(engine, 50, "op", "trace")
+
+
+def test_case_with_a_clip_is_built_verified_and_downloaded(ward, drv):
+    console, _, _ = ward
+    ev = archived_person(console)
+    drv.get(console.url + f"/evidence?event={ev['id']}")
+    w = drv.find_element(By.CSS_SELECTOR, '#case-form input[name="window_min"]')
+    w.clear()
+    w.send_keys("1")
+    drv.find_element(By.ID, "build-case").click()
+    assert wait_until(lambda: "/evidence/" in drv.current_url, 20)
+    screenshot(drv, "11-evidence-progress")
+    done = "const c = document.getElementById('case'); " \
+           "return c && c.dataset.state !== 'running' ? c.dataset.state : null;"
+    state = wait_until(lambda: js(drv, done), 180)
+    assert state == "done", drv.page_source[:3000]
+    assert drv.find_element(By.ID, "case").get_attribute("data-verified") == "yes", drv.page_source[:3000]
+    job = console.console.cases.list()[0]
+    assert all(p["held"] and not p["problems"] for p in job.case["poles"]), job.case["poles"]
+    screenshot(drv, "12-evidence-verified")
+    got = js(drv, "return fetch(document.getElementById('download').href).then(r => "
+                  "[r.status, r.headers.get('content-type'), r.headers.get('content-disposition')]);")
+    assert got[0] == 200 and got[1] == "application/zip" and "case-" in got[2]
+    import zipfile
+
+    names = zipfile.ZipFile(job.archive).namelist()
+    assert "case.json" in names and "index.html" in names
+    assert any(n.startswith("clips/pole-3/") and n.endswith(".mp4") for n in names), names
+    from station.console.audit import recent
+
+    assert recent(console.console.engine, 50, "op", "export:case")
+
+
 def test_fleet_page_shows_the_node_online_on_the_plan(ward, drv):
     console, _, _ = ward
     drv.get(console.url + "/fleet")
@@ -88,7 +156,7 @@ def test_node_page_charts_heartbeats(ward, drv):
     screenshot(drv, "04-node-operator")
     drv.find_element(By.CSS_SELECTOR, '#hold-form input[name="name"]').send_keys("vu-viec-17")
     drv.find_element(By.ID, "hold-apply").click()
-    res = drv.find_element(By.ID, "cmd-result")
+    res = wait_until(lambda: drv.find_elements(By.ID, "cmd-result"), 30)[0]  # the node's answer
     assert "ok" in res.get_attribute("class"), res.text  # the real node accepted the legal hold
     drv.find_element(By.ID, "holds").click()
     table = wait_until(lambda: drv.find_elements(By.ID, "holds-table"), 20)
@@ -110,7 +178,7 @@ def test_technician_sets_ir_but_cannot_open_footage(ward, drv):
     m.clear()
     m.send_keys("20")
     drv.find_element(By.ID, "ir-apply").click()
-    res = drv.find_element(By.ID, "cmd-result")
+    res = wait_until(lambda: drv.find_elements(By.ID, "cmd-result"), 30)[0]
     assert "ok" in res.get_attribute("class"), res.text
     assert '"mode": "night"' in res.text or "night" in res.text
     screenshot(drv, "05-node-technician-ir")
@@ -137,11 +205,15 @@ def test_admin_reads_the_audit_log_in_english(ward, drv):
     browser_login(drv, console.url, "adm")
     drv.find_element(By.CSS_SELECTOR, 'button.lang[value="en"]').click()
     drv.get(console.url + "/admin/audit")
-    screenshot(drv, "07-audit-en")
     table = drv.find_element(By.ID, "audit-table").text
-    assert "refused:footage" in table and "tech" in table and "view:snapshot" in table
-    assert "Refused" in table
+    assert "refused:footage" in table and "tech" in table and "Refused" in table
     screenshot(drv, "07-audit-en")
+    # the filters: who looked at which picture
+    drv.find_element(By.CSS_SELECTOR, 'form.filters input[name="action"]').send_keys("view:snapshot")
+    drv.find_element(By.CSS_SELECTOR, "form.filters button").click()
+    assert wait_until(lambda: "action=view" in drv.current_url, 10)
+    rows = drv.find_elements(By.CSS_SELECTOR, "#audit-table tbody tr")
+    assert rows and all("view:snapshot" in r.text and " op " in f" {r.text} " for r in rows)
     drv.get(console.url + "/admin/users")
     assert "Trần Thị Bình" in drv.page_source
     screenshot(drv, "08-users-en")

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 
 from station.console import ratelimit, tables
 from station.console.i18n import VI, WardTime, translate
-from station.console.inventory import InventoryError, load_csv
 from station.console.plan import Pole, layout
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -98,13 +97,3 @@ def test_plan_places_poles_by_coordinates_north_up_and_keeps_the_rest_aside():
     assert p.tiles and all(re.match(r"http://tiles.local/\d+/\d+/\d+\.png", u) for u, *_ in p.tiles)
     assert 0 < p.scale_px < 900
     assert layout([Pole("x", "X", None, None)]).placed == []
-
-
-def test_inventory_errors_name_the_line(tmp_path):
-    f = tmp_path / "inv.csv"
-    f.write_text("node_id,name,lat,lon\npole-1,P1,21.0,105.8\npole-2,P2,north,105.8\n")
-    with pytest.raises(InventoryError, match="line 3: lat 'north'"):
-        load_csv(f)
-    f.write_text("node_id,name,lat,lon\npole-1,P1,91,105.8\n")
-    with pytest.raises(InventoryError, match="outside"):
-        load_csv(f)

@@ -200,3 +200,13 @@ def test_check_runs_the_nodes_own_checks_on_the_folder(ward, tmp_path, capsys):
     assert "detect.model" in capsys.readouterr().err
     (broken / "ca.crt").write_text("not a certificate\n")
     assert provision(["check", str(broken)]) == 2
+
+
+def test_no_card_for_a_retired_node(ward, board_wheels, tmp_path, capsys):
+    assert provision(["node", "--id", "pole-9", "--out", str(ward), "--no-detect"]) == 0
+    assert provision(["retire", "pole-9", "--out", str(ward)]) == 0
+    img = tmp_path / "sd.img"
+    _sd_image(img, partitioned=True, mib=40)
+    capsys.readouterr()
+    assert provision(["image", "--image", str(img), "--wheels", str(board_wheels), str(ward / "pole-9")]) == 3
+    assert "pole-9 was retired" in capsys.readouterr().err

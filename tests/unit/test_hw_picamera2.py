@@ -252,6 +252,38 @@ def test_missing_library_is_a_clear_source_error(monkeypatch):
 
 
 
+@pytest.mark.parametrize("lag", [0, 3])
+def test_budget_rate_change_swaps_the_encoder_without_breaking_the_stream(lag):
+    """The storage budget lowers the bitrate while recording: picamera2's encoder is swapped
+    (bitrate and intra period are fixed in a running encoder), the new one starts with a
+    keyframe, the sensor timeline continues, and every packet still decodes."""
+    from hw.encode.rate import RateSettings
+
+    pc2 = module()
+    Camera.next_lag = lag
+    try:
+        src = source(pc2, max_frames=40)
+        frames = []
+        for f in src.frames():
+            frames.append(f)
+            if len(frames) == 17:
+                src.set_rate(RateSettings(300, 2.0))
+    finally:
+        Camera.next_lag = 0
+    (cam,) = Camera.instances
+    seq = names(cam)
+    assert seq.count("start_encoder") == 2 and seq.count("stop_encoder") == 2
+    assert src.encoder_swaps == 1 and cam.encoder is None
+    assert (src.bitrate_kbps, src.gop_s) == (300, 2.0)
+    assert len(frames) == 40
+    pts = [f.packet.pts for f in frames]
+    step = round(90_000 / FPS)
+    assert all(b - a == step for a, b in itertools.pairwise(pts)), pts
+    keys = [i for i, f in enumerate(frames) if f.packet.keyframe]
+    assert 0 in keys and any(17 <= k <= 17 + lag + 1 for k in keys), keys
+    assert len(decode(frames)) == 40
+
+
 @pytest.mark.parametrize("size", [(LW, LH), (96, 64)])
 def test_the_lores_output_feeds_the_live_sub_stream(size):
     """On a Pi the node never sees main pixels: the ISP's lores YUV420 image (what the stand-in

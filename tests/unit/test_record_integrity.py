@@ -228,8 +228,18 @@ def test_cli_clip_and_verify_end_to_end(tmp_path: Path, capsys) -> None:
     (["storage", "plan", "--card", "128G", "--resolution", "1920x1080", "--fps", "15",
       "--bitrate", "1.2M"], 0, "days of continuous footage: 9.3"),
     (["storage", "plan", "--card", "128G", "--bitrate", "0.35M"], 0, "days of continuous footage: 32.0\n"),
-    (["storage", "plan", "--card", "12X", "--bitrate", "1M"], 2, "not a size"),
-    (["storage", "plan", "--card", "128G"], 2, "give --bitrate"),
+    (["storage", "plan", "--card", "12X", "--bitrate", "1M"], 2, "not a card size"),
+    (["storage", "plan", "--card", "128G"], 0, "(bitrate planned for the 30-day target)"),
+    (["storage", "plan", "--bitrate", "1M"], 0, "for 30 days: a card of >= 339.9 GB (buy 512G)"),
+    (["storage", "plan"], 2, "give --card"),
+    # issue 8 item 11: bare numbers were bytes and bit/s (128 bytes; 9,332,599 days), exit 0
+    (["storage", "plan", "--card", "128", "--bitrate", "1.2M"], 2, "card size '128' has no unit"),
+    (["storage", "plan", "--card", "128G", "--bitrate", "1.2"], 2, "bitrate '1.2' has no unit"),
+    (["storage", "plan", "--card", "128K", "--bitrate", "1.2M"], 2, "check the unit"),
+    (["storage", "plan", "--card", "128G", "--bitrate", "5"], 2, "has no unit"),
+    (["storage", "plan", "--card", "128G", "--bitrate", "2k"], 2, "check the unit"),
+    (["storage", "plan", "--card", "100T", "--bitrate", "20k"], 2, "check the units"),
+    (["storage", "plan", "--card", "2G", "--days", "300"], 2, "cannot hold 300 days"),
     (["verify"], 2, "needs --config"),
     (["verify", "--config", "/nonexistent/node.toml"], 2, "config error"),
 ])
@@ -237,6 +247,40 @@ def test_cli_exit_codes(argv, code, needle, capsys) -> None:
     assert _cli(argv) == code
     cap = capsys.readouterr()
     assert needle in cap.out + cap.err
+
+
+def test_plan_json_both_ways_has_days_and_bitrate(capsys) -> None:
+    """``--json`` carries ``days`` and ``bitrate_kbps``; without ``--bitrate`` the plan is the
+    bitrate for the target, so the days come out at the target; the card for a quality is the
+    inverse."""
+    assert _cli(["storage", "plan", "--card", "128G", "--resolution", "1920x1080", "--fps", "15",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["days"] == pytest.approx(30.0, abs=0.01)
+    assert 350 < out["bitrate_kbps"] < 400  # field notes: ~395 kbit/s gross, less reserve+floor
+    assert out["bitrate_source"] == "planned for the 30-day target"
+    assert _cli(["storage", "plan", "--card", "128G", "--bitrate", "1.2M", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["days"] == pytest.approx(9.3, abs=0.05) and out["bitrate_kbps"] == 1200
+    assert not out["meets_target"]
+    assert _cli(["storage", "plan", "--quality", "standard", "--json"]) == 0
+    need = json.loads(capsys.readouterr().out)
+    assert _cli(["storage", "plan", "--card", f"{need['card_needed_bytes'] / 1e9:.3f}G",
+                 "--quality", "standard", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["days"] == pytest.approx(30.0, abs=0.01)
+
+
+def test_sizes_need_units_and_plausible_values() -> None:
+    from node.record.capacity import parse_bitrate, parse_card, parse_size
+
+    assert parse_card("128G") == 128e9 and parse_card("64GiB") == 64 * 2**30
+    assert parse_card("128GB") == 128e9 and parse_bitrate("1.2Mbps") == 1.2e6
+    assert parse_bitrate("400kbit/s") == 400e3 and parse_size("0", what="reserve") == 0
+    for bad in ("128", "1.2", "12X", ""):
+        with pytest.raises(ValueError):
+            parse_card(bad)
+    with pytest.raises(ValueError, match="outside"):
+        parse_bitrate("1G")
 
 
 def test_plan_30_days_answer_is_consistent() -> None:
@@ -247,7 +291,8 @@ def test_plan_30_days_answer_is_consistent() -> None:
     assert again.days == pytest.approx(30.0, rel=1e-6)
     assert p.fps_for_target == pytest.approx(15 * p.bitrate_for_target_bps / 1.2e6)
     # field notes: 30 days take ~324 GB per Mbit/s
-    assert plan(1e15, 1e6, 1920, 1080, 15).bitrate_for_target_bps > 0
+    with pytest.raises(ValueError, match="check the units"):  # 88,925 days is a unit mistake
+        plan(1e15, 1e6, 1920, 1080, 15)
     assert pytest.approx(324e9) == 1e6 / 8 * 86_400 * 30
 
 

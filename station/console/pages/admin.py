@@ -11,6 +11,9 @@ from station.console.users import ROLES, UserError, create_user, list_users, set
 
 router = APIRouter()
 
+#: audit entries per page (older ones a click away)
+AUDIT_PAGE = 100
+
 
 def _users_page(request: Request, message: str = "", error: str = "", status_code: int = 200):
     c = auth.console(request)
@@ -66,8 +69,10 @@ async def user_password(request: Request, username: str, password: str = Form(""
 
 
 @router.get("/admin/audit", response_class=HTMLResponse)
-def audit_page(request: Request, who: str = "", action: str = "") -> HTMLResponse:
+def audit_page(request: Request, who: str = "", action: str = "", before: int | None = None) -> HTMLResponse:
     auth.need(request, "audit")
     c = auth.console(request)
-    return render(request, "audit.html", {"entries": audit.recent(c.engine, 300, who[:64], action[:32]),
-                                          "who": who[:64], "action": action[:32]})
+    entries = audit.recent(c.engine, AUDIT_PAGE, who[:64], action[:32], before)
+    older = entries[-1].id if len(entries) == AUDIT_PAGE else None
+    return render(request, "audit.html", {"entries": entries, "who": who[:64], "action": action[:32],
+                                          "older": older})

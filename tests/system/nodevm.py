@@ -1,0 +1,184 @@
+"""The installer's real path into a VM: flash the OS image to a card file, provision a node of a
+ward whose broker runs on the host, copy the node's files and x86_64 wheels onto the card with
+``camnode-provision image``, boot (first boot installs and reboots), boot again.
+
+The host side watches like the police post does: a station login subscribed to the node's topics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from node.localbroker import free_port
+from provisioning.cli import main as provision
+from tests.integration.test_broker_security import Mosquitto
+from tests.system.vm import VM, cmdline_of
+from tests.system.vmimage import BOOT_START, SECTOR, base_image
+
+NODE_ID = "vm-1"
+#: small frames and a short heartbeat: the guest runs under software emulation, several times
+#: slower than this machine (which is itself faster than a Pi 4 for most work)
+NODE_TUNING = {"[camera]\n": "width = 320\nheight = 240\nfps = 5.0\nlores_width = 160\nlores_height = 120\n",
+               "[mqtt]\n": "heartbeat_s = 2.0\n"}
+
+
+class Station:
+    """A station login on the ward's broker recording what the node publishes, with arrival times."""
+
+    def __init__(self, ward: Path, port: int, user: str = "station-a") -> None:
+        self.messages: list[tuple[float, str, bytes]] = []
+        self.cond = threading.Condition()
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=user, protocol=paho.MQTTv5)
+        c.username_pw_set(user, (ward / "users" / user / "password").read_text().strip())
+        c.tls_set(ca_certs=str(ward / "pki" / "ca.crt"))
+        c.on_message = self._on_message
+        connected = threading.Event()
+        c.on_connect = lambda *a: (c.subscribe(f"camnode/{NODE_ID}/#", qos=1), connected.set())
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        assert connected.wait(15), "the station could not connect to the ward's broker"
+        self.c = c
+
+    def _on_message(self, cl, ud, msg) -> None:
+        with self.cond:
+            self.messages.append((time.monotonic(), msg.topic, bytes(msg.payload)))
+            self.cond.notify_all()
+
+    def wait(self, suffix: str, *, after: float = 0.0, timeout: float) -> tuple[float, dict]:
+        """The first message on ``camnode/<node>/<suffix>`` that arrived after ``after``."""
+        topic = f"camnode/{NODE_ID}/{suffix}"
+
+        def found():
+            return next(((t, p) for t, tp, p in self.messages if tp == topic and t > after), None)
+
+        with self.cond:
+            assert self.cond.wait_for(found, timeout), \
+                f"nothing on {topic} within {timeout:.0f} s; got {sorted({tp for _, tp, _ in self.messages})}"
+            t, payload = found()
+        try:
+            return t, json.loads(payload)
+        except ValueError:
+            return t, {"raw": payload.decode(errors="replace")}
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+@dataclass
+class Installed:
+    vm: VM
+    station: Station
+    ward: Path
+    card: Path
+    first_boot_s: float
+    second_boot_s: float
+
+
+def fat_listing(card: Path, folder: str = "::/") -> str:
+    r = subprocess.run(["mdir", "-b", "-i", f"{card}@@{BOOT_START * SECTOR}", folder], capture_output=True,
+                       text=True, env={"MTOOLS_SKIP_CHECK": "1", "PATH": os.environ["PATH"]})
+    return r.stdout if r.returncode == 0 else ""
+
+
+def x86_wheels() -> Path:
+    """camnode's wheel from this checkout and its dependencies' x86_64 wheels, made by
+    ``camnode-provision wheels --arch x86_64`` (the dependencies' download is cached by pip)."""
+    d = Path(tempfile.mkdtemp(prefix="camnode-wheels-"))
+    assert provision(["wheels", "--arch", "x86_64", "--out", str(d)]) == 0
+    return d
+
+
+class Broker:
+    """The ward's broker on the host (the guest reaches it as 10.0.2.2:<port>)."""
+
+    def __init__(self, ward: Path, port: int) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="camnode-broker-"))
+        self.root.chmod(0o755)
+        assert provision(["install-broker", str(ward), "--dest", str(self.root / "camnode"),
+                          "--conf", str(self.root / "conf.d" / "camnode.conf"), "--bind", "127.0.0.1"]) == 0
+        self.mosquitto = Mosquitto(self.root, port).start()
+
+    def stop(self) -> None:
+        self.mosquitto.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def install(work: Path) -> tuple[Installed, Broker]:
+    """Everything up to a node heartbeating at the station after its second boot.
+    ``CAMNODE_VM_RESUME=DIR`` (developing the tests) starts from a previous run's ``DIR/card.img``
+    and ``DIR/ward`` after their first boot."""
+    if os.environ.get("CAMNODE_VM_RESUME"):
+        return _resume(Path(os.environ["CAMNODE_VM_RESUME"]), work)
+    base = base_image()
+    card = work / "card.img"
+    with card.open("wb") as fh:  # an image-file "card" as big as the image
+        fh.truncate(base.stat().st_size)
+    assert provision(["flash", "--quiet", str(base), str(card)]) == 0
+    port = free_port()
+    ward = work / "ward"
+    assert provision(["node", "--id", NODE_ID, "--broker", f"10.0.2.2:{port}", "--out", str(ward),
+                      "--source", "synthetic", "--no-detect", "--wiring", "none"]) == 0
+    assert provision(["station", "--user", "station-a", "--out", str(ward)]) == 0
+    toml = ward / NODE_ID / "node.toml"
+    text = toml.read_text()
+    for section, lines in NODE_TUNING.items():
+        text = text.replace(section, section + lines, 1)
+    toml.write_text(text)
+    broker = Broker(ward, port)
+    try:
+        wheels = x86_wheels()
+        try:
+            assert provision(["image", "--image", str(card), "--arch", "x86_64", "--wheels", str(wheels),
+                              str(ward / NODE_ID)]) == 0
+        finally:
+            shutil.rmtree(wheels, ignore_errors=True)
+        assert "firstboot.sh" in cmdline_of(card)
+        station = Station(ward, port)
+        vm = VM(card, work / "vm")
+        t0 = time.monotonic()
+        vm.start()
+        vm.wait_exit(1800)  # first boot: installs camnode from the wheels, then reboots
+        first = time.monotonic() - t0
+        t0 = time.monotonic()
+        vm.start()
+        station.wait("heartbeat", after=t0, timeout=900)
+        second = time.monotonic() - t0
+        vm.wait_ready(300)
+    except BaseException:
+        broker.stop()
+        raise
+    return Installed(vm, station, ward, card, first, second), broker
+
+
+
+
+def _resume(prev: Path, work: Path) -> tuple[Installed, Broker]:
+    ward = work / "ward"
+    shutil.copytree(prev / "ward", ward)
+    card = work / "card.img"
+    shutil.copyfile(prev / "card.img", card)
+    port = json.loads((ward / "ward.json").read_text())["broker"]["port"]
+    broker = Broker(ward, port)
+    try:
+        station = Station(ward, port)
+        vm = VM(card, work / "vm")
+        t0 = time.monotonic()
+        vm.start()
+        station.wait("heartbeat", after=t0, timeout=900)
+        vm.wait_ready(300)
+    except BaseException:
+        broker.stop()
+        raise
+    return Installed(vm, station, ward, card, 0.0, time.monotonic() - t0), broker

@@ -1,0 +1,224 @@
+"""A Debian disk image laid out like a Pi's card, built from Debian packages, cached by its inputs.
+
+``base_image()`` returns a raw disk image (MBR: a FAT32 boot partition with ``cmdline.txt``, then
+an ext4 root) made from a minimal ``debootstrap`` tree. The tree is built once per machine into
+the cache (``$CAMNODE_VM_CACHE``, default ``~/.cache/camnode-vm``) under a hash of everything
+that goes into it (suite, packages, the guest kernel's version, this file's setup steps) and the
+finished image is cached beside it; each test flashes a copy of it with ``camnode-provision flash``.
+
+The guest boots the host's Debian cloud kernel directly (qemu ``-kernel``/``-initrd``); its
+modules are copied into the tree. Nothing is mounted: ``mkfs.ext4 -d`` and ``mkfs.vfat`` +
+mtools fill the partitions from folders, the partition table is written here.
+
+Cost: debootstrap once per machine (minutes, see the issue note); the image file, seconds.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import hashlib
+import inspect
+import os
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+SUITE = "bookworm"
+MIRROR = os.environ.get("CAMNODE_VM_MIRROR", "http://deb.debian.org/debian")
+PACKAGES = ("systemd", "systemd-sysv", "udev", "kmod", "python3", "python3-venv", "iproute2", "procps")
+MODULE_GLOBS = ("kernel/drivers/net/virtio_net.ko*", "kernel/drivers/net/net_failover.ko*",
+                "kernel/net/core/failover.ko*", "kernel/fs/fat/*", "kernel/fs/nls/nls_cp437.ko*",
+                "kernel/fs/nls/nls_ascii.ko*", "kernel/fs/nls/nls_utf8.ko*",
+                "kernel/drivers/block/virtio_blk.ko*",
+                "kernel/drivers/virtio/*", "kernel/drivers/char/hw_random/virtio-rng.ko*")
+BOOT_MB, ROOT_MB = 256, 1536
+SECTOR = 512
+BOOT_START = 2048  # sectors (1 MiB), as Raspberry Pi OS
+#: kernel command line of the card (the Pi's bootloader reads it from cmdline.txt; the harness too)
+CMDLINE = "console=ttyS0 root=/dev/vda2 rootfstype=ext4 rw fsck.repair=yes rootwait"
+
+FSTAB = """/dev/vda2 / ext4 defaults,noatime 0 1
+/dev/vda1 /boot/firmware vfat defaults 0 2
+"""
+NETWORK = """[Match]
+Name=en* eth*
+
+[Network]
+DHCP=ipv4
+"""
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("CAMNODE_VM_CACHE") or Path.home() / ".cache" / "camnode-vm")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def kernel() -> tuple[Path, Path, str]:
+    """The host's Debian cloud kernel, its initrd and version (package linux-image-cloud-amd64)."""
+    found = sorted(glob.glob("/boot/vmlinuz-*-cloud-amd64"))
+    if not found:
+        raise RuntimeError("no /boot/vmlinuz-*-cloud-amd64: apt-get install linux-image-cloud-amd64")
+    vmlinuz = Path(found[-1])
+    version = vmlinuz.name.removeprefix("vmlinuz-")
+    return vmlinuz, Path(f"/boot/initrd.img-{version}"), version
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+#: bump when :func:`_rootfs` changes in a way the values hashed below do not show
+TREE_STEPS = 1
+
+
+def tree_key() -> str:
+    """Hash of what goes into the debootstrap tree (a change to any of it rebuilds the tree)."""
+    return _key(SUITE, MIRROR, PACKAGES, MODULE_GLOBS, kernel()[2], FSTAB, NETWORK, TREE_STEPS)
+
+
+def image_key() -> str:
+    """Hash of the tree, of the test-only additions and of the card's layout."""
+    return _key(tree_key(), BOOT_MB, ROOT_MB, BOOT_START, CMDLINE, CONTROL_SHELL, inspect.getsource(_disk),
+                inspect.getsource(_mbr), inspect.getsource(_customize))
+
+
+def _run(*cmd: str, **kw) -> None:
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {(r.stderr or r.stdout)[-2000:]}")
+
+
+def _rootfs(tree: Path, version: str) -> None:
+    tmp = tree.with_name(tree.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _run("debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp), MIRROR,
+         timeout=3600)
+    (tmp / "etc/fstab").write_text(FSTAB)
+    (tmp / "etc/hostname").write_text("camnode-vm\n")
+    (tmp / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 camnode-vm\n")
+    (tmp / "boot/firmware").mkdir(parents=True, exist_ok=True)
+    (tmp / "etc/systemd/network/20-wired.network").write_text(NETWORK)
+    wants = tmp / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "systemd-networkd.service").symlink_to("/lib/systemd/system/systemd-networkd.service")
+    (tmp / "etc/systemd/system/sockets.target.wants").mkdir(parents=True, exist_ok=True)
+    (tmp / "etc/systemd/system/sockets.target.wants/systemd-networkd.socket").symlink_to(
+        "/lib/systemd/system/systemd-networkd.socket")
+    # the host's cloud kernel boots the guest: its modules for the network card and the FAT partition
+    src = Path("/lib/modules") / version
+    for pattern in MODULE_GLOBS:
+        for f in src.glob(pattern):
+            dst = tmp / "lib/modules" / version / f.relative_to(src)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dst)
+    for f in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
+        if (src / f).exists():
+            shutil.copy2(src / f, tmp / "lib/modules" / version / f)
+    _run("depmod", "-b", str(tmp), version)
+    # no root password prompt on the serial console; the machine-id is made at first boot
+    (tmp / "etc/machine-id").write_text("")
+    shutil.rmtree(tmp / "var/cache/apt/archives", ignore_errors=True)
+    (tmp / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+    tmp.rename(tree)
+
+
+#: test instrumentation, not part of a node: a root shell on the second serial port, which the
+#: harness drives through a socket (SIGSTOP the node, read the journal, remount read-only)
+CONTROL_SHELL = """[Unit]
+Description=system tests' control shell on ttyS1
+After=systemd-user-sessions.service
+
+[Service]
+ExecStart=/bin/bash --noprofile --norc
+StandardInput=tty
+StandardOutput=tty
+TTYPath=/dev/ttyS1
+TTYReset=yes
+Environment=PS1= TERM=dumb
+Restart=always
+RestartSec=0
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def _customize(tree: Path) -> None:
+    """The test-only additions (idempotent: they go into the cached tree before each image)."""
+    unit = tree / "etc/systemd/system/testctl.service"
+    unit.write_text(CONTROL_SHELL)
+    link = tree / "etc/systemd/system/multi-user.target.wants/testctl.service"
+    link.unlink(missing_ok=True)
+    link.symlink_to("/etc/systemd/system/testctl.service")
+    # no getty waiting on the console: the harness only reads it
+    (tree / "etc/systemd/system/serial-getty@ttyS0.service").unlink(missing_ok=True)
+    (tree / "etc/systemd/system/serial-getty@ttyS0.service").symlink_to("/dev/null")
+
+
+def _mbr(path: Path, parts: list[tuple[int, int, int]]) -> None:
+    """Write a DOS partition table of (type, first sector, sectors) entries."""
+    mbr = bytearray(SECTOR)
+    struct.pack_into("<I", mbr, 440, 0x6361_6D6E)  # disk id
+    for i, (ptype, start, count) in enumerate(parts):
+        e = 446 + 16 * i
+        mbr[e:e + 16] = struct.pack("<B3sB3sII", 0, b"\xfe\xff\xff", ptype, b"\xfe\xff\xff", start, count)
+    mbr[510:512] = b"\x55\xaa"
+    with path.open("r+b") as fh:
+        fh.write(mbr)
+
+
+def _place(disk: Path, part: Path, start: int) -> None:
+    with disk.open("r+b") as out, part.open("rb") as src:
+        out.seek(start * SECTOR)
+        shutil.copyfileobj(src, out, 4 << 20)
+
+
+def _disk(tree: Path, out: Path) -> None:
+    boot_sectors = BOOT_MB * 2048
+    root_start = BOOT_START + boot_sectors
+    root_sectors = ROOT_MB * 2048
+    tmp = out.with_name(out.name + ".tmp")
+    work = out.parent / "parts"
+    work.mkdir(exist_ok=True)
+    boot, root = work / "boot.vfat", work / "root.ext4"
+    for p in (boot, root, tmp):
+        p.unlink(missing_ok=True)
+    _customize(tree)
+    _run("mkfs.vfat", "-F", "32", "-n", "bootfs", "-C", str(boot), str(BOOT_MB * 1024))
+    cmdline = work / "cmdline.txt"
+    cmdline.write_text(CMDLINE + "\n")
+    _run("mcopy", "-i", str(boot), str(cmdline), "::/cmdline.txt",
+         env={"MTOOLS_SKIP_CHECK": "1", "PATH": os.environ["PATH"]})
+    _run("mkfs.ext4", "-q", "-L", "rootfs", "-d", str(tree), str(root), f"{ROOT_MB}M")
+    with tmp.open("wb") as fh:
+        fh.truncate((root_start + root_sectors) * SECTOR)
+    _mbr(tmp, [(0x0C, BOOT_START, boot_sectors), (0x83, root_start, root_sectors)])
+    _place(tmp, boot, BOOT_START)
+    _place(tmp, root, root_start)
+    shutil.rmtree(work)
+    tmp.rename(out)
+
+
+def base_image() -> Path:
+    """The cached card image (built when missing; one builder at a time per machine)."""
+    d = cache_dir() / tree_key()
+    d.mkdir(exist_ok=True)
+    img = d / f"card-{image_key()}.img"
+    with (d / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not img.exists():
+            tree = d / "rootfs"
+            if not tree.is_dir():
+                _rootfs(tree, kernel()[2])
+            _disk(tree, img)
+    return img
+
+
+if __name__ == "__main__":
+    import time
+
+    t0 = time.monotonic()
+    print(base_image(), f"{time.monotonic() - t0:.0f} s")
