@@ -78,49 +78,58 @@ def _file_fps(source: str) -> float | None:
 
 def run_demo(storage: str = "var/demo", heartbeat_s: float = 3.0, model_dir: str = "",
              source: str = "synthetic") -> int:
-    from station.watch import HEARTBEAT_LEGEND, Watcher
-
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with LocalBroker() as broker, tempfile.TemporaryDirectory(prefix="camnode-demo-") as tmp:
         relay, live = _start_relay(Path(tmp))
-        cfg = Path(tmp) / "node.toml"
-        cfg.write_text(demo_config(broker.port, storage, heartbeat_s, model_dir, source, live))
-        Path(storage).mkdir(parents=True, exist_ok=True)
-        log_path = Path(storage).resolve() / "node.log"
-        print(f"demo: broker on 127.0.0.1:{broker.port}; footage in {Path(storage).resolve()}; "
-              f"node log in {log_path}; Ctrl-C to stop", flush=True)
-        log_file = log_path.open("ab")
-        node = subprocess.Popen([sys.executable, "-m", "node", "run", "--config", str(cfg)],
-                                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-        snapshots = Path(storage).resolve() / "snapshots"
-        print(f"demo: source {source}; person snapshots saved in {snapshots}\n"
-              f"legend: {HEARTBEAT_LEGEND}", flush=True)
-        watcher = Watcher("127.0.0.1", broker.port, "camnode", out=sys.stdout,
-                          snapshot_dir=snapshots)
-        watcher.start()
-        from station.console.demo import start as start_console
-
-        console = start_console(broker.port, Path(storage),
-                                live_url=relay.page_template() if relay is not None else "")
         try:
-            while not stop.wait(0.5):
-                if node.poll() is not None:
-                    print(f"demo: node exited with code {node.returncode}", flush=True)
-                    break
-        finally:
-            if node.poll() is None:
-                node.send_signal(signal.SIGTERM)
-                try:
-                    node.wait(20)
-                except subprocess.TimeoutExpired:
-                    node.kill()
-            stop.wait(0.5)  # let the watcher print the final offline status
-            watcher.stop()
+            return _run_with_relay(relay, live, broker, Path(tmp), stop, storage, heartbeat_s, model_dir,
+                                   source)
+        finally:  # whatever fails after the relay started, its processes never outlive the demo
             if relay is not None:
                 relay.stop()
-            console.terminate()
-            console.wait(10)
-            log_file.close()
+
+
+def _run_with_relay(relay, live: str, broker, tmp: Path, stop: threading.Event, storage: str,
+                    heartbeat_s: float, model_dir: str, source: str) -> int:
+    """The demo proper, its relay already running (stopped by the caller, whatever happens)."""
+    from station.watch import HEARTBEAT_LEGEND, Watcher
+
+    cfg = tmp / "node.toml"
+    cfg.write_text(demo_config(broker.port, storage, heartbeat_s, model_dir, source, live))
+    Path(storage).mkdir(parents=True, exist_ok=True)
+    log_path = Path(storage).resolve() / "node.log"
+    print(f"demo: broker on 127.0.0.1:{broker.port}; footage in {Path(storage).resolve()}; "
+          f"node log in {log_path}; Ctrl-C to stop", flush=True)
+    log_file = log_path.open("ab")
+    node = subprocess.Popen([sys.executable, "-m", "node", "run", "--config", str(cfg)],
+                            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    snapshots = Path(storage).resolve() / "snapshots"
+    print(f"demo: source {source}; person snapshots saved in {snapshots}\n"
+          f"legend: {HEARTBEAT_LEGEND}", flush=True)
+    watcher = Watcher("127.0.0.1", broker.port, "camnode", out=sys.stdout,
+                      snapshot_dir=snapshots)
+    watcher.start()
+    from station.console.demo import start as start_console
+
+    console = start_console(broker.port, Path(storage),
+                            live_url=relay.page_template() if relay is not None else "")
+    try:
+        while not stop.wait(0.5):
+            if node.poll() is not None:
+                print(f"demo: node exited with code {node.returncode}", flush=True)
+                break
+    finally:
+        if node.poll() is None:
+            node.send_signal(signal.SIGTERM)
+            try:
+                node.wait(20)
+            except subprocess.TimeoutExpired:
+                node.kill()
+        stop.wait(0.5)  # let the watcher print the final offline status
+        watcher.stop()
+        console.terminate()
+        console.wait(10)
+        log_file.close()
     return 0

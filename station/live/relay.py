@@ -80,7 +80,11 @@ class Relay:
         """Start the relay; returns its RTSP base URL (without credentials)."""
         self._spawn(timeout)
         if self.browser:
-            self._start_browser_side()
+            try:
+                self._start_browser_side()
+            except Exception:  # never leave the RTSP server running behind a failed start
+                self.stop()
+                raise
         self._thread = threading.Thread(target=self._watch, name="relay-supervisor", daemon=True)
         self._thread.start()
         return self.rtsp_base
