@@ -1,4 +1,4 @@
-"""The README's first command: `camnode demo` prints heartbeats from the station view."""
+"""The README's first command: `camnode-demo` prints heartbeats from the station view."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_station_watch_prints_status_and_heartbeats(tmp_path, broker):
 
 
 def test_demo_runs_until_interrupted(tmp_path):
-    p = subprocess.Popen([sys.executable, "-m", "node", "demo", "--storage", str(tmp_path / "demo"),
+    p = subprocess.Popen([sys.executable, "-m", "demo", "--storage", str(tmp_path / "demo"),
                           "--heartbeat-s", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, env={**os.environ, "CAMNODE_STATION_DIR": str(tmp_path / "station")})
     lines: list[str] = []
@@ -87,7 +87,7 @@ def test_make_run_shows_a_person_event_with_its_snapshot(tmp_path, shared_dir):
 
     video = shared_dir / "media" / "videos" / "one-by-one-person-detection.mp4"
     storage = tmp_path / "demo"
-    p = subprocess.Popen([sys.executable, "-m", "node", "demo", "--storage", str(storage),
+    p = subprocess.Popen([sys.executable, "-m", "demo", "--storage", str(storage),
                           "--model-dir", str(shared_dir / "models"), "--source", str(video)],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
@@ -108,7 +108,7 @@ def test_make_run_shows_a_person_event_with_its_snapshot(tmp_path, shared_dir):
     t.join(5)
     text = "".join(lines)
     assert shown(), text
-    print(f"person event and snapshot shown {took:.1f} s after `camnode demo` started")
+    print(f"person event and snapshot shown {took:.1f} s after `camnode-demo` started")
     assert "legend: HEARTBEAT fps <captured>/<encoded>" in text and "faults:" in text
     saved = next(ln for ln in lines if "SNAPSHOT" in ln and " saved " in ln).split(" saved ")[1].strip()
     with av.open(saved) as c:  # a real JPEG picture of the event

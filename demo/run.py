@@ -1,4 +1,4 @@
-"""``camnode demo`` (``make run``): the whole system on one machine, until Ctrl-C.
+"""``camnode-demo`` (``make run``): the whole system on one machine, until Ctrl-C.
 
 Starts a private mosquitto on a free loopback port, the node (a subprocess, exactly as
 systemd would run it) on the built-in street scene, and the station's watch view in this
