@@ -49,7 +49,7 @@ MODEL_DIR ?= $(wildcard ../shared/models)
 DEMO_VIDEO ?= $(if $(MODEL_DIR),$(wildcard ../shared/media/videos/one-by-one-person-detection.mp4))
 
 run: install
-	$(BIN)/camnode demo $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) $(if $(DEMO_VIDEO),--source $(DEMO_VIDEO))
+	$(BIN)/camnode-demo $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) $(if $(DEMO_VIDEO),--source $(DEMO_VIDEO))
 
 test: install
 	$(BIN)/pytest -q

@@ -35,7 +35,7 @@ from node.diagnostics import Diagnostics
 from node.events import EventRules, Rules, close_interrupted
 from node.link.mqtt import MqttLink
 from node.link.outbox import Outbox
-from node.link.router import CommandRouter
+from node.link.router import CommandError, CommandRouter, expect_keys
 from node.live.manager import LiveManager
 from node.live.usage import DataUsage
 from node.mainloop import MainLoop, healthy
@@ -215,10 +215,24 @@ class Node:
                         daynight_s=self.cfg.daynight.check_s,
                         every_tick={"live": lambda: self.live.step(self.clock.monotonic()),
                                     "budget": lambda: self.budget.tick() if self.budget else None})
+        self.commands.register("restart", lambda args: self._restart(args, stop),
+                               "restart the node: {reason} (a clean stop; systemd starts it again)")
         try:
             loop.run(stop)
         finally:
             self.stop()
+
+    def _restart(self, args: dict, stop: threading.Event) -> dict:
+        """``cmd/restart``: a clean stop (last segment closed, ``offline`` published) that the
+        unit's ``Restart=always`` turns into a restart a few seconds later. Runs on the MQTT
+        thread; the main loop sees ``stop`` at its next tick, after this reply is sent."""
+        expect_keys(args, {"reason"})
+        reason = args.get("reason", "")
+        if not isinstance(reason, str) or len(reason) > 200:
+            raise CommandError("reason must be a string of at most 200 characters")
+        log.warning("restart requested by the station: %s", reason or "(no reason given)")
+        stop.set()
+        return {"restarting": True, "reason": reason}
 
     def healthy(self) -> bool:
         """For the systemd watchdog (see :func:`node.mainloop.healthy`)."""

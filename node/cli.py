@@ -80,13 +80,6 @@ def _cmd_config_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from node.demo import run_demo
-
-    return run_demo(storage=args.storage, heartbeat_s=args.heartbeat_s, model_dir=args.model_dir,
-                    source=args.source, console_listen=args.console_listen)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="camnode", description="Street camera node firmware.")
     p.add_argument("--version", action="version", version=f"camnode {__version__}")
@@ -105,17 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
     sch.add_argument("--toml", action="store_true", help="as a commented example config file")
     sch.set_defaults(func=_cmd_config_schema)
 
-    demo = sub.add_parser("demo", help="local broker + node on the demo scene + station view")
-    demo.add_argument("--storage", default="var/demo", help="where the demo keeps its footage")
-    demo.add_argument("--heartbeat-s", type=float, default=3.0)
-    demo.add_argument("--model-dir", default="",
-                      help="directory holding ssd_mobilenet_v1_coco_quant.tflite and coco_labels.txt "
-                      "(person detection); without it the demo runs motion detection only")
-    demo.add_argument("--console-listen", default="127.0.0.1:8080",
-                      help="HOST:PORT of the demo's web console")
-    demo.add_argument("--source", default="synthetic",
-                      help="camera.source for the demo (default: the built-in street scene)")
-    demo.set_defaults(func=_cmd_demo)
 
     from node import hwcheck
 

@@ -13,6 +13,8 @@
                                        from retention for ``days`` (default 30, at most 365)
     release   {"name": ...}            end a legal hold now
     holds                              list the legal holds (owner, range, expiry)
+    restart   {"reason": ...}          a clean stop that systemd turns into a restart
+                                       (registered by the composition root, which owns the stop)
     clip      {"start": UTC, "end": UTC}
                                        export footage of a range (remuxed MP4, signed manifest)
                                        and stream it to the station on ``clip/<request>/<n>``

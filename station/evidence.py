@@ -31,6 +31,7 @@ from sqlalchemy import Engine, insert, select
 
 from node.link.topics import iso
 from node.record.verify import verify_clip
+from station.archive.ingest import media_path
 from station.archive.inventory import get_node
 from station.archive.query import EVENT_COLUMNS, get_event, row_to_dict
 from station.archive.schema import commands, events
@@ -157,7 +158,7 @@ def _snapshots(engine: Engine, media_dir: Path, poles: list[str], start: datetim
                                          events.c.snapshot_sha.is_not(None)).order_by(events.c.start))]
     out = []
     for r in rows:
-        src = media_dir / r["snapshot_sha"][:2] / f"{r['snapshot_sha']}.jpg"
+        src = media_path(media_dir, r["snapshot_sha"])
         if not src.exists():
             continue
         dest = out_dir / "snapshots" / f"{r['id']}.jpg"

@@ -1,7 +1,7 @@
 """The node's own RTSP server, as any IP camera has: a VMS on the LAN or VPN pulls
 ``rtsp://<user>:<password>@<node>:<port>/<node id>/main`` straight from the pole.
 
-It is the same GStreamer RTSP server the station uses as its relay (:mod:`node.live.gst_rtsp`,
+It is the same GStreamer RTSP server the station uses as its relay (:mod:`hw.rtsp_server`,
 run by the system Python), bound to ``live.serve_address:serve_port``: the node pushes its main
 stream (the recorded packets, through :class:`~node.live.manager.LiveTap`) into it over
 loopback with a random password made at each start, and readers need the node's own viewer
@@ -12,21 +12,16 @@ Thread: ``start``/``step``/``stop`` on the main thread; the push has its own thr
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 
-from node.live.gst_rtsp import free_udp_base
+from hw.rtsp_server import free_udp_base, spawn
 from node.live.push import RtspPush
 
 log = logging.getLogger(__name__)
-
-SYSTEM_PYTHON = "/usr/bin/python3"
-SCRIPT = Path(__file__).with_name("gst_rtsp.py")
 
 
 class LocalRtspServer:
@@ -47,22 +42,10 @@ class LocalRtspServer:
                 "viewers": {c.serve_username: viewer_pw},
                 "streams": [{"node": self.node_id, "stream": "main", "password": self._secret,
                              "udp": [p := free_udp_base(4), p + 2]}]}
-        proc = subprocess.Popen([SYSTEM_PYTHON, str(SCRIPT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                text=True, start_new_session=True)
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(conf) + "\n")
-        proc.stdin.flush()
-        line: list[str] = []
-        reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), name="rtsp-ready",
-                                  daemon=True)
-        reader.start()
-        reader.join(15)
-        if not line or not line[0].startswith("READY "):
-            proc.kill()
-            proc.wait()
-            raise OSError(f"the node's RTSP server did not start: {(line or [''])[0].strip() or 'no answer'}")
-        self._proc = proc
-        self.port = int(line[0].split()[1].rsplit(":", 1)[1])
+        try:
+            self._proc, self.port = spawn(conf, 15, ready_thread="rtsp-ready")
+        except OSError as exc:
+            raise OSError(f"the node's RTSP server did not start: {exc}") from exc
         log.info("RTSP server listening on %s:%d (/%s/main)", c.serve_address, self.port, self.node_id)
 
     def _start_push(self) -> None:

@@ -169,6 +169,12 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def media_path(media_dir: Path, sha: str) -> Path:
+    """Where the archive keeps the snapshot whose SHA-256 (hex) is ``sha``: one folder per
+    first two hex digits."""
+    return Path(media_dir) / sha[:2] / f"{sha}.jpg"
+
+
 class Ingestor:
     def __init__(self, engine: Engine, prefix: str, media_dir: Path, clock) -> None:
         self.engine = engine
@@ -331,7 +337,7 @@ class Ingestor:
         return ack
 
     def snapshot_path(self, sha: str) -> Path:
-        return self.media_dir / sha[:2] / f"{sha}.jpg"
+        return media_path(self.media_dir, sha)
 
     def _write_media(self, sha: str, data: bytes) -> None:
         path = self.snapshot_path(sha)

@@ -1,12 +1,14 @@
 """Alembic, driven from code: the migrations ship inside the package (no alembic.ini needed).
 
 ``upgrade(engine)`` brings any archive to the newest schema; two services starting together
-on PostgreSQL serialise on an advisory lock. Developers add a revision with
+serialise on an advisory lock (PostgreSQL) or a lock file beside the database (SQLite).
+Developers add a revision with
 ``alembic -c station/archive/alembic.ini revision -m "..."``.
 """
 
 from __future__ import annotations
 
+import fcntl
 from pathlib import Path
 
 from alembic import command
@@ -37,6 +39,22 @@ def current(engine: Engine) -> str | None:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     if revision == "head" and current(engine) == head():
         return
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if path and path != ":memory:":
+        # two services starting on one new SQLite file: one migrates, the other waits (SQLite
+        # refuses the second writer at once instead of waiting when both began by reading)
+        with open(f"{path}.migrate-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if revision != "head" or current(engine) != head():
+                    _upgrade(engine, revision)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return
+    _upgrade(engine, revision)
+
+
+def _upgrade(engine: Engine, revision: str) -> None:
     cfg = config()
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from station.archive.ingest import media_path
 from station.archive.inventory import list_nodes
 from station.archive.query import EventQuery, get_event, search_events
 from station.archive.schema import heartbeats, snapshots
@@ -60,7 +61,7 @@ class ArchiveView:
                           .where(snapshots.c.event_id == event_id)).first()
         if r is None or not all(ch in "0123456789abcdef" for ch in r.sha256):
             return None
-        path = self.media_dir / r.sha256[:2] / f"{r.sha256}.jpg"
+        path = media_path(self.media_dir, r.sha256)
         try:
             return r.node, path.read_bytes()
         except OSError:

@@ -1,4 +1,4 @@
-"""The station side of ``make run`` (``camnode demo``): the station service (``camnode-station
+"""The station side of ``make run`` (``camnode-demo``): the station service (``camnode-station
 serve``: archive, acknowledgements) and the web console on 127.0.0.1:8080, each a subprocess,
 sharing one SQLite archive beside the demo's footage. One demo user per role (fresh passwords
 each run, printed once to the terminal of whoever ran the demo) and a one-pole inventory

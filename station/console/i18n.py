@@ -117,6 +117,10 @@ VI: dict[str, str] = {
     "No heartbeat received yet.": "Chưa nhận được tín hiệu.",
     "Diagnostics": "Chẩn đoán",
     "Run diagnostics": "Chạy chẩn đoán",
+    "Restart the node": "Khởi động lại cột",
+    "Restart this pole? Recording stops for a few seconds.":
+        "Khởi động lại cột này? Việc ghi hình dừng vài giây.",
+    "Reason": "Lý do",
     "IR light": "Đèn hồng ngoại",
     "On (night)": "Bật (đêm)",
     "Off (day)": "Tắt (ngày)",

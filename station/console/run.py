@@ -8,7 +8,6 @@ bridge, node commands, then the app. Stops on SIGINT/SIGTERM.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from station.connect import Connection
+from station.secret_file import read_or_create
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +45,9 @@ class Settings:
 
 def read_secret(path: Path) -> str:
     """The session-signing key: read, or created (0600) at first start."""
-    if path.exists():
-        key = path.read_text().strip()
-        if len(key) < 32:
-            raise ValueError(f"{path}: session secret too short (delete it to make a new one)")
-        return key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key + "\n")
+    key = read_or_create(path, lambda: secrets.token_urlsafe(48))
+    if len(key) < 32:
+        raise ValueError(f"{path}: session secret too short (delete it to make a new one)")
     return key
 
 

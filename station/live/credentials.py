@@ -15,6 +15,8 @@ import os
 import secrets
 from pathlib import Path
 
+from station.secret_file import read_or_create
+
 VIEWER = "station"
 
 
@@ -33,13 +35,7 @@ def station_dir(given: str | None = None) -> Path:
 
 
 def load_secret(directory: Path) -> bytes:
-    path = directory / "live-secret"
-    if not path.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+    return read_or_create(Path(directory) / "live-secret", lambda: secrets.token_hex(32)).encode()
 
 
 def _derive(secret: bytes, label: str) -> str:

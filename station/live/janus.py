@@ -1,7 +1,7 @@
 """The WebRTC side of the relay: Debian's Janus gateway, configured for the poles.
 
 Janus's streaming plugin takes each pole's H.264 as RTP on a loopback port (fed by the RTSP
-relay's pipeline, :mod:`node.live.gst_rtsp`) and plays it to browsers over WebRTC without
+relay's pipeline, :mod:`hw.rtsp_server`) and plays it to browsers over WebRTC without
 decoding. Every API call needs the ``api_secret`` and every mount point its ``pin`` (both the
 browser key derived from the station secret): nothing plays anonymously. Only the streaming
 plugin and the HTTP transport are loaded.

@@ -1,7 +1,8 @@
 """The player page's little web server: ``live.html``, ``config.js`` and the two Debian
 JavaScript libraries it loads (``janus.js``, ``adapter.js``). Static files only: the video
 itself flows from Janus to the browser over WebRTC.
-Thread: ``live-pages`` (http.server's serve_forever; one thread per request).
+Thread: ``live-pages`` (http.server's serve_forever); each request on a ``live-pages-request``
+thread (daemon: a browser that keeps a connection open never holds up ``stop``).
 """
 
 from __future__ import annotations
@@ -44,11 +45,22 @@ class _Handler(SimpleHTTPRequestHandler):
         self.wfile.write(body)
 
 
+class _NamedThreadingHTTPServer(ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` whose per-request threads carry a name (every thread named)."""
+
+    daemon_threads = True
+    block_on_close = False  # daemon request threads are not tracked nor joined at close
+
+    def process_request(self, request, client_address) -> None:
+        threading.Thread(target=self.process_request_thread, args=(request, client_address),
+                         name="live-pages-request", daemon=True).start()
+
+
 class PageServer:
     def __init__(self, listen: str, port: int, janus_port: int) -> None:
         handler = type("Handler", (_Handler,), {
             "config_js": f"window.LIVE = {{ janusPort: {janus_port} }};\n".encode()})
-        self.httpd = ThreadingHTTPServer((listen, port), partial(handler))
+        self.httpd = _NamedThreadingHTTPServer((listen, port), partial(handler))
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="live-pages", daemon=True)
 

@@ -1,4 +1,4 @@
-"""Supervisor of the station's media relay (GStreamer's RTSP server, :mod:`node.live.gst_rtsp`).
+"""Supervisor of the station's media relay (GStreamer's RTSP server, :mod:`hw.rtsp_server`).
 
 Owned by the station service (or ``camnode-station relay``, or ``make run``): it writes the
 relay's configuration (listen address, the viewer account, one publisher account per node,
@@ -16,19 +16,16 @@ import logging
 import os
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
-from node.live.gst_rtsp import free_udp_base
+from hw.rtsp_server import free_udp_base, spawn
 from station.live import janus
 from station.live.credentials import VIEWER, load_secret, node_password, viewer_password
 from station.live.pages import PageServer
 
 log = logging.getLogger(__name__)
 
-SYSTEM_PYTHON = "/usr/bin/python3"  # the one with Debian's GObject bindings
-RELAY_SCRIPT = Path(__file__).resolve().parents[2] / "node" / "live" / "gst_rtsp.py"
 STREAMS = ("main", "sub")
 
 
@@ -80,26 +77,20 @@ class Relay:
         """Start the relay; returns its RTSP base URL (without credentials)."""
         self._spawn(timeout)
         if self.browser:
-            self._start_browser_side()
+            try:
+                self._start_browser_side()
+            except Exception:  # never leave the RTSP server running behind a failed start
+                self.stop()
+                raise
         self._thread = threading.Thread(target=self._watch, name="relay-supervisor", daemon=True)
         self._thread.start()
         return self.rtsp_base
 
     def _spawn(self, timeout: float) -> None:
-        if not Path(SYSTEM_PYTHON).exists():
-            raise RelayError(f"{SYSTEM_PYTHON} not found (Debian's python3-gi is needed)")
-        proc = subprocess.Popen([*self.wrap, SYSTEM_PYTHON, str(RELAY_SCRIPT)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True, start_new_session=True)
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(self.config()) + "\n")
-        proc.stdin.flush()
-        line = _readline(proc, timeout)
-        if not line.startswith("READY "):
-            proc.kill()
-            proc.wait()
-            raise RelayError(f"relay did not start: {line.strip() or 'no answer'}")
-        self._proc = proc
-        port = int(line.split()[1].rsplit(":", 1)[1])
+        try:
+            self._proc, port = spawn(self.config(), timeout, self.wrap, ready_thread="relay-ready")
+        except OSError as exc:
+            raise RelayError(f"relay did not start: {exc}") from exc
         self.port = port  # a port of 0 asked for a free one; restarts keep it
         self.rtsp_base = f"rtsp://{self.public_host}:{port}"
         self._write_state()
@@ -202,15 +193,3 @@ class Relay:
         except (OSError, ValueError):
             pass
 
-
-def _readline(proc: subprocess.Popen, timeout: float) -> str:
-    """First line of the relay's stdout, or '' after ``timeout``."""
-    out: list[str] = []
-    th = threading.Thread(target=lambda: out.append(proc.stdout.readline()), name="relay-ready",
-                          daemon=True)
-    th.start()
-    th.join(timeout)
-    t0 = time.monotonic()
-    while th.is_alive() and time.monotonic() - t0 < 0.1:
-        th.join(0.05)
-    return out[0] if out else ""

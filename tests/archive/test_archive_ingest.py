@@ -244,3 +244,15 @@ def test_an_archive_of_the_first_schema_upgrades_with_its_rows(archive_url):
         assert [r["id"] for r in rows(engine, events)] == ["old"]
     finally:
         engine.dispose()
+
+
+def test_services_starting_together_on_one_new_archive_all_open_it(archive_url):
+    """Two serve instances started at once: one migrates, the others wait (no 'locked')."""
+    import subprocess
+    import sys
+
+    code = "import sys; from station.archive import open_archive; open_archive(sys.argv[1]).dispose()"
+    procs = [subprocess.Popen([sys.executable, "-c", code, archive_url], stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors

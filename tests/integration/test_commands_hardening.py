@@ -139,3 +139,20 @@ def test_a_hold_on_a_read_only_card_says_so_and_is_a_fault(tmp_path, broker):
         th.join(30)
         subprocess.run(["umount", "-l", str(card)], check=False)  # the bind mount
         subprocess.run(["umount", "-l", str(card)], check=False)  # the tmpfs
+
+
+def test_restart_is_a_clean_stop_that_systemd_turns_into_a_restart(running, subscriber_factory):
+    node, broker = running
+    status = subscriber_factory(broker.host, broker.port, "camnode/pole-9/status")
+    bad = ask(broker, "restart", {"reason": 7})
+    assert not bad["ok"] and "reason must be a string" in bad["error"]
+    assert ask(broker, "restart", {"bogus": 1})["ok"] is False  # unknown arguments refused
+    r = ask(broker, "restart", {"reason": "desk-1: picture frozen"})
+    assert r["ok"] and r["result"] == {"restarting": True, "reason": "desk-1: picture frozen"}
+    # the run ends by itself (no stop from the test): last segment closed, offline published
+    node_thread = next(t for t in threading.enumerate() if t.name == "node-run")
+    node_thread.join(30)
+    assert not node_thread.is_alive()
+    assert status.wait_for(lambda s: any(m.get("state") == "offline" and m.get("reason") == "shutdown"
+                                         for m in s.json("status")), 10)
+    assert node.recorder.health()["closed"] is True and node.recorder.health()["current_segment"] is None

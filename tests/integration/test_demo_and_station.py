@@ -1,4 +1,4 @@
-"""The README's first command: `camnode demo` prints heartbeats from the station view."""
+"""The README's first command: `camnode-demo` prints heartbeats from the station view."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_demo_runs_until_interrupted(tmp_path):
     from station.live.credentials import load_secret
     from station.live.janus import browser_key
 
-    p = subprocess.Popen([sys.executable, "-m", "node", "demo", "--storage", str(tmp_path / "demo"),
+    p = subprocess.Popen([sys.executable, "-m", "demo", "--storage", str(tmp_path / "demo"),
                           "--heartbeat-s", "1", "--console-listen", f"127.0.0.1:{_free_port()}"],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, env={**os.environ, "CAMNODE_STATION_DIR": str(tmp_path / "station")})
@@ -104,23 +104,23 @@ def test_demo_exits_1_when_the_console_cannot_listen(tmp_path):
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        r = subprocess.run([sys.executable, "-m", "node", "demo", "--storage", str(tmp_path / "demo"),
+        r = subprocess.run([sys.executable, "-m", "demo", "--storage", str(tmp_path / "demo"),
                             "--console-listen", f"127.0.0.1:{port}"], capture_output=True, text=True,
                            timeout=180, env={**os.environ, "CAMNODE_STATION_DIR": str(tmp_path / "station")})
     assert r.returncode == 1, r.stdout + r.stderr
-    assert r.stderr.strip().splitlines() == [f"camnode demo: web console cannot listen on 127.0.0.1:{port}: "
+    assert r.stderr.strip().splitlines() == [f"camnode-demo: web console cannot listen on 127.0.0.1:{port}: "
                                              "the port is in use (--console-listen)"], r.stderr
     assert "web console on" not in r.stdout and "log in as" not in r.stdout, r.stdout
 
 
 def test_demo_exits_1_when_the_node_crashes(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "node", "demo", "--storage", str(tmp_path / "demo"),
+    r = subprocess.run([sys.executable, "-m", "demo", "--storage", str(tmp_path / "demo"),
                         "--source", str(tmp_path / "no-such-clip.mp4"),
                         "--console-listen", f"127.0.0.1:{_free_port()}"], capture_output=True, text=True,
                        timeout=180, env={**os.environ, "CAMNODE_STATION_DIR": str(tmp_path / "station")})
     assert r.returncode == 1, r.stdout + r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("camnode demo: node exited with code 2: "), r.stderr
+    assert len(lines) == 1 and lines[0].startswith("camnode-demo: node exited with code 2: "), r.stderr
     assert "camera.source" in lines[0], lines
 
 
@@ -154,7 +154,7 @@ def test_make_run_shows_a_person_event_with_its_snapshot(tmp_path, shared_dir):
 
     video = shared_dir / "media" / "videos" / "one-by-one-person-detection.mp4"
     storage = tmp_path / "demo"
-    p = subprocess.Popen([sys.executable, "-m", "node", "demo", "--storage", str(storage),
+    p = subprocess.Popen([sys.executable, "-m", "demo", "--storage", str(storage),
                           "--model-dir", str(shared_dir / "models"), "--source", str(video)],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
@@ -175,7 +175,7 @@ def test_make_run_shows_a_person_event_with_its_snapshot(tmp_path, shared_dir):
     t.join(5)
     text = "".join(lines)
     assert shown(), text
-    print(f"person event and snapshot shown {took:.1f} s after `camnode demo` started")
+    print(f"person event and snapshot shown {took:.1f} s after `camnode-demo` started")
     assert "legend: HEARTBEAT fps <captured>/<encoded>" in text and "faults:" in text
     saved = next(ln for ln in lines if "SNAPSHOT" in ln and " saved " in ln).split(" saved ")[1].strip()
     with av.open(saved) as c:  # a real JPEG picture of the event

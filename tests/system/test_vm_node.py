@@ -152,6 +152,9 @@ def test_power_cuts_while_recording(node, tmp_path):
     rng = random.Random(15)
     camp = Campaign()
     decoded: set[str] = set()
+    if os.environ.get("CAMNODE_VM_SYNC_FRAGMENTS") == "1":  # the fdatasync-per-fragment comparison
+        _sh(node, "sed -i 's/^\\[record\\]$/[record]\\nsync_fragments = true/' /etc/camnode/node.toml"
+            " && systemctl restart camnode", timeout=600)
     for _ in range(CUTS):
         # recording for a while (15-40 s once frames flow), then the power goes
         _recording(node)

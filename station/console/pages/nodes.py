@@ -98,6 +98,18 @@ async def diag(request: Request, node: str) -> HTMLResponse:
     return _page(request, node, result)
 
 
+@router.post("/nodes/{node}/restart", response_class=HTMLResponse)
+async def restart(request: Request, node: str, reason: str = Form("")) -> HTMLResponse:
+    u = auth.need(request, "restart")
+    await auth.check_csrf(request)
+    if not _known(request, node):
+        return render(request, "error.html", {"title": "Not found", "message": ""}, status_code=404)
+    from starlette.concurrency import run_in_threadpool
+
+    args = {"reason": f"{u.username}: {reason.strip()[:150]}"}
+    return _page(request, node, await run_in_threadpool(_send, request, node, "restart", args, u))
+
+
 @router.post("/nodes/{node}/ir", response_class=HTMLResponse)
 async def ir(request: Request, node: str, mode: str = Form(...), minutes: str = Form("30")) -> HTMLResponse:
     u = auth.need(request, "ir")

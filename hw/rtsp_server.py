@@ -1,11 +1,12 @@
 """An RTSP relay for camera poles: GStreamer's RTSP server, configured. The station runs it as
-its media relay (:mod:`station.live.relay`); a node runs it as its own RTSP server for a VMS on
-the LAN (:mod:`node.live.local_server`).
+its media relay (``station.live.relay``); a node runs it as its own RTSP server for a VMS on
+the LAN (``node.live.local_server``). Both start it with :func:`spawn`; it sits in ``hw`` (the
+vendor-library seam) so that neither side imports the other.
 
 Run by the *system* Python (the GObject bindings of Debian's ``gir1.2-gst-rtsp-server-1.0``
 live there, not in a venv)::
 
-    /usr/bin/python3 node/live/gst_rtsp.py < CONFIG.json
+    /usr/bin/python3 hw/rtsp_server.py < CONFIG.json
 
 The configuration arrives on stdin (it holds credentials: never on the command line) as JSON::
 
@@ -32,9 +33,15 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
 
+SYSTEM_PYTHON = "/usr/bin/python3"  # the one with Debian's GObject bindings (python3-gi)
+SCRIPT = Path(__file__).resolve()
 RTP_CAPS = "application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96"
 
 
@@ -59,6 +66,40 @@ def free_udp_base(count: int, start: int = 40000, stop: int = 60000) -> int:
             for s in socks:
                 s.close()
     raise OSError("no free loopback UDP ports for the RTSP server")
+
+
+def spawn(conf: dict, timeout: float, wrap: Sequence[str] = (),
+          ready_thread: str = "rtsp-ready") -> tuple[subprocess.Popen, int]:
+    """Start this program under the system Python, hand it ``conf`` on stdin and wait up to
+    ``timeout`` s for ``READY``: the running process and the port it bound. ``wrap`` prefixes the
+    command (tests: a network namespace). Raises OSError naming the reason when it did not start
+    (the process is then reaped)."""
+    if not Path(SYSTEM_PYTHON).exists():
+        raise OSError(f"{SYSTEM_PYTHON} not found (Debian's python3-gi is needed)")
+    proc = subprocess.Popen([*wrap, SYSTEM_PYTHON, str(SCRIPT)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps(conf) + "\n")
+    proc.stdin.flush()
+    line = readline(proc, timeout, ready_thread)
+    if not line.startswith("READY "):
+        proc.kill()
+        proc.wait()
+        raise OSError(line.strip() or "no answer")
+    return proc, int(line.split()[1].rsplit(":", 1)[1])
+
+
+def readline(proc: subprocess.Popen, timeout: float, thread_name: str) -> str:
+    """First line of ``proc``'s stdout, or '' after ``timeout`` (read on a named helper thread)."""
+    out: list[str] = []
+    th = threading.Thread(target=lambda: out.append(proc.stdout.readline()), name=thread_name,
+                          daemon=True)
+    th.start()
+    th.join(timeout)
+    t0 = time.monotonic()
+    while th.is_alive() and time.monotonic() - t0 < 0.1:
+        th.join(0.05)
+    return out[0] if out else ""
 
 
 def _permissions(role: str, GstRtspServer):
