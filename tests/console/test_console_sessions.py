@@ -93,3 +93,17 @@ def test_the_console_reads_the_key_from_the_station_directory(tmp_path, broker):
     assert key == browser_key(load_secret(tmp_path / "st"))
     assert oct((tmp_path / "st" / "live-secret").stat().st_mode & 0o777) == "0o600"
     assert live_key(Settings(db="", station_dir=str(tmp_path / "st"))) == ""  # no live view, no key
+
+
+def test_a_snapshot_is_never_kept_in_the_browser_cache(site, broker):
+    """Footage viewed on a shared PC must not stay in its browser's cache after log-out."""
+    import paho.mqtt.publish as publish
+
+    from tests.console.harness import wait_until
+
+    jpeg = b"\xff\xd8\xff\xe0" + b"\0" * 64 + b"\xff\xd9"
+    publish.single("camnode/pole-1/snapshot/ev-cache-1", jpeg, qos=1, hostname="127.0.0.1", port=broker.port)
+    assert wait_until(lambda: site.console.live.snapshot("ev-cache-1") is not None, 20)
+    r = http_login(site.url, "op").get("/snapshot/ev-cache-1.jpg")
+    assert r.status_code == 200 and r.content == jpeg
+    assert "no-store" in r.headers["cache-control"] and "max-age" not in r.headers["cache-control"], r.headers

@@ -97,7 +97,8 @@ def snapshot(request: Request, event_id: str) -> Response:
         return Response("no such snapshot", status_code=404, media_type="text/plain")
     node, jpeg = got
     auth.audit_act(request, u, "view:snapshot", f"{node}/{event_id}")
-    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=600"})
+    # footage stays out of a shared police PC's browser cache (and so out of reach after log-out)
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
 @router.post("/alerts/{event_id}/ack")
