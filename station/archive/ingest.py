@@ -18,6 +18,13 @@ them in one transaction, and returns the acknowledgements to publish *after* tha
 
 Bad input (not JSON, oversized, missing/ill-typed fields, a payload naming another node) is
 refused: counted in ``stats`` under a reason, logged once per (reason, node), never written.
+Per batch the database work is bulk: the event messages between two snapshots are validated
+first, their archived rows loaded with one ``SELECT … WHERE id IN (…)``, merged in Python by the
+rules above (message by message, in order), then written with one multi-row
+``INSERT … ON CONFLICT DO NOTHING`` and one executemany ``UPDATE``; heartbeats go in with one
+executemany ``INSERT``. An id a peer service inserted between that SELECT and the INSERT is
+loaded again and its messages merged into the peer's row.
+
 Thread: one caller at a time (the service's writer thread).
 """
 
@@ -33,8 +40,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from node.link import topics as t
 from station.archive.schema import (
@@ -56,6 +64,10 @@ _NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _COLOUR = re.compile(r"^[a-z]{1,16}$")
 _SIDES = {"left", "right", "top", "bottom", "inside"}
 PHASE_BIT = {"start": 1, "update": 2, "end": 4}
+#: event columns a merge may write (all but the key, the owner and the bookkeeping)
+_MERGED = ("kind", "label", "phase", "phases", "start", "end", "duration_s", "score", "classes", "box",
+           "snapshot", "colour_upper", "colour_lower", "colour_body", "entry_side", "exit_side",
+           "payload")
 
 
 class Refused(ValueError):
@@ -198,7 +210,7 @@ class Ingestor:
         self.fresh = []
         try:
             with self.engine.begin() as conn:
-                return [a for topic, data in items for a in self._one(conn, topic, data)]
+                return self._write(conn, items)
         except (OperationalError, InterfaceError):
             raise  # the database is unreachable or busy: the caller keeps the batch and retries
         except SQLAlchemyError as exc:
@@ -213,19 +225,30 @@ class Ingestor:
         self.fresh = fresh
         return acks
 
+    def _write(self, conn, items: list[tuple[str, bytes]]) -> list[Ack]:
+        """The batch in one open transaction: events and heartbeats gathered, written in bulk."""
+        self._events: list[tuple[str, str, dict[str, Any]]] = []  # (topic, node, validated row)
+        self._beats: list[dict[str, Any]] = []
+        acks = [a for topic, data in items for a in self._one(conn, topic, data)]
+        acks += self._flush_events(conn)
+        if self._beats:
+            conn.execute(insert(heartbeats), self._beats)
+        return acks
+
     # -- dispatch ------------------------------------------------------------------------
     def _one(self, conn, topic: str, data: bytes) -> list[Ack]:
         try:
             prefix, node, leaf = t.split_topic(topic)
             if prefix != self.prefix or not _NODE.match(node):
                 raise Refused("bad_topic", "not <prefix>/<node id>/...")
-            if leaf.startswith("snapshot/"):
-                return self._snapshot(conn, node, leaf[len("snapshot/"):], data)
+            if leaf.startswith("snapshot/"):  # it may name an event gathered before it
+                return self._flush_events(conn) + self._snapshot(conn, node, leaf[len("snapshot/"):], data)
             if leaf.startswith("clip/") and not leaf.endswith("/done"):
                 return []  # clip chunks belong to whoever asked for the clip
             payload = self._json(data)
             if leaf == "event":
-                return self._event(conn, node, payload)
+                self._events.append((topic, node, event_row(node, payload)))
+                return []
             if leaf == "heartbeat":
                 self._heartbeat(conn, node, payload)
             elif leaf == "status":
@@ -261,50 +284,80 @@ class Ingestor:
             raise Refused("malformed", str(exc)) from None
 
     # -- events ------------------------------------------------------------------------------
-    def _event(self, conn, node: str, p: dict[str, Any]) -> list[Ack]:
-        row = event_row(node, p)
-        ack = [Ack(node, "event", {"id": row["id"], "phase": row["phase"]})]
-        now = self.clock.utc().replace(tzinfo=None)
-        stmt = select(events.c.node, events.c.phase, events.c.phases, events.c.payload,
-                      *[events.c[k] for k in row if k not in ("id", "node", "phase", "payload")]
-                      ).where(events.c.id == row["id"])
-        if self._pg:
-            stmt = stmt.with_for_update()
-        old = conn.execute(stmt).mappings().first()
-        if old is None:
-            snap = conn.execute(select(snapshots.c.sha256, snapshots.c.node)
-                                .where(snapshots.c.event_id == row["id"])).first()
-            ins = {**row, "phases": PHASE_BIT[row["phase"]], "messages": 1, "received": now,
-                   "snapshot_sha": snap.sha256 if snap is not None and snap.node == node else None}
-            if self._insert_event(conn, ins):
-                self.stats.archived["event"] += 1
-                self.fresh.append({k: row[k] for k in ("id", "node", "kind", "label", "start")})
-                return ack
-            old = conn.execute(stmt).mappings().first()  # another service inserted it just now
-        old = dict(old)
-        if old["node"] != node:
-            raise Refused("foreign_id", f"event {row['id']} is archived for node {old['node']}")
-        if old["phases"] & PHASE_BIT[row["phase"]] and row["phase"] != "update":
-            self.stats.duplicates += 1
-            return ack
-        changes = merge(old, row)
-        conn.execute(update(events).where(events.c.id == row["id"])
-                     .values(**changes, messages=events.c.messages + 1))
-        self.stats.archived["event"] += 1
-        return ack
+    def _flush_events(self, conn) -> list[Ack]:
+        """Archive the gathered event messages: one SELECT, merge in Python, one INSERT, one
+        UPDATE (again for any id a peer inserted meanwhile)."""
+        todo, self._events = self._events, []
+        acks: list[Ack] = []
+        while todo:
+            ids = sorted({row["id"] for _, _, row in todo})
+            stmt = select(events).where(events.c.id.in_(ids))
+            if self._pg:
+                stmt = stmt.with_for_update()
+            state = {r["id"]: dict(r) for r in conn.execute(stmt).mappings()}
+            missing = [i for i in ids if i not in state]
+            snaps = {r.event_id: r for r in conn.execute(
+                select(snapshots.c.event_id, snapshots.c.sha256, snapshots.c.node)
+                .where(snapshots.c.event_id.in_(missing)))} if missing else {}
+            now = self.clock.utc().replace(tzinfo=None)
+            new: dict[str, dict[str, Any]] = {}
+            added: dict[str, int] = {}  # id → messages merged into an archived row
+            outcome: list[str | Refused] = []
+            for _topic, node, row in todo:
+                eid = row["id"]
+                old = state.get(eid)
+                if old is None:
+                    snap = snaps.get(eid)
+                    state[eid] = new[eid] = {
+                        **row, "phases": PHASE_BIT[row["phase"]], "messages": 1, "received": now,
+                        "snapshot_sha": snap.sha256 if snap is not None and snap.node == node else None}
+                    outcome.append("new")
+                elif old["node"] != node:
+                    outcome.append(Refused("foreign_id", f"event {eid} is archived for node {old['node']}"))
+                elif old["phases"] & PHASE_BIT[row["phase"]] and row["phase"] != "update":
+                    outcome.append("duplicate")
+                else:
+                    old.update(merge(old, row))
+                    old["messages"] += 1
+                    if eid not in new:
+                        added[eid] = added.get(eid, 0) + 1
+                    outcome.append("merged")
+            raced = set(new) - self._insert_events(conn, list(new.values()))
+            self._update_events(conn, [(state[i], n) for i, n in added.items() if i not in raced])
+            later = []
+            for (topic, node, row), out in zip(todo, outcome, strict=True):
+                if row["id"] in raced:  # a peer archived it after our SELECT: merge into its row
+                    later.append((topic, node, row))
+                elif isinstance(out, Refused):
+                    self._refuse(out.reason, topic, str(out))
+                else:
+                    acks.append(Ack(node, "event", {"id": row["id"], "phase": row["phase"]}))
+                    if out == "duplicate":
+                        self.stats.duplicates += 1
+                        continue
+                    self.stats.archived["event"] += 1
+                    if out == "new":
+                        self.fresh.append({k: row[k] for k in ("id", "node", "kind", "label", "start")})
+            todo = later
+        return acks
 
-    def _insert_event(self, conn, values: dict[str, Any]) -> bool:
-        if self._pg:
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
+    def _insert_events(self, conn, rows: list[dict[str, Any]]) -> set[str]:
+        """One multi-row insert; the ids it inserted (not those a peer holds already)."""
+        if not rows:
+            return set()
+        dialect_insert = postgresql.insert if self._pg else sqlite.insert
+        stmt = dialect_insert(events).on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
+        return {r.id for r in conn.execute(stmt, rows)}
 
-            stmt = pg_insert(events).values(**values).on_conflict_do_nothing().returning(events.c.id)
-            return conn.execute(stmt).first() is not None
-        try:
-            with conn.begin_nested():
-                conn.execute(insert(events).values(**values))
-            return True
-        except IntegrityError:
-            return False
+    def _update_events(self, conn, merged: list[tuple[dict[str, Any], int]]) -> None:
+        """One executemany UPDATE: each archived row's merged columns, ``messages`` + the count."""
+        if not merged:
+            return
+        stmt = (update(events).where(events.c.id == bindparam("b_id"))
+                .values({**{events.c[k]: bindparam(f"b_{k}") for k in _MERGED},
+                         events.c.messages: events.c.messages + bindparam("b_count")}))
+        conn.execute(stmt, [{"b_id": row["id"], "b_count": n, **{f"b_{k}": row[k] for k in _MERGED}}
+                            for row, n in merged])
 
     # -- snapshots -------------------------------------------------------------------------
     def _snapshot(self, conn, node: str, event_id: str, data: bytes) -> list[Ack]:
@@ -363,7 +416,7 @@ class Ingestor:
         if last is not None and last[0] == minute and last[1] == faults:
             return
         self._last_beat[node] = (minute, faults)
-        conn.execute(insert(heartbeats).values(node=node, utc=utc, faults=faults, payload=p))
+        self._beats.append({"node": node, "utc": utc, "faults": faults, "payload": p})
         self.stats.archived["heartbeat"] += 1
 
     def _status(self, conn, node: str, p: dict[str, Any]) -> None:
