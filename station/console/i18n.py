@@ -186,6 +186,9 @@ VI: dict[str, str] = {
     "Snapshots": "Ảnh chụp",
     "Download the case (zip)": "Tải hồ sơ (zip)",
     "Trail": "Lộ trình",
+    # the colour names of node.vision.appearance.COLOUR_NAMES (events carry them in English)
+    "black": "đen", "white": "trắng", "grey": "xám", "red": "đỏ", "orange": "cam", "yellow": "vàng",
+    "brown": "nâu", "green": "xanh lá", "blue": "xanh dương", "purple": "tím", "pink": "hồng",
 }
 
 CATALOGUE = {"vi": VI, "en": {}}

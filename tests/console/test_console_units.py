@@ -97,3 +97,11 @@ def test_plan_places_poles_by_coordinates_north_up_and_keeps_the_rest_aside():
     assert p.tiles and all(re.match(r"http://tiles.local/\d+/\d+/\d+\.png", u) for u, *_ in p.tiles)
     assert 0 < p.scale_px < 900
     assert layout([Pole("x", "X", None, None)]).placed == []
+
+
+def test_every_colour_an_event_can_carry_is_named_in_vietnamese():
+    from node.vision.appearance import COLOUR_NAMES
+
+    missing = [c for c in COLOUR_NAMES if c not in VI]
+    assert not missing, missing
+    assert translate("vi", "brown") == "nâu" and translate("en", "brown") == "brown"

@@ -11,6 +11,7 @@ import re
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from node.vision.appearance import COLOUR_NAMES
 from station.console import auth
 from station.console.pages.alerts import LABELS
 from station.console.render import render
@@ -50,7 +51,7 @@ def search_page(request: Request, since: str = "", until: str = "", label: str =
                        detail=f"{len(results)} results")
     return render(request, "search.html", {
         "archive": archive is not None, "errors": errors, "results": results, "asked": asked,
-        "labels": LABELS, "nodes": nodes, "f": {"since": since[:32], "until": until[:32], "label": label,
-                                                "colour": colour if COLOUR.match(colour) else "",
-                                                "node": node if node in nodes else ""}},
+        "labels": LABELS, "colours": COLOUR_NAMES, "nodes": nodes,
+        "f": {"since": since[:32], "until": until[:32], "label": label,
+              "colour": colour if COLOUR.match(colour) else "", "node": node if node in nodes else ""}},
         status_code=400 if errors else 200)
