@@ -150,4 +150,7 @@ def test_events_open_at_a_power_cut_are_ended_at_the_next_start(broker, subscrib
     while "connected to broker" not in third.log() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert third.signal(signal.SIGTERM) == 0, third.log()
-    assert [e["id"] for e in live.json("event") if e.get("end_reason") == "interrupted"] == [first["id"]]
+    # closed once: one interrupted end (the outbox may deliver that same message again until the
+    # archive acknowledges it — at least once, idempotent by id+phase — but never a second close)
+    closes = {(e["id"], e["end"]) for e in live.json("event") if e.get("end_reason") == "interrupted"}
+    assert closes == {(first["id"], end["end"])}
