@@ -204,7 +204,10 @@ def test_admin_reads_the_audit_log_in_english(ward, drv):
     logout(drv)
     browser_login(drv, console.url, "adm")
     drv.find_element(By.CSS_SELECTOR, 'button.lang[value="en"]').click()
+    # the language form's post and redirect complete before the next page is asked for
+    assert wait_until(lambda: drv.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en", 10)
     drv.get(console.url + "/admin/audit")
+    assert wait_until(lambda: drv.find_elements(By.ID, "audit-table"), 10), drv.page_source[:500]
     table = drv.find_element(By.ID, "audit-table").text
     assert "refused:footage" in table and "tech" in table and "Refused" in table
     screenshot(drv, "07-audit-en")
