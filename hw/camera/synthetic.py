@@ -22,7 +22,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from hw.camera import night_nuisances as nn
+import hw.camera.night_nuisances as nn
 from hw.camera.base import luma_downscale
 from hw.media import Frame
 
