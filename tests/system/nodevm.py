@@ -27,6 +27,8 @@ from tests.system.vm import VM, cmdline_of
 from tests.system.vmimage import BOOT_START, SECTOR, base_image
 
 NODE_ID = "vm-1"
+#: the station login a test's real ``camnode-station serve`` (the archive) uses on the ward's broker
+ARCHIVE_USER = "station-archive"
 #: small frames and a short heartbeat: the guest runs under software emulation, several times
 #: slower than this machine (which is itself faster than a Pi 4 for most work)
 NODE_TUNING = {"[camera]\n": "width = 320\nheight = 240\nfps = 5.0\nlores_width = 160\nlores_height = 120\n",
@@ -77,13 +79,30 @@ class Station:
 
 
 @dataclass
+class Ward:
+    """A provisioned ward with its broker on the host and the node's card as its first boot left it
+    (installed, rebooted, never booted since): each test module boots its own copy of ``card``."""
+
+    ward: Path
+    port: int
+    broker: Broker
+    card: Path
+    first_boot_s: float
+
+
+@dataclass
 class Installed:
+    """One running node VM booted from a copy of the ward's card, and the station watching it."""
+
     vm: VM
     station: Station
     ward: Path
     card: Path
-    first_boot_s: float
-    second_boot_s: float
+    boot_s: float
+
+    def close(self) -> None:
+        self.vm.kill()
+        self.station.close()
 
 
 def fat_listing(card: Path, folder: str = "::/") -> str:
@@ -115,12 +134,16 @@ class Broker:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def install(work: Path) -> tuple[Installed, Broker]:
-    """Everything up to a node heartbeating at the station after its second boot.
-    ``CAMNODE_VM_RESUME=DIR`` (developing the tests) starts from a previous run's ``DIR/card.img``
-    and ``DIR/ward`` after their first boot."""
-    if os.environ.get("CAMNODE_VM_RESUME"):
-        return _resume(Path(os.environ["CAMNODE_VM_RESUME"]), work)
+def install(work: Path) -> Ward:
+    """The installer's path up to the end of first boot: flash, provision, ``image``, boot; first
+    boot installs camnode from the card's wheels and reboots (qemu exits). ``CAMNODE_VM_GOLDEN=DIR``
+    (developing the tests) keeps that card and ward in ``DIR`` and starts from them when present."""
+    keep = Path(os.environ["CAMNODE_VM_GOLDEN"]) if os.environ.get("CAMNODE_VM_GOLDEN") else None
+    if keep is not None and (keep / "card.img").exists():
+        ward = work / "ward"
+        shutil.copytree(keep / "ward", ward)
+        port = json.loads((ward / "ward.json").read_text())["broker"]["port"]
+        return Ward(ward, port, Broker(ward, port), keep / "card.img", 0.0)
     base = base_image()
     card = work / "card.img"
     with card.open("wb") as fh:  # an image-file "card" as big as the image
@@ -130,7 +153,8 @@ def install(work: Path) -> tuple[Installed, Broker]:
     ward = work / "ward"
     assert provision(["node", "--id", NODE_ID, "--broker", f"10.0.2.2:{port}", "--out", str(ward),
                       "--source", "synthetic", "--no-detect", "--wiring", "none"]) == 0
-    assert provision(["station", "--user", "station-a", "--out", str(ward)]) == 0
+    assert provision(["station", "--user", "station-a", "--out", str(ward)]) == 0  # the watcher
+    assert provision(["station", "--user", ARCHIVE_USER, "--out", str(ward)]) == 0  # a real `serve`
     toml = ward / NODE_ID / "node.toml"
     text = toml.read_text()
     for section, lines in NODE_TUNING.items():
@@ -145,40 +169,41 @@ def install(work: Path) -> tuple[Installed, Broker]:
         finally:
             shutil.rmtree(wheels, ignore_errors=True)
         assert "firstboot.sh" in cmdline_of(card)
-        station = Station(ward, port)
-        vm = VM(card, work / "vm")
+        vm = VM(card, work / "first-boot")
         t0 = time.monotonic()
         vm.start()
         vm.wait_exit(1800)  # first boot: installs camnode from the wheels, then reboots
         first = time.monotonic() - t0
-        t0 = time.monotonic()
-        vm.start()
-        station.wait("heartbeat", after=t0, timeout=900)
-        second = time.monotonic() - t0
-        vm.wait_ready(300)
     except BaseException:
         broker.stop()
         raise
-    return Installed(vm, station, ward, card, first, second), broker
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(ward, keep / "ward")
+        _copy_card(card, keep / "card.img")
+    return Ward(ward, port, broker, card, first)
 
 
+def _copy_card(src: Path, dst: Path) -> None:
+    subprocess.run(["cp", "--sparse=always", str(src), str(dst)], check=True)
 
 
-def _resume(prev: Path, work: Path) -> tuple[Installed, Broker]:
-    ward = work / "ward"
-    shutil.copytree(prev / "ward", ward)
+def boot(ward: Ward, work: Path) -> Installed:
+    """A node of its own: a copy of the ward's card booted until it heartbeats at the station and
+    its control shell answers."""
+    work.mkdir(parents=True, exist_ok=True)
     card = work / "card.img"
-    shutil.copyfile(prev / "card.img", card)
-    port = json.loads((ward / "ward.json").read_text())["broker"]["port"]
-    broker = Broker(ward, port)
+    _copy_card(ward.card, card)
+    station = Station(ward.ward, ward.port)
+    vm = VM(card, work / "vm")
     try:
-        station = Station(ward, port)
-        vm = VM(card, work / "vm")
         t0 = time.monotonic()
         vm.start()
         station.wait("heartbeat", after=t0, timeout=900)
+        booted = time.monotonic() - t0
         vm.wait_ready(300)
     except BaseException:
-        broker.stop()
+        vm.kill()
+        station.close()
         raise
-    return Installed(vm, station, ward, card, 0.0, time.monotonic() - t0), broker
+    return Installed(vm, station, ward.ward, card, booted)

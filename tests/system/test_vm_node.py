@@ -1,7 +1,7 @@
 """The whole node in a virtual machine: first boot from the installer's card, systemd's readiness
 and watchdog for real, and power cuts that lose the guest's page cache.
 
-One VM for the module (the first boot installs camnode from wheels under emulation: minutes).
+The node is this module's copy of the card after first boot (``conftest.py``), booted once.
 The figures each test measures are printed (``-s``) and quoted in the issue note.
 """
 
@@ -17,28 +17,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-
 from node.record.segment import to_us
 from tests.record_crash import Campaign, check_store
-from tests.system.nodevm import NODE_ID, fat_listing, install
+from tests.system.nodevm import NODE_ID, fat_listing
 from tests.system.vm import cmdline_of
 from tests.system.vmimage import BOOT_MB, BOOT_START, SECTOR
 
 STORE = "/var/lib/camnode/recordings"
 CUTS = int(os.environ.get("CAMNODE_VM_CUTS", "5"))
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    work = Path(tmp_path_factory.mktemp("vm"))
-    installed, broker = install(work)
-    print(f"\nfirst boot (install + reboot) {installed.first_boot_s:.0f} s; "
-          f"second boot to the first heartbeat {installed.second_boot_s:.0f} s")
-    yield installed
-    installed.vm.kill()
-    installed.station.close()
-    broker.stop()
 
 
 def _sh(node, command: str, timeout: float = 120) -> str:

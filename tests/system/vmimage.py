@@ -32,7 +32,11 @@ MODULE_GLOBS = ("kernel/drivers/net/virtio_net.ko*", "kernel/drivers/net/net_fai
                 "kernel/net/core/failover.ko*", "kernel/fs/fat/*", "kernel/fs/nls/nls_cp437.ko*",
                 "kernel/fs/nls/nls_ascii.ko*", "kernel/fs/nls/nls_utf8.ko*",
                 "kernel/drivers/block/virtio_blk.ko*",
-                "kernel/drivers/virtio/*", "kernel/drivers/char/hw_random/virtio-rng.ko*")
+                "kernel/drivers/virtio/*", "kernel/drivers/char/hw_random/virtio-rng.ko*",
+                # a 4G-like link shaped inside the guest: netem both ways (ingress through an ifb)
+                "kernel/net/sched/sch_netem.ko*", "kernel/net/sched/sch_tbf.ko*",
+                "kernel/net/sched/sch_ingress.ko*", "kernel/net/sched/cls_matchall.ko*",
+                "kernel/net/sched/act_mirred.ko*", "kernel/drivers/net/ifb.ko*")
 BOOT_MB, ROOT_MB = 256, 1536
 SECTOR = 512
 BOOT_START = 2048  # sectors (1 MiB), as Raspberry Pi OS
