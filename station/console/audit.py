@@ -11,6 +11,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from station.archive.db import writing
 from station.console.tables import audit
 
 
@@ -29,7 +30,7 @@ class Entry:
 
 def record(engine: sa.Engine, now: datetime, username: str, role: str, action: str, target: str = "",
            allowed: bool = True, address: str = "", detail: str = "") -> None:
-    with engine.begin() as c:
+    with writing(engine) as c:
         c.execute(audit.insert().values(at_utc=now, username=username[:64], role=role[:16],
                                         action=action[:32], target=target[:256], allowed=allowed,
                                         address=address[:64], detail=detail[:2000]))
