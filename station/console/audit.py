@@ -12,7 +12,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from station.archive.db import writing
-from station.console.tables import audit
+from station.archive.schema import console_audit as audit
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from station.archive.db import writing
-from station.console.tables import login_failures
+from station.archive.schema import console_login_failures as login_failures
 
 MAX_FAILURES = 5
 MAX_PER_ADDRESS = 20

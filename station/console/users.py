@@ -18,7 +18,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from station.archive.db import writing
-from station.console.tables import users
+from station.archive.schema import console_users as users
 
 ROLES = ("operator", "technician", "admin")
 

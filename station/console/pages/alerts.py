@@ -13,10 +13,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from station.archive.db import writing
+from station.archive.schema import console_acks as acks
 from station.console import auth
 from station.console.feed import Alert, sse
 from station.console.render import render
-from station.console.tables import acks
 
 router = APIRouter()
 
