@@ -1,8 +1,10 @@
-"""The archive's tables (SQLAlchemy Core). Times are naive UTC ``DateTime`` columns.
+"""The archive's tables (SQLAlchemy Core), the web console's included. Times are UTC: naive
+``DateTime`` columns in the archive's tables, zone-aware ones in the console's.
 
 A change here is a new migration in ``station/archive/migrations/versions`` (the schema the
-service runs on is always the one the migrations build; ``tests/unit/test_archive_schema.py``
-compares them).
+service runs on is always the one the migrations build;
+``tests/archive/test_archive_ingest.py::test_migrations_build_the_schema_the_code_uses`` compares
+them on SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
