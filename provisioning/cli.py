@@ -85,8 +85,8 @@ def _cmd_node(a: argparse.Namespace) -> int:
               f"{', ca.crt' if ward.tls else ''}{', live.password' if live else ''}); broker {ward.broker}"
               f"{f'; live view via {live}' if live else ''}; "
               f"install the broker's files with: camnode-provision install-broker {a.out}"
-              + (f"; give the station's relay the new {a.out}/ward.json (camnode-station relay --ward, "
-                 "then kill -HUP it)" if live else ""))
+              + (f"; give the station's relay the new {a.out}/ward.json (its --ward file; then "
+                 "systemctl reload camnode-relay)" if live else ""))
     else:
         print(f"{a.id}: already provisioned as asked; nothing changed")
     return 0

@@ -142,7 +142,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
 
 
 def _relay_nodes(args: argparse.Namespace) -> list[str]:
-    """The node ids given, plus the ward file's nodes provisioned with live view."""
+    """The node ids given, plus the ward file's nodes provisioned with live view (none yet is
+    fine with ``--ward``: the relay waits for a reload)."""
     from pathlib import Path
 
     from station.live.roster import RosterError, live_nodes
@@ -153,7 +154,7 @@ def _relay_nodes(args: argparse.Namespace) -> list[str]:
             nodes += live_nodes(Path(args.ward))
         except RosterError as exc:
             raise StationError(str(exc)) from None
-    if not nodes:
+    if not nodes and not args.ward:
         raise UsageError("no node may publish: give node ids, or --ward with a ward.json whose nodes "
                            "were provisioned with --relay")
     return list(dict.fromkeys(nodes))
@@ -187,7 +188,8 @@ def _cmd_relay(args: argparse.Namespace) -> int:
             print(f"camnode-station: {exc}", file=sys.stderr)
             return 1
         port, web_port = relay.port, relay.web_port
-        print(f"relay: RTSP at {base}/<node>/<main|sub> for {', '.join(nodes)}; Ctrl-C to stop", flush=True)
+        who = ", ".join(nodes) or "no node yet (reload after provisioning one with --relay)"
+        print(f"relay: RTSP at {base}/<node>/<main|sub> for {who}; Ctrl-C to stop", flush=True)
         while True:
             wake.wait()
             wake.clear()

@@ -202,3 +202,26 @@ def test_live_secret_command_makes_the_secret_and_never_prints_it(tmp_path, caps
                 "--live-secret", str(st / "live-secret")) == 0
     assert (tmp_path / "w" / "pole-7" / "live.password").read_text().strip() == \
         node_password(load_secret(st), "pole-7")
+
+
+def test_the_relay_unit_runs_the_relay_on_the_ward_and_reloads_with_sighup(tmp_path):
+    """The shipped unit: a command line the station's parser takes (with --ward), reload = SIGHUP
+    (what _cmd_relay handles; tests/live/test_live_provisioned.py shows the reload), and a unit
+    file systemd itself accepts."""
+    import shlex
+    import shutil
+    import subprocess
+
+    unit = (Path(__file__).resolve().parents[2] / "station" / "systemd" / "camnode-relay.service").read_text()
+    lines = dict(ln.split("=", 1) for ln in unit.splitlines() if "=" in ln and not ln.startswith("#"))
+    argv = shlex.split(lines["ExecStart"])
+    assert argv[0].endswith("/camnode-station")
+    args = station_parser().parse_args(argv[1:])
+    assert args.func.__name__ == "_cmd_relay" and args.ward == "/etc/camnode/ward.json" and args.nodes == []
+    assert lines["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze (Debian's systemd package) is needed to check the unit"
+    copy = tmp_path / "camnode-relay.service"
+    copy.write_text(unit.replace(argv[0], "/bin/true"))  # the venv exists only on the post
+    r = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr

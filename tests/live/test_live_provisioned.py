@@ -177,8 +177,9 @@ def push_answer(base: str, node_dir: Path) -> str:
 
 
 def test_relay_reads_the_ward_again_on_sighup(tmp_path, relay):
-    """``camnode-station relay --ward``: a node provisioned later gets its account on SIGHUP,
-    a retired one loses it; the relay stays on its ports."""
+    """``camnode-station relay --ward``: it starts on a ward without live nodes yet (what the
+    unit does before the first one is provisioned), a node provisioned later gets its account on
+    SIGHUP, a retired one loses it; the relay stays on its ports."""
     import json
     import os
     import signal
@@ -188,7 +189,9 @@ def test_relay_reads_the_ward_again_on_sighup(tmp_path, relay):
     secret = relay["state"] / "live-secret"
     ward = relay["ward"]
     url = f"rtsp://127.0.0.1:{relay['port']}"
-    provisioned(ward, free_port(), url, secret)
+    broker_port = free_port()
+    assert provision(["node", "--id", NODE, "--broker", f"127.0.0.1:{broker_port}", "--no-tls", "--out",
+                      str(ward), "--source", "synthetic", "--no-detect", "--wiring", "none"]) == 0
     env = {**os.environ, "CAMNODE_STATION_DIR": str(relay["state"])}
     proc = subprocess.Popen([sys.executable, "-m", "station.cli", "relay", "--ward", str(ward / "ward.json"),
                              "--rtsp-port", str(relay["port"]), "--web-port", "0"],
@@ -207,6 +210,11 @@ def test_relay_reads_the_ward_again_on_sighup(tmp_path, relay):
         return json.loads((relay["state"] / "relay.json").read_text())
 
     try:
+        assert "for no node yet" in started()
+        assert state()["nodes"] == [] and state()["rtsp"] == url
+        assert provision(["node", "--id", NODE, "--out", str(ward), "--source", "synthetic", "--no-detect",
+                          "--wiring", "none", "--relay", url, "--live-secret", str(secret), "--update"]) == 0
+        proc.send_signal(signal.SIGHUP)
         assert started().rstrip().endswith(f"for {NODE}; Ctrl-C to stop")
         assert state()["nodes"] == [NODE] and state()["rtsp"] == url
         assert push_answer(url, ward / NODE) == "ok"
