@@ -2,8 +2,9 @@
 
 Every ``import`` statement counts, wherever it stands: at the top, inside a function (a
 deferred import only hides a circle until the function runs) or under ``TYPE_CHECKING``
-(a circle in the types is one in the design). ``from a import b`` is an edge to the module
-``a.b`` when that is a module, else to ``a``.
+(a circle in the types is one in the design). ``from a import b`` is an edge to ``a`` (it
+runs first: a package's ``__init__`` that imports the importer back closes a circle) and to the
+module ``a.b`` when that is one.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def import_graph(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]:
                     pkg = mod.split(".") if is_pkg else mod.split(".")[:-1]
                     pkg = pkg[: len(pkg) - (node.level - 1)]
                     base = ".".join(pkg + ([base] if base else []))
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base
-                           for a in node.names]
+                # the package named after ``from`` runs first (its ``__init__`` may import the
+                # importer back), then each name that is a module of it
+                targets = [base] + [f"{base}.{a.name}" for a in node.names]
             graph[mod] |= {t for t in targets if t in files and t != mod}
     return graph
 
@@ -102,5 +104,20 @@ def test_a_deferred_import_circle_is_found(tmp_path):
     (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a\n")
     (pkg / "d.py").write_text("import pkg.a\n")
     graph = import_graph(tmp_path, ("pkg",))
-    assert graph["pkg.a"] == {"pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg.c"}
+    assert graph["pkg.a"] == {"pkg.sub", "pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg", "pkg.c"}
     assert cycles(graph) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
+
+
+def test_a_circle_through_a_package_init_is_found(tmp_path):
+    """``from pkg import sibling`` inside the package runs ``pkg/__init__``, which imports the
+    importer: a circle, although the sibling itself imports nothing."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from pkg.a import A\n")
+    (pkg / "a.py").write_text("from pkg import b\nA = 1\n")
+    (pkg / "b.py").write_text("")
+    graph = import_graph(tmp_path, ("pkg",))
+    assert graph["pkg.a"] == {"pkg", "pkg.b"}
+    assert cycles(graph) == [["pkg", "pkg.a"]]
+    (pkg / "a.py").write_text("import pkg.b\nA = 1\n")  # by the module's path: no edge to pkg
+    assert cycles(import_graph(tmp_path, ("pkg",))) == []
