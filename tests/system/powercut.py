@@ -112,6 +112,19 @@ class DiskWrites:
                 f"{self.sectors * 512 / max(1, self.requests) / 1024:.1f} KiB per request")
 
 
+def top_writers(node, n: int = 6) -> str:
+    """Which processes wrote to the card since this boot (``/proc/<pid>/io`` ``write_bytes``:
+    the bytes each one sent to the block layer, page cache writeback included; the ext4
+    journal's own writes are jbd2's), the largest first."""
+    code, out = node.vm.sh("for d in /proc/[0-9]*; do w=$(sed -n 's/^write_bytes: //p' $d/io 2>/dev/null); "
+                           "[ -n \"$w\" ] && [ \"$w\" -gt 0 ] && echo \"$w $(cat $d/comm)\"; done "
+                           "| sort -rn | head -n " + str(n) + "; cut -d' ' -f1 /proc/uptime", 60)
+    assert code == 0, out
+    *rows, uptime = out.splitlines()
+    return f"since boot ({float(uptime):.0f} s), bytes written by: " + ", ".join(
+        f"{r.split(maxsplit=1)[1]} {int(r.split()[0]) / 1e6:.1f} MB" for r in rows)
+
+
 # ------------------------------------------------------------------------------ the archive
 
 

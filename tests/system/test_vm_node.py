@@ -25,6 +25,7 @@ from tests.system.powercut import (
     compare,
     rdump,
     side_databases,
+    top_writers,
 )
 from tests.system.vm import cmdline_of
 
@@ -134,6 +135,8 @@ def _archived_exactly_once(node, archive: Archive) -> ExactlyOnce:
     what its outbox still holds; once the outbox is empty (its heartbeat), every event on the
     card must be in the archive once, with a start and an end."""
     _recording(node)
+    time.sleep(30)
+    print(f"\n{top_writers(node)}")
     _sh(node, "systemctl stop camnode", timeout=600)
     stopped = _guest_us(node)
     card = card_events(node)
@@ -169,10 +172,11 @@ def test_power_cuts_while_recording(node, ward, tmp_path, figure):
     try:
         _record_settings(node)
         for _ in range(CUTS):
-            if COMMIT_S:  # the ext4 journal's commit interval, for the comparison only
-                _sh(node, f"mount -o remount,commit={COMMIT_S} /")
             # recording for a while once frames flow, then the power goes
             _recording(node)
+            if COMMIT_S:  # the ext4 journal's commit interval, for the comparison only
+                node.vm.wait_ready(300)
+                _sh(node, f"mount -o remount,commit={COMMIT_S} /")
             t0, before = time.monotonic(), DiskWrites.sample(node)
             time.sleep(rng.uniform(*WINDOW_S))
             after, t1 = DiskWrites.sample(node), time.monotonic()
@@ -187,6 +191,8 @@ def test_power_cuts_while_recording(node, ward, tmp_path, figure):
             camp.problems += side_databases(store)
             check_store(store, decoded, camp, cut_us)
             assert not camp.problems, camp.problems
+            print(f"cut {camp.kills}: lost {camp.losses_s[-1]:.1f} s; so far {camp.segments} segments, "
+                  f"{camp.recovered} recovered, {camp.removed_parts} .part removed", flush=True)
             node.vm.start()
         node.station.wait("heartbeat", after=time.monotonic(), timeout=900)
         node.vm.wait_ready(300)
