@@ -171,6 +171,13 @@ def count_events(engine: Engine, q: EventQuery, cap: int = 1000) -> int:
         return int(conn.execute(select(func.count()).select_from(inner)).scalar_one())
 
 
+def event_key(engine: Engine, event_id: str) -> tuple[datetime, str] | None:
+    """The exact ``(start, id)`` paging key of an archived event (None: no such event)."""
+    with engine.connect() as conn:
+        start = conn.execute(select(events.c.start).where(events.c.id == event_id)).scalar()
+    return None if start is None else (start, event_id)
+
+
 def get_event(engine: Engine, event_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(select(*EVENT_COLUMNS).where(events.c.id == event_id)).first()

@@ -122,3 +122,24 @@ def test_count_is_exact_up_to_its_cap(engine):
     assert count_events(engine, q, cap=10) == 10
     assert count_events(engine, EventQuery(near=(0.0, 0.0), radius_m=100)) == 0
     assert count_events(engine, EventQuery(label="motorcycle", after=(T0, "x"), limit=1)) == n
+
+
+def test_the_cli_pages_with_after_id(engine, archive_url):
+    import subprocess
+    import sys
+
+    from tests.stationproc import REPO, events_cli
+
+    want = expected(engine, EventQuery(label="person"))
+    got, last = [], []
+    while True:
+        page = [r["id"] for r in events_cli(archive_url, "--class", "person", "--limit", "40", *last)]
+        got += page
+        if len(page) < 40:
+            break
+        last = ["--after-id", page[-1]]
+    assert got == want
+    out = subprocess.run([sys.executable, "-m", "station.cli", "events", "--db", archive_url,
+                          "--after-id", "no-such-event"], cwd=REPO, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and "no such event" in out.stderr and len(out.stderr.splitlines()) == 1
