@@ -172,7 +172,10 @@ VI: dict[str, str] = {
     "Also the neighbouring poles": "Thêm các cột lân cận",
     "Cases": "Hồ sơ",
     "Case": "Hồ sơ",
+    "queued": "đang chờ",
     "running": "đang chạy",
+    "Waiting for other cases to finish pulling footage ({n} ahead)":
+        "Đang chờ các hồ sơ khác lấy xong video (còn {n} hồ sơ trước)",
     "done": "xong",
     "failed": "thất bại",
     "Pulling footage from the poles…": "Đang lấy video từ các cột…",

@@ -68,7 +68,8 @@ def evidence_job(request: Request, job_id: str) -> HTMLResponse:
     job = c.cases.get(job_id) if c.cases is not None else None
     if job is None:
         return render(request, "error.html", {"title": "Not found", "message": ""}, status_code=404)
-    return render(request, "evidence_job.html", {"job": job, "received": job.received()})
+    return render(request, "evidence_job.html", {"job": job, "received": job.received(),
+                                                 "ahead": c.cases.ahead(job)})
 
 
 @router.get("/evidence/{job_id}/download")
