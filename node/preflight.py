@@ -75,6 +75,7 @@ def examine(cfg: Config, source: str = "<config>", base_dir: str | None = None, 
                         "motion detection only)")
                 else:
                     warnings.append(f"detect.{field}: {p} not found: motion detection only")
+    _stream_password(cfg.live.relay, cfg.live.password_file, err)
     _rtsp_server_password(cfg.live.serve_port, cfg.live.serve_password_file, err)
     src = cfg.camera.source
     if _is_local_file(src) and not Path(src.removeprefix("file://")).is_file():
@@ -114,6 +115,20 @@ def _storage(path: str, err) -> None:
         err("storage.path", f"{probe} is on a read-only file system")
     elif not os.access(probe, os.W_OK | os.X_OK):
         err("storage.path", f"{probe} is not writable by this user")
+
+
+def _stream_password(relay: str, path: str, err) -> None:
+    """With live view on, the stream password the relay will ask for must be there to read
+    (the push reads it only when a session starts: hours after a bad card would boot)."""
+    if not relay or not path:
+        return
+    try:
+        if not Path(path).read_text().strip():
+            err("live.password_file", f"{path} is empty")
+    except OSError as exc:
+        err("live.password_file", f"{path}: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        err("live.password_file", f"{path} is not text")
 
 
 #: shortest password the node's own RTSP server accepts (provisioning writes 32+ characters)

@@ -1,6 +1,7 @@
 """``camnode-provision``: what the installer runs before climbing the pole.
 
-    camnode-provision node --id pole-7 --name "Le Loi 12" --broker 10.8.0.1 --out ward-3/
+    camnode-provision node --id pole-7 --name "Le Loi 12" --broker 10.8.0.1 --out ward-3/ \
+        --relay rtsp://10.8.0.1:8554 --live-secret station-live-secret   # live view (optional)
     camnode-provision station --user station-a --out ward-3/
     camnode-provision technician --user tech-an --out ward-3/
     camnode-provision install-broker ward-3/            # as root on the broker host
@@ -56,6 +57,7 @@ def _open(a: argparse.Namespace):
 
 
 def _cmd_node(a: argparse.Namespace) -> int:
+    from provisioning.live import check_relay, station_secret
     from provisioning.node import NodeSpec, provision_node
 
     check_name(NODE, a.id)  # before a new ward is made for a request that cannot succeed
@@ -64,15 +66,27 @@ def _cmd_node(a: argparse.Namespace) -> int:
     if not a.model and not a.no_detect:
         raise ProvisionError("give --model FILE --labels FILE (the person detector copied onto the card), "
                              "or --no-detect for a node that detects motion only")
+    relay = check_relay(a.relay) if a.relay else ""
+    if relay and not a.live_secret:
+        raise ProvisionError("--relay needs --live-secret FILE (the station's <station dir>/live-secret, "
+                             "copied here; the node's stream password is derived from it)")
+    if a.live_secret and not relay:
+        raise ProvisionError("--live-secret goes with --relay rtsp://HOST[:PORT] (the station relay's "
+                             "address)")
+    secret = station_secret(Path(a.live_secret)) if a.live_secret else None
     with _open(a) as ward:
         spec = NodeSpec(a.id, a.name or a.id, prefix=a.prefix or "", source=a.source, wiring=a.wiring,
                         model=Path(a.model) if a.model else None,
-                        labels=Path(a.labels) if a.labels else None)
-        d, changed = provision_node(ward, spec, update=a.update)
+                        labels=Path(a.labels) if a.labels else None, relay=relay)
+        d, changed = provision_node(ward, spec, update=a.update, live_secret=secret, live_off=a.no_live)
+        live = ward.relay if ward.live(a.id) else ""
     if changed:
         print(f"provisioned {a.id}: {d}/ (node.toml, mqtt.password, signing key"
-              f"{', ca.crt' if ward.tls else ''}); broker {ward.broker}; "
-              f"install the broker's files with: camnode-provision install-broker {a.out}")
+              f"{', ca.crt' if ward.tls else ''}{', live.password' if live else ''}); broker {ward.broker}"
+              f"{f'; live view via {live}' if live else ''}; "
+              f"install the broker's files with: camnode-provision install-broker {a.out}"
+              + (f"; give the station's relay the new {a.out}/ward.json (its --ward file; then "
+                 "systemctl reload camnode-relay)" if live else ""))
     else:
         print(f"{a.id}: already provisioned as asked; nothing changed")
     return 0
@@ -194,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--labels", default="", help="its labels file")
     n.add_argument("--no-detect", action="store_true", help="no model: motion detection only")
     n.add_argument("--update", action="store_true", help="rewrite an existing node's node.toml")
+    n.add_argument("--relay", default="", metavar="rtsp://HOST[:PORT]",
+                   help="live view: the station relay's address (the ward remembers it; without it "
+                   "a new node has live view off)")
+    n.add_argument("--live-secret", default="", metavar="FILE",
+                   help="with --relay: the station's live-secret file (<station dir>/live-secret, "
+                   "0600); only the node's derived password is written, never the secret")
+    n.add_argument("--no-live", action="store_true",
+                   help="with --update: turn the node's live view off (its [live] and live.password go)")
     ward_args(n)
     n.set_defaults(func=_cmd_node)
     for role, name, default in ((STATION, "station", "station"), (TECHNICIAN, "technician", None)):

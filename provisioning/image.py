@@ -3,8 +3,9 @@
 The installer flashes the board's OS image, then, without mounting anything (no root, works
 on any machine with mtools), copies the node's directory into ``/camnode/`` on the boot
 partition with :func:`write_node_files`. On first boot ``firstboot.sh`` (copied along) moves
-the files to ``/etc/camnode`` with mode 0600, installs the sysctl file and the unit, and
-deletes them from the boot partition, which every user can read.
+the files to ``/etc/camnode`` (secrets — MQTT and live-view passwords, keys — mode 0600),
+installs the sysctl file and the unit, and deletes them from the boot partition, which every
+user can read.
 
 Assumes an MBR-partitioned image (Raspberry Pi OS, Jetson SD images) or a bare FAT image.
 Cost: one ``mcopy`` per file.
@@ -21,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from provisioning.errors import Conflict, ProvisionError, ToolError
+from provisioning.live import PASSWORD_FILE as LIVE_PASSWORD
 from provisioning.wheels import PYTHON, requirement
 from provisioning.wheels import check as check_wheels
 
@@ -52,6 +54,7 @@ install -m 0644 "$BOOT/signing.pub" /etc/camnode/signing.pub
 [ ! -f "$BOOT/ca.crt" ] || install -m 0644 "$BOOT/ca.crt" /etc/camnode/ca.crt
 [ ! -f "$BOOT/client.crt" ] || install -m 0644 "$BOOT/client.crt" /etc/camnode/client.crt
 [ ! -f "$BOOT/client.key" ] || install -m 0600 -o camnode -g camnode "$BOOT/client.key" /etc/camnode/
+[ ! -f "$BOOT/live.password" ] || install -m 0600 -o camnode -g camnode "$BOOT/live.password" /etc/camnode/
 install -m 0644 "$BOOT/99-camnode.conf" /etc/sysctl.d/99-camnode.conf
 install -m 0644 "$BOOT/camnode.service" /etc/systemd/system/camnode.service
 systemctl enable camnode.service
@@ -170,7 +173,7 @@ def write_node_files(image: Path, node_dir: Path, *, wheels: Path,
     (node_dir / "firstboot.sh").write_text(FIRSTBOOT)
     (node_dir / "requirement.txt").write_text(requirement(detect) + "\n")
     names = [*NODE_FILES, "firstboot.sh", "requirement.txt"] + \
-        [n for n in ("ca.crt", "client.crt", "client.key") if (node_dir / n).is_file()]
+        [n for n in ("ca.crt", "client.crt", "client.key", LIVE_PASSWORD) if (node_dir / n).is_file()]
     names += [f"wheels/{w.name}" for w in sorted(wheels.glob("*.whl"))]
     if detect:
         names += [f"models/{m.name}" for m in sorted((node_dir / "models").glob("*"))]

@@ -4,6 +4,8 @@
 
     <ward>/<node id>/node.toml        the node's config (validated before it is written)
     <ward>/<node id>/mqtt.password    the node's MQTT password, mode 0600
+    <ward>/<node id>/live.password    with live view (``relay``): its stream password, derived
+                                      from the station's secret (provisioning.live), mode 0600
     <ward>/<node id>/ca.crt           the ward's CA (TLS, the default)
     <ward>/<node id>/signing.key      the node's Ed25519 evidence key (PEM, mode 0600)
     <ward>/<node id>/signing.pub      its public key (hex): what the station verifies clips with
@@ -13,13 +15,17 @@
                                       UTC time)
 
 Re-running for a node that exists changes nothing (no new password, no new key); a different
-name, source or pin layout is refused unless ``update`` is asked for (then only node.toml
-changes). The node config refers to its files by their paths on the node (``/etc/camnode``).
+name, source, pin layout or relay is refused unless ``update`` is asked for (then only node.toml
+changes, and live.password when live view is turned on or off or the station's secret
+changed). The ward remembers the relay and which nodes push to it, so a re-run or an
+``update`` without ``relay`` keeps a node's live view (``live_off`` with ``update`` ends it).
+The node config refers to its files by their paths on the node (``/etc/camnode``).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 import tomllib
@@ -29,6 +35,8 @@ from pathlib import Path
 
 from node.config import Config, ConfigError, config_from_dict, load_config
 from provisioning.errors import Conflict, ProvisionError
+from provisioning.live import PASSWORD_FILE as LIVE_PASSWORD
+from provisioning.live import password_line
 from provisioning.pki import issue, write_private
 from provisioning.roles import NODE, STATION, TECHNICIAN
 from provisioning.ward import Ward
@@ -49,6 +57,9 @@ class NodeSpec:
     #: detection off (motion only)
     model: Path | None = None
     labels: Path | None = None
+    #: the station relay's ``rtsp://HOST[:PORT]`` for live view ("" = the ward's, if the node
+    #: was provisioned with live view; else live view off)
+    relay: str = ""
 
 
 def _q(value: str) -> str:
@@ -70,6 +81,8 @@ def node_toml(spec: NodeSpec, ward: Ward) -> str:
         + (f"tls_ca = {_q(spec.etc_dir + '/ca.crt')}\n" if ward.tls else "")
         + (f"tls_cert = {_q(spec.etc_dir + '/client.crt')}\ntls_key = {_q(spec.etc_dir + '/client.key')}\n"
            if ward.client_certs else "")
+        + (f"\n[live]\nrelay = {_q(spec.relay)}\nusername = {_q(spec.node_id)}\n"
+           f"password_file = {_q(spec.etc_dir + '/' + LIVE_PASSWORD)}\n" if spec.relay else "")
         + f"\n{gpio_toml(spec.wiring)}\n"
     )
     if spec.model is None:
@@ -102,32 +115,62 @@ def _copy_model(spec: NodeSpec, node_dir: Path) -> None:
     shutil.copyfile(spec.labels, models / spec.labels.name)
 
 
-def provision_node(ward: Ward, spec: NodeSpec, *, update: bool = False) -> tuple[Path, bool]:
-    """Write the node's files and register it with the broker; returns (its dir, changed)."""
+def provision_node(ward: Ward, spec: NodeSpec, *, update: bool = False,
+                   live_secret: bytes | None = None, live_off: bool = False) -> tuple[Path, bool]:
+    """Write the node's files and register it with the broker; returns (its dir, changed).
+    ``live_secret`` (the station's, with ``spec.relay``) makes the node's live.password;
+    ``live_off`` (with ``update``) turns a node's live view off and deletes it."""
     if spec.wiring not in WIRINGS:
         raise ProvisionError(f"--wiring {spec.wiring!r}: one of {', '.join(sorted(WIRINGS))}")
     _check_model(spec)
+    if spec.relay and live_off:
+        raise ProvisionError("--no-live and --relay contradict each other")
+    if spec.relay:
+        ward.check_relay(spec.relay)
+        if live_secret is None:
+            raise ProvisionError("--relay needs --live-secret FILE (the station's live-secret: the node's "
+                                 "stream password is derived from it)")
+    elif ward.live(spec.node_id) and not live_off:  # provisioned with live view: a re-run keeps it
+        spec = dataclasses.replace(spec, relay=ward.relay)
+    elif live_secret is not None:
+        raise ProvisionError("--live-secret without --relay: give the station relay's rtsp://HOST[:PORT]")
     text = node_toml(spec, ward)
     try:
         config_from_dict(tomllib.loads(text), source=f"{spec.node_id}/node.toml")
     except ConfigError as exc:
         raise ProvisionError(str(exc)) from None
     node_dir = ward.root / spec.node_id
+    live_pw = password_line(live_secret, spec.node_id) if spec.relay and live_secret is not None else None
     existing = ward.user(spec.node_id)
     if existing is not None and existing["state"] == "active" and existing["role"] == NODE:
         if not (node_dir / "node.toml").is_file() or not (node_dir / "mqtt.password").is_file():
             raise Conflict(f"node {spec.node_id!r} is registered but {node_dir} is incomplete; "
                            "rotate its password (camnode-provision rotate) to make new files")
-        if (node_dir / "node.toml").read_text() == text:
+        pw_file = node_dir / LIVE_PASSWORD
+        if spec.relay and live_pw is None and not pw_file.is_file():
+            raise Conflict(f"node {spec.node_id!r} has live view but {pw_file} is missing; give "
+                           "--relay and --live-secret with --update to write it again")
+        same_pw = live_pw is None or (pw_file.is_file() and pw_file.read_bytes() == live_pw)
+        if (node_dir / "node.toml").read_text() == text and same_pw:
             ward.add(spec.node_id, NODE, spec.prefix or None)  # same checks; changes nothing
             return node_dir, False
         if not update:
+            if not same_pw and (node_dir / "node.toml").read_text() == text:
+                raise Conflict(f"node {spec.node_id!r}: its {LIVE_PASSWORD} was derived from another "
+                               "station secret; nothing changed. Give --update to write the password of "
+                               "this secret (the node needs the new card files)")
             raise Conflict(f"node {spec.node_id!r} is already provisioned with a different config "
                            f"({node_dir / 'node.toml'}); nothing changed. Give --update to rewrite "
                            "its node.toml (its password and keys stay)")
         ward.add(spec.node_id, NODE, spec.prefix or None)
         _copy_model(spec, node_dir)
         (node_dir / "node.toml").write_text(text)
+        if live_pw is not None:
+            write_private(pw_file, live_pw)
+            ward.set_live(spec.node_id, spec.relay)
+        elif live_off and ward.live(spec.node_id):
+            pw_file.unlink(missing_ok=True)
+            ward.set_live(spec.node_id, "")
         return node_dir, True
     if existing is not None:
         ward.add(spec.node_id, NODE, spec.prefix or None)  # raises: retired, or another role's
@@ -139,6 +182,9 @@ def provision_node(ward: Ward, spec: NodeSpec, *, update: bool = False) -> tuple
     _copy_model(spec, node_dir)
     (node_dir / "node.toml").write_text(text)
     write_private(node_dir / "mqtt.password", (password + "\n").encode())
+    if live_pw is not None:
+        write_private(node_dir / LIVE_PASSWORD, live_pw)
+        ward.set_live(spec.node_id, spec.relay)
     if ward.tls:
         shutil.copyfile(ward.ca_file, node_dir / "ca.crt")
     _client_cert(ward, spec.node_id, node_dir)
@@ -238,11 +284,13 @@ def examine_as_node(node_dir: Path, etc_dir: str = "/etc/camnode") -> Config:
         return str(node_dir / Path(p).name) if p and str(Path(p).parent) == etc_dir else p
 
     with tempfile.TemporaryDirectory(prefix="camnode-check-") as scratch:
-        m, r = cfg.mqtt, cfg.record
+        m, r, lv = cfg.mqtt, cfg.record, cfg.live
         local = cfg.replace(
             mqtt=dataclasses.replace(m, password_file=here(m.password_file), tls_ca=here(m.tls_ca),
                                      tls_cert=here(m.tls_cert), tls_key=here(m.tls_key)),
             record=dataclasses.replace(r, signing_key=here(r.signing_key)),
+            live=dataclasses.replace(lv, password_file=here(lv.password_file),
+                                     serve_password_file=here(lv.serve_password_file)),
             storage=dataclasses.replace(cfg.storage, path=str(Path(scratch) / "recordings")))
         require(local, str(node_dir / "node.toml"), str(node_dir))
     return cfg
@@ -251,10 +299,14 @@ def examine_as_node(node_dir: Path, etc_dir: str = "/etc/camnode") -> Config:
 def check_node_dir(node_dir: Path) -> str:
     """Validate a provisioned node directory; returns a one-line summary."""
     cfg = examine_as_node(node_dir)
-    for secret in (node_dir / "mqtt.password", node_dir / "signing.key"):
+    secrets = [node_dir / "mqtt.password", node_dir / "signing.key"]
+    if cfg.live.relay and cfg.live.password_file:
+        secrets.append(node_dir / Path(cfg.live.password_file).name)
+    for secret in secrets:
         if not secret.exists():
             raise ProvisionError(f"{secret}: missing")
         if secret.stat().st_mode & 0o077:
             raise ProvisionError(
                 f"{secret}: readable by others (mode {oct(secret.stat().st_mode & 0o777)}), want 0600")
-    return f"{cfg.node.id}: broker {cfg.mqtt.host}:{cfg.mqtt.port} as {cfg.mqtt.username}"
+    live = f"; live view via {cfg.live.relay}" if cfg.live.relay else ""
+    return f"{cfg.node.id}: broker {cfg.mqtt.host}:{cfg.mqtt.port} as {cfg.mqtt.username}{live}"

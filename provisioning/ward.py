@@ -12,7 +12,8 @@ installers on a shared folder cannot interleave). Every change is explicit:
 
 Layout::
 
-    ward.json                 the registry (no secrets)
+    ward.json                 the registry (no secrets; the live relay's address and which
+                              nodes push to it, read by ``camnode-station relay --ward``)
     pki/ca.key, pki/ca.crt    the site CA (its key never leaves this folder)
     broker/                   passwd, acl, ca.crt, server.crt, server.key, camnode.conf
     users/<name>/             password (0600), ca.crt — a station's or technician's login
@@ -83,6 +84,33 @@ class Ward:
     @property
     def client_certs(self) -> bool:
         return bool(self.data.get("client_certs"))
+
+    @property
+    def relay(self) -> str:
+        """The station relay's RTSP address live-view nodes push to ("" until a node is
+        provisioned with ``--relay``)."""
+        return str(self.data.get("relay") or "")
+
+    def check_relay(self, relay: str) -> None:
+        """Like the broker: one relay per ward, a different one is refused (nothing changed)."""
+        if self.relay and relay != self.relay:
+            raise Conflict(f"this ward's live relay is {self.relay}, not {relay}; nothing changed")
+
+    def live(self, name: str) -> bool:
+        """Whether node ``name`` was provisioned with live view."""
+        u = self.user(name)
+        return bool(u and u.get("live"))
+
+    def set_live(self, name: str, relay: str) -> None:
+        """Remember the ward's relay and that node ``name`` pushes to it (``relay`` "": that it
+        no longer does); saved at once."""
+        if relay:
+            self.check_relay(relay)
+            self.data["relay"] = relay
+            self.users[name]["live"] = True
+        else:
+            self.users[name].pop("live", None)
+        self.save()
 
     @property
     def users(self) -> dict[str, dict[str, Any]]:

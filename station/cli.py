@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from station.connect import StationError, add_connection_args, connection_from_args
+from station.connect import StationError, UsageError, add_connection_args, connection_from_args
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
@@ -141,25 +141,92 @@ def _cmd_live(args: argparse.Namespace) -> int:
     return 0
 
 
+def _relay_nodes(args: argparse.Namespace) -> list[str]:
+    """The node ids given, plus the ward file's nodes provisioned with live view (none yet is
+    fine with ``--ward``: the relay waits for a reload)."""
+    from pathlib import Path
+
+    from station.live.roster import RosterError, live_nodes
+
+    nodes = list(args.nodes)
+    if args.ward:
+        try:
+            nodes += live_nodes(Path(args.ward))
+        except RosterError as exc:
+            raise StationError(str(exc)) from None
+    if not nodes and not args.ward:
+        raise UsageError("no node may publish: give node ids, or --ward with a ward.json whose nodes "
+                           "were provisioned with --relay")
+    return list(dict.fromkeys(nodes))
+
+
 def _cmd_relay(args: argparse.Namespace) -> int:
+    """Run the relay until SIGINT/SIGTERM; SIGHUP reads the node list again (``--ward``) and,
+    when it changed, restarts the relay on the same ports (pushes in progress end; a node
+    starts a new one on its next request)."""
     from pathlib import Path
 
     from station.live.credentials import station_dir
     from station.live.relay import Relay, RelayError
 
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    relay = Relay(Path(station_dir(args.station_dir)), args.nodes, listen=args.listen, port=args.rtsp_port,
-                  public_host=args.public_host, web_port=args.web_port)
+    nodes = _relay_nodes(args)
+    wake, stop, hup = threading.Event(), threading.Event(), threading.Event()
+
+    def on(event: threading.Event):
+        return lambda *_: (event.set(), wake.set())
+
+    signal.signal(signal.SIGINT, on(stop))
+    signal.signal(signal.SIGTERM, on(stop))
+    signal.signal(signal.SIGHUP, on(hup))
+    port, web_port = args.rtsp_port, args.web_port
+    while True:
+        relay = Relay(Path(station_dir(args.station_dir)), nodes, listen=args.listen, port=port,
+                      public_host=args.public_host, web_port=web_port)
+        try:
+            base = relay.start()
+        except (RelayError, OSError) as exc:
+            print(f"camnode-station: {exc}", file=sys.stderr)
+            return 1
+        port, web_port = relay.port, relay.web_port
+        who = ", ".join(nodes) or "no node yet (reload after provisioning one with --relay)"
+        print(f"relay: RTSP at {base}/<node>/<main|sub> for {who}; Ctrl-C to stop", flush=True)
+        while True:
+            wake.wait()
+            wake.clear()
+            if stop.is_set():
+                relay.stop()
+                return 0
+            if hup.is_set():
+                hup.clear()
+                try:
+                    again = _relay_nodes(args)
+                except StationError as exc:  # a bad copy of ward.json: keep serving the old list
+                    print(f"camnode-station: reload: {exc}; the relay keeps its node list", file=sys.stderr,
+                          flush=True)
+                    continue
+                if again != nodes:
+                    nodes = again
+                    break
+                print("relay: reload: node list unchanged", flush=True)
+        relay.stop()
+
+
+def _cmd_live_secret(args: argparse.Namespace) -> int:
+    """Make the station's live secret if there is none; print its path (never the secret)."""
+    from pathlib import Path
+
+    from station.live.credentials import load_secret, station_dir
+
+    folder = Path(station_dir(args.station_dir))
     try:
-        base = relay.start()
-    except (RelayError, OSError) as exc:
-        print(f"camnode-station: {exc}", file=sys.stderr)
-        return 1
-    print(f"relay: RTSP at {base}/<node>/<main|sub> for {', '.join(args.nodes)}; Ctrl-C to stop", flush=True)
-    stop.wait()
-    relay.stop()
+        load_secret(folder)
+    except OSError as exc:
+        raise StationError(f"{folder / 'live-secret'}: {exc.strerror or exc}") from None
+    print(f"{folder / 'live-secret'} (0600): give a copy to camnode-provision node --live-secret; "
+          "keep it off cards and command lines")
+    return 0
+
+
 def _cmd_console(args: argparse.Namespace) -> int:
     from station.console.run import Settings, serve
 
@@ -236,13 +303,21 @@ def build_parser() -> argparse.ArgumentParser:
     lv.set_defaults(func=_cmd_live)
 
     rl = sub.add_parser("relay", help="run the media relay (RTSP in from nodes, RTSP/WebRTC out)")
-    rl.add_argument("nodes", nargs="+", help="node ids allowed to publish")
+    rl.add_argument("nodes", nargs="*", help="node ids allowed to publish (besides --ward's)")
+    rl.add_argument("--ward", default="", metavar="WARD_JSON",
+                    help="a copy of the ward's ward.json (or its folder): its nodes provisioned with "
+                    "--relay may publish; SIGHUP reads it again")
     rl.add_argument("--listen", default="127.0.0.1")
     rl.add_argument("--rtsp-port", type=int, default=8554)
     rl.add_argument("--web-port", type=int, default=8089)
     rl.add_argument("--public-host", default="", help="host name in printed URLs")
     rl.add_argument("--station-dir", default=None)
     rl.set_defaults(func=_cmd_relay)
+    ls = sub.add_parser("live-secret", help="make the station's live-view secret (if none) and print its "
+                        "path: what camnode-provision derives each node's stream password from")
+    ls.add_argument("--station-dir", default=None, help="station state (default $CAMNODE_STATION_DIR "
+                    "or var/station)")
+    ls.set_defaults(func=_cmd_live_secret)
     co = sub.add_parser("console", help="the web console (fleet, alerts, live, search, evidence)")
     add_connection_args(co)
     co.add_argument("--db", required=True, help="database URL (the archive's: sqlite:///FILE or postgresql://...)")

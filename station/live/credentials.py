@@ -34,8 +34,31 @@ def station_dir(given: str | None = None) -> Path:
     return here
 
 
+#: what ``load_secret`` creates: 64 hex characters; a shorter secret is refused when read back
+MIN_SECRET = 32
+
+
 def load_secret(directory: Path) -> bytes:
     return read_or_create(Path(directory) / "live-secret", lambda: secrets.token_hex(32)).encode()
+
+
+def read_secret(path: Path) -> bytes:
+    """An existing station secret file (``<station dir>/live-secret``), read as
+    :func:`load_secret` reads it, never created: what provisioning derives a node's password
+    from. Raises ``ValueError`` (the reason) for a missing, unreadable, or too short secret."""
+    path = Path(path)
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file (the station's live-secret)") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not text (the station's live-secret is 64 hex characters)") from None
+    if len(text) < MIN_SECRET or len(set(text)) < 8:
+        raise ValueError(f"{path}: {len(text)} characters, not a station secret (at least {MIN_SECRET}, "
+                         "not trivial: the station writes 64 hex characters)")
+    return text.encode()
 
 
 def _derive(secret: bytes, label: str) -> str:

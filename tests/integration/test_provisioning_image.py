@@ -20,6 +20,7 @@ from node.config import load_config
 from node.localbroker import free_port
 from provisioning.cli import main as provision
 from provisioning.image import CMDLINE_HOOK, fat_offset
+from station.live.credentials import load_secret
 
 MT = {"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"}
 
@@ -35,9 +36,12 @@ def board_wheels(tmp_path_factory) -> Path:
 def ward(tmp_path_factory, shared_dir) -> Path:
     out = tmp_path_factory.mktemp("img") / "ward-3"
     models = shared_dir / "models"
+    station = out.parent / "station"
+    load_secret(station)  # the post's live-secret; the installer's copy is given by path
     assert provision(["node", "--id", "pole-7", "--name", "Le Loi 12", "--broker", f"10.8.0.1:{free_port()}",
                       "--out", str(out), "--model", str(models / "ssd_mobilenet_v1_coco_quant.tflite"),
-                      "--labels", str(models / "coco_labels.txt")]) == 0
+                      "--labels", str(models / "coco_labels.txt"), "--relay", "rtsp://10.8.0.1:8554",
+                      "--live-secret", str(station / "live-secret")]) == 0
     assert provision(["node", "--id", "pole-8", "--out", str(out), "--no-detect", "--wiring", "pi5"]) == 0
     return out
 
@@ -93,8 +97,12 @@ def test_documented_path_makes_a_complete_card(tmp_path, ward, board_wheels, par
     target = f"{img}@@{fat_offset(img)}"
     files = _ls(target, "::/camnode")
     for name in ("node.toml", "mqtt.password", "signing.key", "signing.pub", "ca.crt", "firstboot.sh",
-                 "requirement.txt", "camnode.service", "99-camnode.conf"):
+                 "requirement.txt", "camnode.service", "99-camnode.conf", "live.password"):
         assert name in files, files
+    # live view: the node's derived stream password, never the station's secret
+    assert _mtype(target, "::/camnode/live.password") == (ward / "pole-7" / "live.password").read_text()
+    secret = (ward.parent / "station" / "live-secret").read_text().strip()
+    assert secret not in _mtype(target, "::/camnode/live.password")
     assert set(_ls(target, "::/camnode/models")) == {"ssd_mobilenet_v1_coco_quant.tflite", "coco_labels.txt"}
     assert sorted(_ls(target, "::/camnode/wheels")) == sorted(p.name for p in board_wheels.glob("*.whl"))
     # the model on the card is the model, byte for byte
@@ -108,6 +116,8 @@ def test_documented_path_makes_a_complete_card(tmp_path, ward, board_wheels, par
                            "ircut_pin": 23, "ircut_pin_b": 24, "light_mode": "digital", "light_pin": 5,
                            "led_pin": 25}
     assert cfg["detect"]["enabled"] is True and cfg["mqtt"]["tls_ca"] == "/etc/camnode/ca.crt"
+    assert cfg["live"] == {"relay": "rtsp://10.8.0.1:8554", "username": "pole-7",
+                           "password_file": "/etc/camnode/live.password"}
     assert _mtype(target, "::/camnode/requirement.txt").strip() == "camnode[detect]"
     loaded = load_config(ward / "pole-7" / "node.toml")  # as the node will load it, models beside it
     assert (ward / "pole-7" / loaded.detect.model).is_file()
@@ -116,6 +126,8 @@ def test_documented_path_makes_a_complete_card(tmp_path, ward, board_wheels, par
     script = _mtype(target, "::/camnode/firstboot.sh")
     assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
     assert '--find-links "$BOOT/wheels"' in script and "/etc/camnode/models/" in script
+    live = script.index('install -m 0600 -o camnode -g camnode "$BOOT/live.password" /etc/camnode/')
+    assert live < script.index('rm -rf "$BOOT"')  # installed 0600, then gone from the boot partition
     line = _mtype(target, "::/cmdline.txt").strip()
     assert line.endswith(CMDLINE_HOOK.strip()) and line.count("firstboot.sh") == 1
     sed = script[script.index("sed -i"):script.index('"$CMDLINE"\nsync')].replace("\\\n", " ")
@@ -151,6 +163,9 @@ def test_a_card_that_would_not_boot_into_a_node_is_refused(tmp_path, ward, board
     no_model = tmp_path / "pole-7-no-model"
     shutil.copytree(ward / "pole-7", no_model)
     shutil.rmtree(no_model / "models")
+    no_live_pw = tmp_path / "pole-7-no-live-password"
+    shutil.copytree(ward / "pole-7", no_live_pw)
+    (no_live_pw / "live.password").unlink()
     cases = [
         ([str(ward / "pole-7"), "--wheels", str(empty)], "no .whl files"),
         ([str(ward / "pole-7"), "--wheels", str(tmp_path / "nope")], "no such directory"),
@@ -158,6 +173,7 @@ def test_a_card_that_would_not_boot_into_a_node_is_refused(tmp_path, ward, board
         ([str(ward / "pole-7"), "--wheels", str(no_litert)], "ai-edge-litert"),  # the detector's runtime
         ([str(ward / "pole-7"), "--wheels", str(x86)], "could not install camnode[detect]"),
         ([str(no_model), "--wheels", str(board_wheels)], "detect.model"),
+        ([str(no_live_pw), "--wheels", str(board_wheels)], "live.password_file"),  # live view on, no password
         ([str(tmp_path / "nosuch-node"), "--wheels", str(board_wheels)], "no such node folder"),
         ([str(ward / "pole-7"), "--wheels", str(board_wheels)], "MB free"),  # a 40 MB card
     ]
@@ -184,6 +200,7 @@ def test_a_card_that_would_not_boot_into_a_node_is_refused(tmp_path, ward, board
     target = f"{img}@@{fat_offset(img)}"
     assert _mtype(target, "::/camnode/requirement.txt").strip() == "camnode"
     assert "models" not in _ls(target, "::/camnode")  # (an empty one would stop firstboot.sh)
+    assert "live.password" not in _ls(target, "::/camnode")  # provisioned without --relay
     assert 'factory = "lgpio"' in _mtype(target, "::/camnode/node.toml")  # the Pi 5's wiring
 
 
@@ -200,6 +217,14 @@ def test_check_runs_the_nodes_own_checks_on_the_folder(ward, tmp_path, capsys):
     assert "detect.model" in capsys.readouterr().err
     (broken / "ca.crt").write_text("not a certificate\n")
     assert provision(["check", str(broken)]) == 2
+    # live view on, its password missing: the node's own start-up check refuses it (image too)
+    no_pw = tmp_path / "pole-7-no-live-password"
+    shutil.copytree(ward / "pole-7", no_pw)
+    (no_pw / "live.password").unlink()
+    capsys.readouterr()
+    assert provision(["check", str(no_pw)]) == 2
+    err = capsys.readouterr().err
+    assert "live.password_file" in err and "live.password" in err and err.count("\n") == 1
 
 
 def test_no_card_for_a_retired_node(ward, board_wheels, tmp_path, capsys):
