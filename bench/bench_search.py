@@ -5,7 +5,10 @@ Rows are generated in bulk (60 poles on 3 sites, 30 days, motion 50 %, person 30
 motorcycle 6 %, bicycle 2 %, named colours), written with executemany (SQLite) or COPY
 (PostgreSQL) into a schema built by the real migrations, then ANALYZEd. Each query kind runs
 ``--repeat`` times with random parameters. Same-run comparisons: p95 against the 100 ms budget,
-and against the same queries on a 10,000-event archive (how search scales with size).
+and against the same queries on a 10,000-event archive (how search scales with size). Paging
+(the console's): for each kind, also the 5th page of 50 by keyset cursor (``EventQuery.after``),
+the capped count (``count_events``, ≤ 1000) and the console's whole page (page + count), in the
+same run as the first page.
 
 Run: ``.venv/bin/python bench/bench_search.py [--events 1000000] [--repeat 40] [--only sqlite]``
 (part of ``make bench``; PostgreSQL at ``$CAMNODE_TEST_PG``, default the local server).
@@ -20,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from sqlalchemy import insert, text  # noqa: E402
 
 from station.archive import EventQuery, open_archive, search_events  # noqa: E402
+from station.archive.query import count_events, search_page  # noqa: E402
 from station.archive.schema import events, nodes  # noqa: E402
 from tests.pgdb import temporary_database  # noqa: E402
 
@@ -38,6 +43,9 @@ SITES = ("market", "station", "riverside")
 COLOURS = ("black", "white", "grey", "red", "blue", "green", "yellow", "orange", "brown", "purple", "pink")
 LABELS = (("motion", 50), ("person", 30), ("car", 12), ("motorcycle", 6), ("bicycle", 2))
 BUDGET_MS = 100.0
+PAGE = 50  # the console's page size
+DEEP = 5  # the page measured "deep"
+COUNT_CAP = 1000
 JSON_COLUMNS = ("payload", "classes", "box")
 
 
@@ -133,16 +141,35 @@ def queries(rnd: random.Random):
     ]
 
 
-def measure(url: str, repeat: int) -> dict[str, list[float]]:
+def _ms(f, *args) -> float:
+    t0 = time.perf_counter()
+    f(*args)
+    return (time.perf_counter() - t0) * 1000
+
+
+def _console_page(engine, q: EventQuery) -> None:
+    search_page(engine, q)
+    count_events(engine, q, COUNT_CAP)
+
+
+def measure(url: str, repeat: int) -> dict[str, dict[str, list[float]]]:
+    """{kind: {"first": [...], "deep": [...], "count": [...], "console": [...]}} in ms."""
     engine = open_archive(url, migrate=False)
     rnd = random.Random(7)
-    times: dict[str, list[float]] = {}
+    times: dict[str, dict[str, list[float]]] = {}
     search_events(engine, EventQuery())  # warm the pool and the caches' first page
     for _ in range(repeat):
         for name, q in queries(rnd):
-            t0 = time.perf_counter()
-            search_events(engine, q)
-            times.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
+            t = times.setdefault(name, {"first": [], "deep": [], "count": [], "console": []})
+            t["first"].append(_ms(search_events, engine, q))
+            pq = replace(q, limit=PAGE)
+            after = None
+            for _ in range(DEEP - 1):  # walk to the deep page's cursor (not timed)
+                page = search_page(engine, replace(pq, after=after))
+                after = page.last if page.more else after
+            t["deep"].append(_ms(search_page, engine, replace(pq, after=after)))
+            t["count"].append(_ms(count_events, engine, q, COUNT_CAP))
+            t["console"].append(_ms(_console_page, engine, pq))
     engine.dispose()
     return times
 
@@ -164,15 +191,23 @@ def run_backend(backend: str, n: int, repeat: int, tmp: Path) -> None:
                 results[size] = (fill_s, measure(url, repeat))
     small, big = results[10_000][1], results[n][1]
     print(f"-- {backend}: {n:,} events generated and indexed in {results[n][0]:.0f} s")
-    print(f"   {'query':<32} {'p50 ms':>8} {'p95 ms':>8} {'p95/budget':>10} {'p95 vs 10k':>10}")
-    every = []
-    for name, xs in big.items():
-        every += xs
+    print(f"   {'query':<32} {'p50 ms':>8} {'p95 ms':>8} {'p95/budget':>10} {'p95 vs 10k':>10}"
+          f" | p95 ms: {'page ' + str(DEEP):>7} {'count':>7} {'console':>7}")
+    every: dict[str, list[float]] = {"first": [], "deep": [], "count": [], "console": []}
+    for name, t in big.items():
+        xs = t["first"]
+        for k in every:
+            every[k] += t[k]
         print(f"   {name:<32} {statistics.median(xs):8.1f} {p95(xs):8.1f} {p95(xs) / BUDGET_MS:10.2f} "
-              f"{p95(xs) / max(p95(small[name]), 1e-3):9.1f}x")
-    label = f"ALL ({len(every)} searches)"
-    print(f"   {label:<32} {statistics.median(every):8.1f} {p95(every):8.1f} "
-          f"{p95(every) / BUDGET_MS:10.2f}   (budget {BUDGET_MS:.0f} ms)")
+              f"{p95(xs) / max(p95(small[name]['first']), 1e-3):9.1f}x"
+              f" |         {p95(t['deep']):7.1f} {p95(t['count']):7.1f} {p95(t['console']):7.1f}")
+    xs = every["first"]
+    label = f"ALL ({len(xs)} searches)"
+    print(f"   {label:<32} {statistics.median(xs):8.1f} {p95(xs):8.1f} "
+          f"{p95(xs) / BUDGET_MS:10.2f}   (budget {BUDGET_MS:.0f} ms)"
+          f"  |  {p95(every['deep']):7.1f} {p95(every['count']):7.1f} {p95(every['console']):7.1f}")
+    print(f"   (page {DEEP}: the {DEEP}th page of {PAGE} by keyset cursor; count: count_events capped at "
+          f"{COUNT_CAP}; console: a page of {PAGE} + the count, what /search runs)")
 
 
 def main() -> int:

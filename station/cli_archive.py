@@ -103,8 +103,10 @@ def _query_from_args(args: argparse.Namespace):
 
 
 def _cmd_events(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from station.archive.db import ArchiveError
-    from station.archive.query import search_events
+    from station.archive.query import event_key, search_page
 
     try:
         q = _query_from_args(args)
@@ -113,7 +115,13 @@ def _cmd_events(args: argparse.Namespace) -> int:
         return _fail(str(exc) if not isinstance(exc, ZoneInfoNotFoundError) else f"unknown --tz {args.tz}", 2)
     try:
         engine = _open_existing(args.db)
-        rows = search_events(engine, q)
+        if args.after_id:
+            key = event_key(engine, args.after_id)
+            if key is None:
+                return _fail(f"--after-id {args.after_id[:96]!r}: no such event in the archive", 2)
+            q = replace(q, after=key)
+        page = search_page(engine, q)
+        rows = page.rows
     except ArchiveError as exc:
         return _fail(str(exc))
     except Exception as exc:  # e.g. a database without the archive's tables
@@ -126,6 +134,8 @@ def _cmd_events(args: argparse.Namespace) -> int:
         colours = "/".join(c for c in (r["colour_upper"], r["colour_lower"], r["colour_body"]) if c)
         print(f"{start:%Y-%m-%d %H:%M:%S %Z} {r['node']:<16} {r['label'] or r['kind']:<10} "
               f"{r['phase']:<6} {colours:<14} {r['id']}")
+    if page.more and not args.json:
+        print(f"(more: --after-id {rows[-1]['id']})", file=sys.stderr)
     return 0
 
 
@@ -324,6 +334,8 @@ def add_parsers(sub) -> None:
     e.add_argument("--kind", choices=("object", "motion"))
     e.add_argument("--limit", type=int, default=100)
     e.add_argument("--oldest-first", action="store_true")
+    e.add_argument("--after-id", metavar="ID",
+                   help="the next page: the events after this one in the listing's order (its last id)")
     e.add_argument("--json", action="store_true", help="one JSON object per line")
     e.add_argument("--tz", default=None, help="time zone for the readable output (default: this machine's)")
     e.set_defaults(func=_cmd_events)

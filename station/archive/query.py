@@ -4,6 +4,12 @@
 filters (``site``, ``near`` + ``radius_m``) are resolved against the inventory (``nodes``)
 first — a ward has tens of poles — and become a ``node IN (...)`` condition, so every search
 is a range scan of one of the ``(column, start)`` indexes.
+
+Paging is by key, never by OFFSET: rows are ordered by ``(start, id)`` (both descending when
+newest first), and ``EventQuery.after`` — the ``(start, id)`` of the last row of the previous page
+— asks for the rows that come after it in that order: ``start <= s AND (start < s OR id < i)``
+keeps the index range scan bounded by ``start`` whatever the page. ``count_events`` counts the
+matches up to a cap (the cost of a count is bounded like a page's).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, and_, func, or_, select
 
 from node.link.topics import iso
 from station.archive.schema import events, nodes
@@ -42,6 +48,8 @@ class EventQuery:
     kind: str | None = None  # object | motion
     limit: int = 100
     newest_first: bool = True
+    #: keyset cursor: (start, id) of the last row already seen; the rows after it in this order
+    after: tuple[datetime, str] | None = None
 
 
 def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -73,14 +81,15 @@ def row_to_dict(row: Any) -> dict[str, Any]:
     return d
 
 
-def search_events(engine: Engine, q: EventQuery) -> list[dict[str, Any]]:
-    where = []
+def _conditions(engine: Engine, q: EventQuery) -> list[Any] | None:
+    """The WHERE conditions of ``q`` (None: no event can match, e.g. no pole near the place)."""
+    where: list[Any] = []
     node_ids: Iterable[str] | None = q.nodes or None
     if q.site is not None or q.near is not None:
         placed = set(nodes_matching(engine, site=q.site, near=q.near, radius_m=q.radius_m))
         node_ids = placed if node_ids is None else placed & set(node_ids)
         if not node_ids:
-            return []
+            return None
     if node_ids is not None:
         where.append(events.c.node.in_(sorted(node_ids)))
     if q.since is not None:
@@ -99,10 +108,74 @@ def search_events(engine: Engine, q: EventQuery) -> list[dict[str, Any]]:
         else:
             where.append(or_(events.c.colour_upper == q.colour, events.c.colour_lower == q.colour,
                              events.c.colour_body == q.colour))
-    order = events.c.start.desc() if q.newest_first else events.c.start.asc()
-    stmt = select(*EVENT_COLUMNS).where(*where).order_by(order, events.c.id).limit(q.limit)
+    return where
+
+
+def _after(q: EventQuery) -> Any:
+    """The keyset condition: rows strictly after ``q.after`` in the query's order."""
+    assert q.after is not None
+    s, i = q.after
+    if q.newest_first:
+        return and_(events.c.start <= s, or_(events.c.start < s, events.c.id < i))
+    return and_(events.c.start >= s, or_(events.c.start > s, events.c.id > i))
+
+
+def _select(engine: Engine, q: EventQuery, limit: int) -> list[Any]:
+    where = _conditions(engine, q)
+    if where is None:
+        return []
+    if q.after is not None:
+        where.append(_after(q))
+    if q.newest_first:
+        order = (events.c.start.desc(), events.c.id.desc())
+    else:
+        order = (events.c.start.asc(), events.c.id.asc())
+    stmt = select(*EVENT_COLUMNS).where(*where).order_by(*order).limit(limit)
     with engine.connect() as conn:
-        return [row_to_dict(r) for r in conn.execute(stmt)]
+        return list(conn.execute(stmt))
+
+
+def search_events(engine: Engine, q: EventQuery) -> list[dict[str, Any]]:
+    return [row_to_dict(r) for r in _select(engine, q, q.limit)]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a search: its rows (as ``search_events``), the exact ``(start, id)`` keys of
+    its first and last rows (the cursors of the pages around it; the rows' ISO strings keep only
+    milliseconds), and whether more rows follow the last one."""
+
+    rows: list[dict[str, Any]]
+    first: tuple[datetime, str] | None
+    last: tuple[datetime, str] | None
+    more: bool
+
+
+def search_page(engine: Engine, q: EventQuery) -> Page:
+    """``q.limit`` rows after ``q.after`` (one more is read to tell whether others follow)."""
+    raw = _select(engine, q, q.limit + 1)
+    more, raw = len(raw) > q.limit, raw[:q.limit]
+    if not raw:
+        return Page([], None, None, more)
+    return Page([row_to_dict(r) for r in raw], (raw[0].start, raw[0].id), (raw[-1].start, raw[-1].id), more)
+
+
+def count_events(engine: Engine, q: EventQuery, cap: int = 1000) -> int:
+    """How many events match ``q`` (its cursor and limit ignored), counting at most ``cap``:
+    a result of ``cap`` means "``cap`` or more"."""
+    where = _conditions(engine, q)
+    if where is None:
+        return 0
+    inner = select(events.c.start).where(*where).limit(cap).subquery()
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(inner)).scalar_one())
+
+
+def event_key(engine: Engine, event_id: str) -> tuple[datetime, str] | None:
+    """The exact ``(start, id)`` paging key of an archived event (None: no such event)."""
+    with engine.connect() as conn:
+        start = conn.execute(select(events.c.start).where(events.c.id == event_id)).scalar()
+    return None if start is None else (start, event_id)
 
 
 def get_event(engine: Engine, event_id: str) -> dict[str, Any] | None:

@@ -15,7 +15,15 @@ import sqlalchemy as sa
 
 from station.archive.ingest import media_path
 from station.archive.inventory import list_nodes
-from station.archive.query import EventQuery, get_event, search_events
+from station.archive.query import (
+    EventQuery,
+    Page,
+    count_events,
+    get_event,
+    nodes_matching,
+    search_events,
+    search_page,
+)
 from station.archive.schema import heartbeats, snapshots
 from station.archive.trace import Trace, TraceError, trace
 from station.console.plan import Pole
@@ -40,11 +48,28 @@ class ArchiveView:
                             n.get("address") or "", tuple(str(x) for x in neigh if isinstance(x, str))))
         return out
 
+    @staticmethod
+    def query(*, since: datetime | None, until: datetime | None, label: str | None, colour: str | None,
+              node: str | None, near: tuple[float, float] | None = None, radius_m: float = 500.0,
+              limit: int = 100) -> EventQuery:
+        """The archive query of the search form's filters (times aware, any zone)."""
+        return EventQuery(since=_naive_utc(since), until=_naive_utc(until), nodes=(node,) if node else (),
+                          near=near, radius_m=radius_m, label=label, colour=colour,
+                          kind="object" if label else None, limit=limit)
+
     def search(self, *, since: datetime | None, until: datetime | None, label: str | None,
                colour: str | None, node: str | None, limit: int = 200) -> list[dict[str, Any]]:
-        q = EventQuery(since=_naive_utc(since), until=_naive_utc(until), nodes=(node,) if node else (),
-                       label=label, colour=colour, kind="object" if label else None, limit=limit)
+        q = self.query(since=since, until=until, label=label, colour=colour, node=node, limit=limit)
         return search_events(self.engine, q)
+
+    def page(self, q: EventQuery) -> Page:
+        return search_page(self.engine, q)
+
+    def count(self, q: EventQuery, cap: int) -> int:
+        return count_events(self.engine, q, cap)
+
+    def poles_near(self, near: tuple[float, float], radius_m: float) -> list[str]:
+        return sorted(nodes_matching(self.engine, near=near, radius_m=radius_m))
 
     def recent_alerts(self, limit: int = 100) -> list[dict[str, Any]]:
         return search_events(self.engine, EventQuery(kind="object", limit=limit))

@@ -189,6 +189,29 @@ VI: dict[str, str] = {
     "Snapshots": "Ảnh chụp",
     "Download the case (zip)": "Tải hồ sơ (zip)",
     "Trail": "Lộ trình",
+    # search: paging, the place filter, refusals
+    "Unknown class {v}": "Loại không hợp lệ {v}",
+    "Colour: a colour name (letters only)": "Màu: tên một màu (chỉ chữ cái)",
+    "Unknown pole {v}": "Cột không có trong danh mục {v}",
+    "Since: not a date and time": "Từ: không phải ngày giờ hợp lệ",
+    "Until: not a date and time": "Đến: không phải ngày giờ hợp lệ",
+    "Distance: one of {v} m": "Khoảng cách: một trong các giá trị {v} m",
+    "Pole {p} has no position in the inventory: no place to search around.":
+        "Cột {p} chưa có tọa độ trong danh mục: không thể tìm quanh vị trí này.",
+    "The page link is damaged. Start again from the first page.":
+        "Liên kết trang bị hỏng. Hãy tìm lại từ trang đầu.",
+    "{n} results": "{n} kết quả",
+    "Showing {n} of {total} results, newest first": "Hiển thị {n} trong {total} kết quả, mới nhất trước",
+    "Showing {n} of at least {total} results, newest first":
+        "Hiển thị {n} trong ít nhất {total} kết quả, mới nhất trước",
+    "Near pole": "Gần cột",
+    "Anywhere": "Mọi nơi",
+    "within": "trong bán kính",
+    "no position in the inventory": "chưa có tọa độ trong danh mục",
+    "Poles within {r} m": "Các cột trong bán kính {r} m",
+    "First page": "Trang đầu",
+    "Newer results": "Kết quả mới hơn",
+    "Older results": "Kết quả cũ hơn",
     # the colour names of node.vision.appearance.COLOUR_NAMES (events carry them in English)
     "black": "đen", "white": "trắng", "grey": "xám", "red": "đỏ", "orange": "cam", "yellow": "vàng",
     "brown": "nâu", "green": "xanh lá", "blue": "xanh dương", "purple": "tím", "pink": "hồng",

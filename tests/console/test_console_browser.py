@@ -79,9 +79,15 @@ def test_search_finds_the_alert_and_trace_shows_it(ward, drv):
     drv.get(console.url + "/search")
     drv.find_element(By.CSS_SELECTOR, '#search-form select[name="label"] option[value="person"]').click()
     drv.find_element(By.CSS_SELECTOR, '#search-form select[name="node"] option[value="pole-3"]').click()
+    # and near pole 3 within 100 m, placed by the inventory's coordinates (pole 4 is 101 m away)
+    drv.find_element(By.CSS_SELECTOR, '#search-form select[name="near"] option[value="pole-3"]').click()
+    drv.find_element(By.CSS_SELECTOR, '#search-form select[name="radius"] option[value="100"]').click()
     drv.find_element(By.CSS_SELECTOR, "#search-form button").click()
     hit = wait_until(lambda: drv.find_elements(By.CSS_SELECTOR, f'.result-item[data-id="{ev["id"]}"]'), 20)
     assert hit, drv.page_source[:3000]
+    near = drv.find_element(By.ID, "near-poles").text
+    assert "100 m" in near and "pole-3" in near and "pole-4" not in near
+    assert "kết quả" in drv.find_element(By.ID, "results-header").text
     assert wait_until(lambda: js(drv, "const i = document.querySelector('.result-item img');"
                                       "return i && i.complete && i.naturalWidth > 0;"), 10)
     screenshot(drv, "09-search")

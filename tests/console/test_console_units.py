@@ -103,3 +103,25 @@ def test_every_colour_an_event_can_carry_is_named_in_vietnamese():
     missing = [c for c in COLOUR_NAMES if c not in VI]
     assert not missing, missing
     assert translate("vi", "brown") == "nâu" and translate("en", "brown") == "brown"
+
+
+def test_every_vietnamese_text_keeps_the_placeholders_of_its_english():
+    fields = re.compile(r"\{(\w*)\}")
+    wrong = [k for k, v in VI.items() if sorted(fields.findall(k)) != sorted(fields.findall(v))]
+    assert not wrong, wrong
+
+
+def test_search_cursor_round_trips_and_refuses_anything_it_did_not_sign():
+    from station.console import cursor
+
+    key = (datetime(2026, 11, 22, 18, 0, 0, 250), "20261122T180000-ev/ä 1")
+    tok = cursor.encode("secret-a", key)
+    assert cursor.decode("secret-a", tok) == key and "|" not in tok and "/" not in tok
+    body, mac = tok.split(".")
+    forged_body = cursor.encode("secret-a", (key[0], "other")).split(".")[0]
+    for bad in ("", ".", "abc", tok + "0", tok[:-1], f"{forged_body}.{mac}", f"{body}.{mac}.x",
+                f"{body}!.{mac}", "x" * 500):
+        with pytest.raises(cursor.CursorError):
+            cursor.decode("secret-a", bad)
+    with pytest.raises(cursor.CursorError):
+        cursor.decode("secret-b", tok)  # another console's link
