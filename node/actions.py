@@ -50,7 +50,7 @@ class ActionRouter:
                     self._recorder.mark(act.event_id, act.start_utc, act.end_utc, act.motion, act.person)
                 elif isinstance(act, PublishEvent):
                     if self._open_events is not None:  # first: a cut after it still closes it
-                        self._open_events.track(act.payload)
+                        failed |= not self._track(act.payload)
                     self._link.send_durable(topics.event, act.payload)
                 elif isinstance(act, PublishSnapshot):
                     self._link.send_durable(topics.snapshot(act.event_id), act.jpeg)
@@ -61,3 +61,14 @@ class ActionRouter:
         if ordered and not failed and self._faults is not None:
             # they work again (a card writable again): the fault is over
             self._faults.set("events", None)
+
+    def _track(self, payload: dict[str, Any]) -> bool:
+        """Record an event message for the next start (events a cut leaves open); a card that
+        refuses it (full, read-only) is the ``events`` fault, and the message is sent anyway."""
+        try:
+            self._open_events.track(payload)
+            return True
+        except Exception as exc:
+            log.exception("open-event record failed")
+            self._faults.set("events", f"open-event record: {exc}")
+            return False

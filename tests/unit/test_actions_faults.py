@@ -4,6 +4,7 @@ by the first dispatch that works throughout (a card remounted writable, space fr
 from __future__ import annotations
 
 import errno
+import sqlite3
 import types
 from datetime import UTC, datetime
 
@@ -65,3 +66,17 @@ def test_a_fault_of_another_area_is_left_alone() -> None:
     faults.set("camera", "no frame from the camera for 30 s")
     ActionRouter(card, Link(), faults).dispatch(_event(1))
     assert faults.snapshot() == {"camera": "no frame from the camera for 30 s"}
+
+
+class OpenEvents:
+    """The open-events record on a full card."""
+
+    def track(self, payload) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+
+def test_an_event_message_goes_even_when_the_open_event_record_cannot_be_written() -> None:
+    link, faults = Link(), Faults()
+    ActionRouter(Card(), link, faults, open_events=OpenEvents()).dispatch(_event(1))
+    assert [p["id"] for p in link.sent] == ["e1"]  # queued for the station all the same
+    assert faults.snapshot()["events"] == "open-event record: database or disk is full"
