@@ -41,7 +41,8 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def fill(engine, rows: int) -> None:
-    from station.console.tables import acks, audit
+    from station.archive.schema import console_acks as acks
+    from station.archive.schema import console_audit as audit
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     batch = 20_000

@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from station.archive.db import writing
+
 log = logging.getLogger("camnode-station")
 
 
@@ -267,7 +269,7 @@ def _cmd_rules(args: argparse.Namespace) -> int:
                            now=datetime.now(UTC).replace(tzinfo=None))
             print(f"rule {rid} {args.name} added")
         elif args.action == "delete":
-            with engine.begin() as conn:
+            with writing(engine) as conn:
                 gone = conn.execute(delete(rules).where(rules.c.name == args.name)).rowcount
             if not gone:
                 return _fail(f"no rule named {args.name!r}")

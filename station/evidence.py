@@ -31,6 +31,7 @@ from sqlalchemy import Engine, insert, select
 
 from node.link.topics import iso
 from node.record.verify import verify_clip
+from station.archive.db import writing
 from station.archive.ingest import media_path
 from station.archive.inventory import get_node
 from station.archive.query import EVENT_COLUMNS, get_event, row_to_dict
@@ -80,7 +81,7 @@ def _sha256(path: Path) -> str:
 
 def _audit(engine: Engine, node: str, command: str, actor: str, args: dict, reply: Any, now: datetime,
            request: str | None = None) -> None:
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         conn.execute(insert(commands).values(request=request, node=node, command=command, actor=actor,
                                              sent=now, args=args, reply=reply, replied=now))
 

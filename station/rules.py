@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from station.archive.db import writing
 from station.archive.schema import commands, rule_hits, rules
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def add_rule(engine: Engine, *, name: str, action: str, target: str, classes: li
              poles: list[str] | None = None, hours: str = "", tz: str = "UTC",
              args: dict[str, Any] | None = None, now: datetime) -> int:
     validate(name, action, target, hours, tz)
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         try:
             res = conn.execute(insert(rules).values(
                 name=name, action=action, target=target, classes=classes or [], poles=poles or [],
@@ -132,7 +133,7 @@ def record_hits(engine: Engine, active: list[Rule], fresh: list[dict[str, Any]],
             if not matches(rule, ev["label"], ev["node"], ev["start"]):
                 continue
             try:
-                with engine.begin() as conn:
+                with writing(engine) as conn:
                     res = conn.execute(insert(rule_hits).values(rule_id=rule.id, event_id=ev["id"],
                                                                 node=ev["node"], hit=now))
                     out.append((int(res.inserted_primary_key[0]), rule, ev))
@@ -191,7 +192,7 @@ class Forwarder:
                 log.exception("rule %s failed", rule.name)
             self.forwarded += 1
             try:
-                with self.engine.begin() as conn:
+                with writing(self.engine) as conn:
                     conn.execute(update(rule_hits).where(rule_hits.c.id == hit_id).values(
                         outcome=outcome[:256], done=self.clock.utc().replace(tzinfo=None)))
             except Exception as exc:
@@ -220,7 +221,7 @@ class Forwarder:
         node = ev["node"] if node == "*" else node
         request = f"rule-{hit_id}"
         args = {**rule.args, "id": request}
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             conn.execute(insert(commands).values(request=request, node=node, command=name,
                                                  actor=f"rule:{rule.name}", args=args,
                                                  sent=self.clock.utc().replace(tzinfo=None)))

@@ -6,9 +6,11 @@ URLs: ``sqlite:///path/archive.db`` (the default; the folder is created, WAL jou
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -38,6 +40,31 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+#: execution option :func:`writing` sets: SQLite begins such a transaction IMMEDIATE
+_WRITE = "camnode_write"
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes: committed at the end of the block, rolled back on an exception.
+
+    On SQLite it takes the write lock when it begins (``BEGIN IMMEDIATE``). A deferred
+    transaction that reads and then writes fails at its first write with "database is locked"
+    when another connection committed in between (SQLite cannot upgrade a read snapshot that a
+    writer overtook, and ``busy_timeout`` does not wait for that case); an immediate one waits up
+    to ``busy_timeout`` for the other writer instead. Reads keep plain ``engine.connect()``.
+    On PostgreSQL this is ``engine.begin()``.
+    """
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITE: True})
+        with conn.begin():
+            yield conn
+
+
 def make_engine(url: str) -> Engine:
     try:
         u = make_url(normalise_url(url))
@@ -48,7 +75,7 @@ def make_engine(url: str) -> Engine:
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(u)
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     if u.get_backend_name() == "postgresql":
         return create_engine(u, pool_pre_ping=True, pool_size=4, max_overflow=4)

@@ -45,6 +45,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from node.link import topics as t
+from station.archive.db import writing
 from station.archive.schema import (
     PHASE_RANK,
     commands,
@@ -209,7 +210,7 @@ class Ingestor:
         items = list(batch)
         self.fresh = []
         try:
-            with self.engine.begin() as conn:
+            with writing(self.engine) as conn:
                 return self._write(conn, items)
         except (OperationalError, InterfaceError):
             raise  # the database is unreachable or busy: the caller keeps the batch and retries

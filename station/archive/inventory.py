@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
+from station.archive.db import writing
 from station.archive.schema import nodes
 
 EDITABLE = ("site", "pole", "address", "lat", "lon", "facing_deg", "neighbours", "pubkey")
@@ -65,7 +66,7 @@ def upsert(engine: Engine, node_id: str, fields: dict[str, Any], now: datetime) 
     """Create or update one node; returns ``added``, ``updated`` or ``unchanged``."""
     if not _ID.match(node_id):
         raise InventoryError(f"not a node id: {node_id!r}")
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         old = conn.execute(select(nodes).where(nodes.c.id == node_id)).mappings().first()
         if old is None:
             blank = {"site": "", "pole": "", "address": "", "neighbours": [], "pubkey": ""}

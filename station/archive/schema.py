@@ -1,8 +1,10 @@
-"""The archive's tables (SQLAlchemy Core). Times are naive UTC ``DateTime`` columns.
+"""The archive's tables (SQLAlchemy Core), the web console's included. Times are UTC: naive
+``DateTime`` columns in the archive's tables, zone-aware ones in the console's.
 
 A change here is a new migration in ``station/archive/migrations/versions`` (the schema the
-service runs on is always the one the migrations build; ``tests/unit/test_archive_schema.py``
-compares them).
+service runs on is always the one the migrations build;
+``tests/archive/test_archive_ingest.py::test_migrations_build_the_schema_the_code_uses`` compares
+them on SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
@@ -173,3 +175,48 @@ commands = Table(
     Column("replied", DateTime),
     Index("ix_commands_node_request", "node", "request"),
 )
+
+# --- the web console's own tables (revision 0005 took over those earlier consoles made) ---
+
+console_users = Table(
+    "console_users", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(128), nullable=False, default=""),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(256), nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    # bumped on password change / deactivation: every older session of the user ends
+    Column("session_epoch", Integer, nullable=False, default=0),
+    Column("created_utc", DateTime(timezone=True), nullable=False),
+)
+
+console_login_failures = Table(
+    "console_login_failures", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False, index=True),
+    Column("address", String(64), nullable=False, index=True),
+    Column("at_utc", DateTime(timezone=True), nullable=False, index=True),
+)
+
+console_audit = Table(
+    "console_audit", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at_utc", DateTime(timezone=True), nullable=False, index=True),
+    Column("username", String(64), nullable=False, index=True),
+    Column("role", String(16), nullable=False),
+    Column("action", String(32), nullable=False, index=True),
+    Column("target", String(256), nullable=False, default=""),
+    Column("allowed", Boolean, nullable=False),
+    Column("address", String(64), nullable=False, default=""),
+    Column("detail", Text, nullable=False, default=""),
+)
+
+console_acks = Table(
+    "console_alert_acks", metadata,
+    Column("event_id", String(128), primary_key=True),
+    Column("node_id", String(64), nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("at_utc", DateTime(timezone=True), nullable=False),
+)
+

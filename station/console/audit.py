@@ -11,7 +11,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from station.console.tables import audit
+from station.archive.db import writing
+from station.archive.schema import console_audit as audit
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Entry:
 
 def record(engine: sa.Engine, now: datetime, username: str, role: str, action: str, target: str = "",
            allowed: bool = True, address: str = "", detail: str = "") -> None:
-    with engine.begin() as c:
+    with writing(engine) as c:
         c.execute(audit.insert().values(at_utc=now, username=username[:64], role=role[:16],
                                         action=action[:32], target=target[:256], allowed=allowed,
                                         address=address[:64], detail=detail[:2000]))

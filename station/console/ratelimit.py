@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from station.console.tables import login_failures
+from station.archive.db import writing
+from station.archive.schema import console_login_failures as login_failures
 
 MAX_FAILURES = 5
 MAX_PER_ADDRESS = 20
@@ -39,7 +40,7 @@ def blocked_for(engine: sa.Engine, username: str, address: str, now: datetime,
 
 
 def record_failure(engine: sa.Engine, username: str, address: str, now: datetime) -> None:
-    with engine.begin() as c:
+    with writing(engine) as c:
         c.execute(login_failures.insert().values(username=username[:64], address=address[:64], at_utc=now))
         # keep the table small: nothing older than a day matters
         c.execute(login_failures.delete().where(login_failures.c.at_utc < now - timedelta(days=1)))
@@ -47,7 +48,7 @@ def record_failure(engine: sa.Engine, username: str, address: str, now: datetime
 
 def clear(engine: sa.Engine, username: str) -> None:
     """A successful log-in forgets that user's failures (not the address's)."""
-    with engine.begin() as c:
+    with writing(engine) as c:
         c.execute(login_failures.delete().where(login_failures.c.username == username))
 
 

@@ -65,13 +65,10 @@ def live_key(settings: Settings) -> str:
 
 
 def open_db(url: str) -> sa.Engine:
-    """The archive's engine (its migrations brought up to date) with the console's tables."""
+    """The archive's engine, its migrations (the console's tables included) brought up to date."""
     from station.archive.db import open_archive
-    from station.console import tables
 
-    engine = open_archive(url)
-    tables.create(engine)
-    return engine
+    return open_archive(url)
 
 
 def build(settings: Settings, clock: Any = None):

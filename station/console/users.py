@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from station.console.tables import users
+from station.archive.db import writing
+from station.archive.schema import console_users as users
 
 ROLES = ("operator", "technician", "admin")
 
@@ -72,7 +73,7 @@ def check_password(password: str) -> None:
 def create_user(engine: sa.Engine, username: str, password: str, role: str, now: datetime,
                 display_name: str = "") -> User:
     check_new(username, password, role)
-    with engine.begin() as c:
+    with writing(engine) as c:
         if c.execute(sa.select(users.c.id).where(users.c.username == username)).first():
             raise UserError(f"user {username!r} exists")
         c.execute(users.insert().values(username=username, display_name=display_name or username,
@@ -115,7 +116,7 @@ def authenticate(engine: sa.Engine, username: str, password: str) -> User | None
     if not r.active:
         return None
     if _hasher.check_needs_rehash(r.password_hash):
-        with engine.begin() as c:
+        with writing(engine) as c:
             c.execute(users.update().where(users.c.id == r.id)
                       .values(password_hash=_hasher.hash(password)))
     return _row(r)
@@ -123,7 +124,7 @@ def authenticate(engine: sa.Engine, username: str, password: str) -> User | None
 
 def set_password(engine: sa.Engine, username: str, password: str) -> None:
     check_password(password)
-    with engine.begin() as c:
+    with writing(engine) as c:
         n = c.execute(users.update().where(users.c.username == username).values(
             password_hash=_hasher.hash(password), session_epoch=users.c.session_epoch + 1)).rowcount
     if not n:
@@ -132,13 +133,13 @@ def set_password(engine: sa.Engine, username: str, password: str) -> None:
 
 def end_sessions(engine: sa.Engine, user_id: int) -> None:
     """Log-out: every session cookie issued to this user so far stops working (server-side)."""
-    with engine.begin() as c:
+    with writing(engine) as c:
         c.execute(users.update().where(users.c.id == user_id).values(
             session_epoch=users.c.session_epoch + 1))
 
 
 def set_active(engine: sa.Engine, username: str, active: bool) -> None:
-    with engine.begin() as c:
+    with writing(engine) as c:
         n = c.execute(users.update().where(users.c.username == username).values(
             active=active, session_epoch=users.c.session_epoch + 1)).rowcount
     if not n:

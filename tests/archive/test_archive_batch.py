@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, event, select
-from sqlalchemy.exc import OperationalError
 
 from node.clock import FakeClock
 from station.archive import open_archive
@@ -120,40 +120,44 @@ def test_a_mixed_batch_archives_as_message_by_message(archive_url, tmp_path):
 
 
 def test_an_id_a_peer_archives_meanwhile_is_merged_into_its_row(archive_url, tmp_path):
-    """Two services (a share group) on one archive: the peer inserts an id between this
-    service's SELECT and its INSERT. PostgreSQL: the insert skips it and the messages merge into
-    the peer's row; SQLite: the transaction fails as busy, nothing is written and the retry
-    (the writer's) merges."""
+    """Two services (a share group) on one archive: the peer archives an id while this service's
+    batch is between its SELECT and its INSERT. PostgreSQL: the insert skips it and the messages
+    merge into the peer's row. SQLite: the batch's transaction holds the write lock from its
+    BEGIN (IMMEDIATE), so the peer waits until it commits, then merges into this one's row."""
     engine = open_archive(archive_url)
     peer_engine = open_archive(archive_url, migrate=False)
     clock = FakeClock(datetime(2026, 11, 22, 18, 20, tzinfo=UTC))
     ing = Ingestor(engine, "camnode", tmp_path / "media", clock)
     peer = Ingestor(peer_engine, "camnode", tmp_path / "media", clock)
-    fired: list[str] = []
+    sqlite = engine.dialect.name == "sqlite"
+    fired: list[threading.Thread] = []
+    peer_msg = [ev("race1", "start", score=0.3)]
 
     def peer_first(conn, cursor, statement, params, context, executemany) -> None:
         if statement.startswith("INSERT INTO events") and not fired:
-            fired.append(statement)
-            peer.apply([ev("race1", "start", score=0.3)])
+            t = threading.Thread(target=peer.apply, args=(peer_msg,), name="peer-ingest")
+            fired.append(t)
+            t.start()
+            t.join(0.5 if sqlite else 15)
+            assert t.is_alive() == sqlite  # SQLite: blocked until this batch commits
 
     event.listen(engine, "before_cursor_execute", peer_first)
     batch = [ev("race1", "end", end=END, score=0.9), ev("race1", "start"), ev("calm1", "start")]
     try:
-        try:
-            acks = ing.apply(batch)
-        except OperationalError:
-            assert engine.dialect.name == "sqlite"
-            acks = ing.apply(batch)
+        acks = ing.apply(batch)
+        fired[0].join(15)
         rows = archived(engine)
     finally:
         event.remove(engine, "before_cursor_execute", peer_first)
         engine.dispose()
         peer_engine.dispose()
-    assert fired
+    assert fired and not fired[0].is_alive()
     assert sorted((a.body["id"], a.body["phase"]) for a in acks) == [
         ("calm1", "start"), ("race1", "end"), ("race1", "start")]
     race = rows["race1"]
     assert (race["phase"], race["phases"], race["messages"], race["score"]) == ("end", 5, 2, 0.9)
-    assert ing.stats.duplicates == 1 and ing.stats.archived["event"] == 2
-    assert [f["id"] for f in ing.fresh] == ["calm1"]  # the peer archived race1 first
+    assert ing.stats.duplicates + peer.stats.duplicates == 1
+    assert ing.stats.archived["event"] + peer.stats.archived["event"] == 3
+    # who archived race1 first: the peer on PostgreSQL, this batch on SQLite
+    assert [f["id"] for f in ing.fresh] == (["race1", "calm1"] if sqlite else ["calm1"])
     assert set(rows) == {"race1", "calm1"}

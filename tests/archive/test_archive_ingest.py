@@ -246,6 +246,42 @@ def test_an_archive_of_the_first_schema_upgrades_with_its_rows(archive_url):
         engine.dispose()
 
 
+def test_console_tables_an_earlier_console_made_itself_are_adopted_with_their_rows(archive_url):
+    """Before revision 0005 the console ran ``create_all`` for its tables beside an archive at
+    0004: the upgrade keeps those tables and their rows, and the schema then equals the code's."""
+    from sqlalchemy import MetaData, create_engine
+
+    from station.archive.db import normalise_url
+    from station.archive.schema import console_users
+
+    engine = create_engine(normalise_url(archive_url))
+    try:
+        upgrade(engine, "0004")
+        earlier = MetaData()  # the earlier console's own MetaData, as it created its tables
+        for table in metadata.sorted_tables:
+            if table.name.startswith("console_"):
+                table.to_metadata(earlier)
+        earlier.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(insert(console_users).values(
+                username="admin", display_name="", role="admin", password_hash="x", active=True,
+                session_epoch=0, created_utc=datetime(2026, 11, 1, tzinfo=UTC)))
+    finally:
+        engine.dispose()
+    engine = open_archive(archive_url)  # what the console and serve do at start
+    try:
+        assert current(engine) == head()
+        assert [r["username"] for r in rows(engine, console_users)] == ["admin"]
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        downgrade(engine, "0004")  # and back: the console's tables go with the revision
+        from sqlalchemy import inspect
+
+        assert not [t for t in inspect(engine).get_table_names() if t.startswith("console_")]
+    finally:
+        engine.dispose()
+
+
 def test_services_starting_together_on_one_new_archive_all_open_it(archive_url):
     """Two serve instances started at once: one migrates, the others wait (no 'locked')."""
     import subprocess

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-from station.console import ratelimit, tables
+from station.archive.db import open_archive
+from station.console import ratelimit
 from station.console.i18n import VI, WardTime, translate
 from station.console.plan import Pole, layout
 
@@ -19,9 +19,7 @@ T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def engine(tmp_path):
-    e = sa.create_engine(f"sqlite:///{tmp_path / 'c.db'}")
-    tables.create(e)
-    return e
+    return open_archive(f"sqlite:///{tmp_path / 'c.db'}")
 
 
 # (seconds after T0 of each failure, asked at, expected wait in seconds)

@@ -19,22 +19,53 @@ SOAK_ONLY = ["test_vm_link.py"]
 _MODE = os.environ.get("CAMNODE_SYSTEM")
 collect_ignore_glob = ["test_*.py"] if not _MODE else [] if _MODE == "soak" else SOAK_ONLY
 
+#: what the system tests measured, printed at the end of the run whatever pytest captured
+FIGURES: list[str] = []
+#: a VM test's own limit (first boot, whole campaigns) instead of the suite's per-test default;
+#: a longer ``--timeout`` on the command line (``make soak-system``) wins
+TIMEOUT_S = 3600
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    here = Path(__file__).parent
+    limit = max(TIMEOUT_S, config.getoption("timeout", None) or 0)
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(here):
+            item.add_marker(pytest.mark.timeout(limit))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if FIGURES:
+        terminalreporter.section("what the system tests measured")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
 
 @pytest.fixture(scope="session")
-def ward(tmp_path_factory) -> Iterator:
+def figure():
+    """``figure("watchdog: ...")``: a measured figure for the run's summary (and the issue note)."""
+    def record(line: str) -> None:
+        FIGURES.append(line)
+        print(line)
+    return record
+
+
+@pytest.fixture(scope="session")
+def ward(tmp_path_factory, figure) -> Iterator:
     from tests.system.nodevm import install
 
     w = install(Path(tmp_path_factory.mktemp("ward")))
-    print(f"\nfirst boot (install + reboot) {w.first_boot_s:.0f} s")
+    figure(f"first boot (install + reboot) {w.first_boot_s:.0f} s")
     yield w
     w.broker.stop()
 
 
 @pytest.fixture(scope="module")
-def node(ward, tmp_path_factory) -> Iterator:
+def node(ward, tmp_path_factory, figure, request) -> Iterator:
     from tests.system.nodevm import boot
 
     n = boot(ward, Path(tmp_path_factory.mktemp("node")))
-    print(f"\nboot of a copy of the first-booted card to its first heartbeat {n.boot_s:.0f} s")
+    figure(f"{request.module.__name__.rpartition('.')[2]}: boot of a copy of the first-booted card to "
+           f"its first heartbeat {n.boot_s:.0f} s")
     yield n
     n.close()

@@ -2,7 +2,7 @@
 and watchdog for real, and power cuts that lose the guest's page cache.
 
 The node is this module's copy of the card after first boot (``conftest.py``), booted once.
-The figures each test measures are printed (``-s``) and quoted in the issue note.
+The figures each test measures go to the run's summary (``figure``) and are quoted in the issue note.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def test_first_boot_installs_the_node_and_it_heartbeats_at_the_station(node):
     assert "/opt/camnode/.venv/bin/camnode" in _sh(node, f"tr '\\0' ' ' < /proc/{pid}/cmdline")
 
 
-def test_watchdog_restarts_a_hung_node_and_the_station_sees_it_return(node):
+def test_watchdog_restarts_a_hung_node_and_the_station_sees_it_return(node, figure):
     watchdog_s = int(re.fullmatch(r"(\d+)s", _prop(node, "WatchdogUSec")).group(1))
     restart_s = int(re.fullmatch(r"(\d+)s", _prop(node, "RestartUSec")).group(1))
     pid = _prop(node, "MainPID")
@@ -81,7 +81,7 @@ def test_watchdog_restarts_a_hung_node_and_the_station_sees_it_return(node):
     assert "GPIO safe state: IR off" in after and "safe state failed" not in after, after
     started = int(_prop(node, "ActiveEnterTimestampMonotonic")) - \
         int(_prop(node, "ExecMainStartTimestampMonotonic"))
-    print(f"\nwatchdog: hung node back at the station after {back_s:.1f} s "
+    figure(f"watchdog: hung node back at the station after {back_s:.1f} s "
           f"(WatchdogSec {watchdog_s} s + RestartSec {restart_s} s + start to READY {started / 1e6:.1f} s)")
     assert back_s >= watchdog_s  # killed by the watchdog, not by anything sooner
     assert back_s <= watchdog_s + restart_s + started / 1e6 + 2 * 2.0 + 15  # + heartbeat period, slack
@@ -134,7 +134,7 @@ def _side_databases(store: Path) -> list[str]:
     return problems
 
 
-def test_power_cuts_while_recording(node, tmp_path):
+def test_power_cuts_while_recording(node, tmp_path, figure):
     rng = random.Random(15)
     camp = Campaign()
     decoded: set[str] = set()
@@ -156,7 +156,7 @@ def test_power_cuts_while_recording(node, tmp_path):
     node.station.wait("heartbeat", after=time.monotonic(), timeout=900)
     node.vm.wait_ready(300)
     losses = sorted(camp.losses_s)
-    print(f"\n{CUTS} power cuts: {camp.segments} segments, {camp.recovered} recovered, "
+    figure(f"{CUTS} power cuts: {camp.segments} segments, {camp.recovered} recovered, "
           f"{camp.removed_parts} .part removed; footage lost per cut (cut time - end of the last "
           f"segment on the card) median {losses[len(losses) // 2]:.1f} s, max {losses[-1]:.1f} s; "
           f"all: {[round(x, 1) for x in camp.losses_s]}")

@@ -12,10 +12,11 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
+from station.archive.db import writing
+from station.archive.schema import console_acks as acks
 from station.console import auth
 from station.console.feed import Alert, sse
 from station.console.render import render
-from station.console.tables import acks
 
 router = APIRouter()
 
@@ -108,7 +109,7 @@ async def acknowledge(request: Request, event_id: str, node: str = Form("")) -> 
     c = auth.console(request)
     if len(event_id) > 128 or not node or len(node) > 64:
         return JSONResponse({"ok": False, "error": "bad event or node"}, status_code=400)
-    with c.engine.begin() as conn:
+    with writing(c.engine) as conn:
         if conn.execute(sa.select(acks.c.event_id).where(acks.c.event_id == event_id)).first() is None:
             conn.execute(acks.insert().values(event_id=event_id, node_id=node, username=u.username,
                                               at_utc=datetime.now(UTC) if c.clock is None else c.clock.utc()))
