@@ -53,19 +53,19 @@ def _integrity(node) -> str:
     return probe.sh(node, f"/opt/camnode/.venv/bin/camnode verify --config {probe.CONFIG}", timeout=600)
 
 
-def test_a_full_card_and_a_read_only_card(node):
+def test_a_full_card_and_a_read_only_card(node, figure):
     probe.set_config(node, TUNING)
     probe.heartbeat(node, probe.recording, timeout=600, what="with frames encoded")
     _, hb = probe.heartbeat(node, _newer_segment(None), timeout=300, what="naming a closed segment")
     healthy = set(hb["faults"])
     assert not healthy & {"storage", "events", "retention"}, hb["faults"]
     pid = probe.main_pid(node)
-    _full(node, pid, healthy, hb["recorder"]["oldest_utc"])
-    _read_only(node, pid, healthy)
-    print(f"  store after both: {_integrity(node)}")
+    _full(node, pid, healthy, hb["recorder"]["oldest_utc"], figure)
+    _read_only(node, pid, healthy, figure)
+    figure(f"card: the store after both: {_integrity(node)}")
 
 
-def _full(node, pid: int, healthy: set[str], oldest: str) -> None:
+def _full(node, pid: int, healthy: set[str], oldest: str, say) -> None:
     start = datetime.fromisoformat(oldest.replace("Z", "+00:00"))
     held = _hold(node, start.strftime("%Y-%m-%dT%H:%M:%SZ"),
                  (start + timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -76,12 +76,12 @@ def _full(node, pid: int, healthy: set[str], oldest: str) -> None:
     t_full = time.monotonic()
     t, hb = probe.heartbeat(node, lambda hb: "retention" in hb["faults"] or "storage" in hb["faults"],
                             after=t_full, timeout=180, what="with a retention or storage fault")
-    print(f"\nfull card: fault in the heartbeat {t - t_full:.1f} s after the fill, disk_free_mb "
+    say(f"card: full: fault in the heartbeat {t - t_full:.1f} s after the fill, disk_free_mb "
           f"{hb['disk_free_mb']}: {hb['faults']}")
     time.sleep(max(0.0, FULL_S - (time.monotonic() - t_full)))
     beats = probe.heartbeats_between(node, t_full, time.monotonic())
     rec = beats[-1][1]["recorder"]
-    print(f"  {len(beats)} heartbeats in {time.monotonic() - t_full:.0f} s on the full card; "
+    say(f"card:   {len(beats)} heartbeats in {time.monotonic() - t_full:.0f} s on the full card; "
           f"segments kept {rec['segments']}, protected deleted {rec['protected_deleted']}, "
           f"disk-full events {rec['disk_full_events']}, last error {rec['last_error']}")
     assert probe.main_pid(node) == pid, "the node restarted on a full card"
@@ -95,21 +95,21 @@ def _full(node, pid: int, healthy: set[str], oldest: str) -> None:
     after = probe.closed_segments(node)
     changed = sorted(n for n in before.keys() & after.keys() if before[n] != after[n])
     assert not changed, f"closed segments altered on a full card: {changed}"
-    print(f"  closed segments: {len(before)} before, {len(before.keys() & after.keys())} of them "
+    say(f"card:   closed segments: {len(before)} before, {len(before.keys() & after.keys())} of them "
           f"left (unchanged), {len(after.keys() - before.keys())} new")
     events = probe.events_between(node, t_full, time.monotonic())
     assert events, "no event message reached the station from the full card"
-    print(f"  {len(events)} event messages reached the station from the full card")
+    say(f"card:   {len(events)} event messages reached the station from the full card")
     probe.sh(node, f"rm -f {FILL}")
     t_free = time.monotonic()
     t, hb = probe.heartbeat(node, lambda hb: set(hb["faults"]) <= healthy and
                             _newer_segment(rec["last_segment"])(hb), after=t_free, timeout=180,
                             what="back to health with a new segment")
-    print(f"  space back: the faults cleared and a new segment closed {t - t_free:.1f} s later")
+    say(f"card:   space back: the faults cleared and a new segment closed {t - t_free:.1f} s later")
     assert probe.main_pid(node) == pid
 
 
-def _read_only(node, pid: int, healthy: set[str]) -> None:
+def _read_only(node, pid: int, healthy: set[str], say) -> None:
     code, out = node.vm.sh("mount -o remount,ro /")
     assert code != 0 and "busy" in out, out  # files open for writing: the polite way is refused
     probe.sh(node, "echo u > /proc/sysrq-trigger")  # the kernel's way: forced
@@ -117,7 +117,7 @@ def _read_only(node, pid: int, healthy: set[str]) -> None:
     assert "ro" in probe.sh(node, "findmnt -no OPTIONS /").split(",")
     t, hb = probe.heartbeat(node, lambda hb: "read-only" in json.dumps(hb["faults"]).lower(), after=t_ro,
                             timeout=180, what="saying read-only")
-    print(f"\nread-only card (emergency remount): fault in the heartbeat {t - t_ro:.1f} s later: "
+    say(f"card: read-only (emergency remount): fault in the heartbeat {t - t_ro:.1f} s later: "
           f"{hb['faults']}")
     time.sleep(max(0.0, READ_ONLY_S - (time.monotonic() - t_ro)))
     beats = probe.heartbeats_between(node, t_ro, time.monotonic())
@@ -130,6 +130,6 @@ def _read_only(node, pid: int, healthy: set[str]) -> None:
     t_rw = time.monotonic()
     t, hb = probe.heartbeat(node, lambda hb: set(hb["faults"]) <= healthy and _newer_segment(last)(hb),
                             after=t_rw, timeout=180, what="back to health with a new segment")
-    print(f"  remounted read-write: the faults cleared and a new segment closed {t - t_rw:.1f} s later "
+    say(f"card:   remounted read-write: the faults cleared and a new segment closed {t - t_rw:.1f} s later "
           f"({len(beats)} heartbeats and {len(events)} event messages while read-only)")
     assert probe.main_pid(node) == pid

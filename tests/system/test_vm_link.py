@@ -118,23 +118,23 @@ def _first_arrivals(node) -> tuple[list[tuple[str, str]], int]:
     return list(seen), sum(n - 1 for n in seen.values())
 
 
-def test_a_4g_link_with_three_outages(node, tmp_path):
+def test_a_4g_link_with_three_outages(node, tmp_path, figure):
     archive = f"sqlite:///{tmp_path / 'archive.sqlite'}"
     port = json.loads((node.ward / "ward.json").read_text())["broker"]["port"]
     serve = ServeProcess(port, archive, tmp_path / "serve.log",
                          *_station_args(node.ward, port, ARCHIVE_USER)[4:], client_id=ARCHIVE_USER)
     try:
         assert serve.wait_log("subscribed", 60), serve.log()[-2000:]
-        _run(node, port, tmp_path, serve)
+        _run(node, port, tmp_path, serve, figure)
     finally:
         assert serve.stop() == 0, serve.log()[-2000:]
 
 
-def _run(node, port: int, tmp_path: Path, serve: ServeProcess) -> None:
+def _run(node, port: int, tmp_path: Path, serve: ServeProcess, say) -> None:
     probe.heartbeat(node, probe.recording, timeout=900, what="with frames encoded")
     link = Link(node)
     rtt = sorted(link.connect_ms(port))
-    print(f"\nshaped link ({SHAPE}, both ways): TCP connect from the guest to the broker, 30 times: "
+    say(f"link: shaped link ({SHAPE}, both ways): TCP connect from the guest to the broker, 30 times: "
           f"median {statistics.median(rtt):.0f} ms, min {rtt[0]:.0f}, 90th {rtt[26]:.0f}, "
           f"max {rtt[-1]:.0f} (a lost SYN is retried after 1 s)")
     assert 160 <= statistics.median(rtt) <= 2000, rtt  # 2 x 80 ms at least: the shaping is there
@@ -147,14 +147,14 @@ def _run(node, port: int, tmp_path: Path, serve: ServeProcess) -> None:
                             what="naming a closed segment")
     end = datetime.fromisoformat(hb["utc"].replace("Z", "+00:00")) - timedelta(seconds=15)
     code, out, took = _clip(node, port, end - timedelta(seconds=CLIP_S), end, tmp_path / "clip", 60, 900)
-    print(f"clip pull of {CLIP_S} s over the shaped link: exit {code} in {took:.1f} s: {out}")
+    say(f"link: clip pull of {CLIP_S} s over the shaped link: exit {code} in {took:.1f} s: {out}")
     if code == 0:
         clip = next((tmp_path / "clip").glob("*.mp4"))
         r = subprocess.run([sys.executable, "-m", "node.cli", "verify", str(clip), "--pubkey",
                             str(node.ward / NODE_ID / "signing.pub")], cwd=REPO, capture_output=True,
                            text=True, timeout=120)
         assert r.returncode == 0, r.stdout + r.stderr
-        print(f"  {clip.stat().st_size} bytes, {clip.stat().st_size * 8 / took / 1000:.0f} kbit/s "
+        say(f"link:   {clip.stat().st_size} bytes, {clip.stat().st_size * 8 / took / 1000:.0f} kbit/s "
               f"end to end; verify: {r.stdout.strip()}")
     else:
         assert len(out.splitlines()) == 1 and out.startswith("camnode-station: "), out
@@ -168,7 +168,7 @@ def _run(node, port: int, tmp_path: Path, serve: ServeProcess) -> None:
         if k == 0:  # a clip asked for while the link is down: a reason and an exit, not a hang
             code, out, took = _clip(node, port, end - timedelta(seconds=20), end,
                                     tmp_path / "clip-down", 20, 300)
-            print(f"clip pull during outage 1: exit {code} in {took:.1f} s: {out}")
+            say(f"link: clip pull during outage 1: exit {code} in {took:.1f} s: {out}")
             assert code != 0 and len(out.splitlines()) == 1 and out.startswith("camnode-station: "), out
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - t_down)))
         silent = probe.heartbeats_between(node, t_down + 5.0, time.monotonic())
@@ -178,7 +178,7 @@ def _run(node, port: int, tmp_path: Path, serve: ServeProcess) -> None:
         t, hb = probe.heartbeat(node, lambda hb, c=connects: hb["link"]["connects"] > c, after=t_up,
                                 timeout=300, what="from a new connection")
         resumed.append(t - t_up)
-        print(f"outage {k + 1} ({OUTAGE_S:.0f} s): heartbeats back {t - t_up:.1f} s after the link "
+        say(f"link: outage {k + 1} ({OUTAGE_S:.0f} s): heartbeats back {t - t_up:.1f} s after the link "
               f"returned; outbox then {hb['link'].get('outbox')}")
         time.sleep(UP_S)
 
@@ -210,12 +210,12 @@ def _run(node, port: int, tmp_path: Path, serve: ServeProcess) -> None:
     firsts, again = _first_arrivals(node)
     starts = [i for i, phase in firsts if phase == "start" and i in rows]
     assert starts == [i for i in order if i in starts], "first deliveries out of order"
-    print(f"events: {len(ended)} ended by the node, all archived once each, in order "
+    say(f"link: events: {len(ended)} ended by the node, all archived once each, in order "
           f"({len(still_open)} still open at the end, archived as started); the last arrived "
           f"{drained:.0f} s after the check began; {len(firsts)} distinct messages, {again} copies "
           "sent again and de-duplicated by the archive")
-    print(f"heartbeats back after each outage: {[round(x, 1) for x in resumed]} s")
-    print(link.show())
+    say(f"link: heartbeats back after each outage: {[round(x, 1) for x in resumed]} s")
+    print(link.show())  # the qdiscs' counters (drops), for the log
     assert max(resumed) <= RESUME_S, resumed
 
 
