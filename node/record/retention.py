@@ -153,7 +153,10 @@ class Retention:
     def verdict(self, free: int, rate: float) -> str | None:
         """Why footage is not kept as long as it should be, in words for the heartbeat's
         ``retention`` fault (None: it is). Each cause has its own text: nothing kept at all,
-        protected footage deleted or filling the card, or a card short of the target."""
+        protected footage deleted or filling the card, or a card short of the target. Protected
+        segments deleted earlier are named only while the card is still short: once it has room
+        again (a foreign file removed, holds released) the fault clears; ``protected_deleted`` in
+        the recorder's health keeps their names."""
         assert self.store.index is not None
         t = self.store.index.totals()
         floor = self.floor(rate)
@@ -166,9 +169,12 @@ class Retention:
                     f"free-space floor ({floor / mb:.0f} MB: record.min_free_mb, or record.headroom_s "
                     f"x {rate * 8 / 1000:.0f} kbit/s) is more than the {room / mb:.0f} MB footage can "
                     "use on this card; lower the floor or fit a larger card" + (f"; {lost}" if lost else ""))
-        if lost:
+        short = bool(t["protected_bytes"]) and t["protected_bytes"] >= room - floor
+        # the next segments would cost protected footage again (nothing else left to delete)
+        pressed = free + t["bytes"] - t["protected_bytes"] < floor + 2 * self.store.index.recent_max_bytes()
+        if lost and (short or pressed):  # a deletion past is a fault while the card is short
             return f"protected footage alone filled the card: {lost}; release holds or fit a larger card"
-        if t["protected_bytes"] and t["protected_bytes"] >= room - floor:
+        if short:
             return (f"protected footage ({t['protected_bytes'] / mb:.0f} MB of event clips and legal "
                     "holds) fills the card: new footage is deleted as it closes; release holds or "
                     "fit a larger card")

@@ -29,6 +29,9 @@ from tests.system.vmimage import BOOT_START, SECTOR, base_image
 NODE_ID = "vm-1"
 #: the station login a test's real ``camnode-station serve`` (the archive) uses on the ward's broker
 ARCHIVE_USER = "station-archive"
+#: a third station login for one-off tools a test runs beside the watcher and the archive
+#: (``camnode-station clip``...): the broker binds client ids to user names, so each needs its own
+TOOL_USER = "station-tool"
 #: small frames and a short heartbeat: the guest runs under software emulation, several times
 #: slower than this machine (which is itself faster than a Pi 4 for most work)
 NODE_TUNING = {"[camera]\n": "width = 320\nheight = 240\nfps = 5.0\nlores_width = 160\nlores_height = 120\n",
@@ -155,6 +158,7 @@ def install(work: Path) -> Ward:
                       "--source", "synthetic", "--no-detect", "--wiring", "none"]) == 0
     assert provision(["station", "--user", "station-a", "--out", str(ward)]) == 0  # the watcher
     assert provision(["station", "--user", ARCHIVE_USER, "--out", str(ward)]) == 0  # a real `serve`
+    assert provision(["station", "--user", TOOL_USER, "--out", str(ward)]) == 0  # clip pulls...
     toml = ward / NODE_ID / "node.toml"
     text = toml.read_text()
     for section, lines in NODE_TUNING.items():

@@ -97,6 +97,10 @@ def test_protected_footage_filling_the_card_is_a_fault_not_silent_deletion(tmp_p
     assert rep.protected_deleted  # recording must go on...
     text = ret.verdict(free(), 1000.0)
     assert text.startswith("protected footage alone filled the card") and "protected segment(s)" in text
+    # the card has room again (what filled it removed): the past deletion is no lasting fault
+    card["bytes"] = 20 * total
+    assert "protected" not in (ret.verdict(free(), 1000.0) or "")
+    assert ret.protected_deleted_total > 0  # still counted (the recorder's health names them)
     rec.close()
 
 
