@@ -8,9 +8,11 @@ One :meth:`Retention.sweep`:
    at all while the clock itself is unsynchronised;
 2. **space** — keep ``free >= floor`` where ``floor = max(min_free_bytes, headroom_s x measured
    byte rate)`` (by default one hour of recording at the rate the node actually writes):
-   delete the oldest unprotected segments; only when none is left, the oldest *protected*
-   ones (event clips, legal holds), each reported (log error + ``protected_deleted`` in the
-   health) because that is footage someone asked to keep.
+   delete the oldest unprotected segments; only when none is left *and* the writer could not
+   go on (less free than two recent segments), the oldest *protected* ones (event clips, legal
+   holds), each reported (log error + ``protected_deleted`` in the health) because that is
+   footage someone asked to keep. The floor alone never costs protected footage: a card that
+   something else filled keeps its holds as long as the writer has room.
 
 It also computes the projection the heartbeat carries: how many days of footage the card
 holds at the measured rate (``(footage bytes + free - floor) / bytes per day``), and whether
@@ -121,10 +123,13 @@ class Retention:
         if emergency:
             rep.floor_bytes = max(rep.floor_bytes, 2 * idx.recent_max_bytes())
         free = self.free_fn(self.store.root)
+        # what the writer needs to go on: protected footage goes only below it, never merely
+        # for the floor (a card filled by something else keeps its holds while footage rings)
+        writer_min = 2 * idx.recent_max_bytes()
         while free < rep.floor_bytes:
             victim = idx.oldest(1, protected=False)
             protected = False
-            if not victim:
+            if not victim and free < writer_min:
                 victim = idx.oldest(1, protected=True)
                 protected = True
             if not victim:
