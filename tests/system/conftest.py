@@ -66,3 +66,6 @@ def node(ward, tmp_path_factory, figure, request) -> Iterator:
            f"its first heartbeat {n.boot_s:.0f} s")
     yield n
     n.close()
+# arm64 under software emulation (~20 min the first time): `make test-system-arm64` and the soak only
+if os.environ.get("CAMNODE_SYSTEM") not in ("arm64", "soak"):
+    collect_ignore_glob.append("test_vm_arm64.py")
