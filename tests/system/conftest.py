@@ -18,6 +18,9 @@ import pytest
 SOAK_ONLY = ["test_vm_link.py"]
 _MODE = os.environ.get("CAMNODE_SYSTEM")
 collect_ignore_glob = ["test_*.py"] if not _MODE else [] if _MODE == "soak" else SOAK_ONLY
+# arm64 under software emulation (~20 min the first time): `make test-system-arm64` and the soak only
+if _MODE not in ("arm64", "soak"):
+    collect_ignore_glob.append("test_vm_arm64.py")
 
 #: what the system tests measured, printed at the end of the run whatever pytest captured
 FIGURES: list[str] = []
