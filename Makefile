@@ -25,7 +25,7 @@ SYSTEM_APT_PACKAGES := debootstrap qemu-system-x86 linux-image-cloud-amd64 e2fsp
 SYSTEM_ARM64_APT_PACKAGES := debootstrap qemu-system-arm e2fsprogs cpio
 
 .PHONY: install apt run test bench bench-station-load soak lint clean hwcheck test-system soak-system \
-	test-system-arm64 apt-arm64
+	soak-system-50 test-system-arm64 apt-arm64
 
 install: apt $(STAMP)
 
@@ -83,11 +83,16 @@ test-system: APT_PACKAGES += $(SYSTEM_APT_PACKAGES)
 test-system: install
 	CAMNODE_SYSTEM=ci $(BIN)/pytest -q -p no:cacheprovider tests/system
 
-# the same with 50 power cuts, and the arm64 node
+# the same with 200 power cuts, 15-40 s of recording before each, the 4G-like link and the arm64 node
+# (hours under emulation); the standard 50-cut campaign: `make soak-system-50` (or VM_CUTS=50)
+VM_CUTS ?= 200
 soak-system: APT_PACKAGES += $(SYSTEM_APT_PACKAGES) $(SYSTEM_ARM64_APT_PACKAGES)
 soak-system: apt-arm64 install
-	CAMNODE_SYSTEM=soak CAMNODE_VM_CUTS=$${CAMNODE_VM_CUTS:-50} $(BIN)/pytest -q -s -p no:cacheprovider \
-	  --timeout 7200 tests/system
+	CAMNODE_SYSTEM=soak CAMNODE_VM_CUTS=$(VM_CUTS) $(BIN)/pytest -q -s -p no:cacheprovider \
+	  --timeout 43200 tests/system
+
+soak-system-50: VM_CUTS = 50
+soak-system-50: soak-system
 
 # the node on arm64 (docs/installer.md): the aarch64 wheels of the detect extra installed by first boot,
 # the node heartbeating with its detector; not in `make test` or CI (~20 min the first time, then ~6)

@@ -49,9 +49,12 @@ class ActionRouter:
                 elif isinstance(act, MarkSegments):
                     self._recorder.mark(act.event_id, act.start_utc, act.end_utc, act.motion, act.person)
                 elif isinstance(act, PublishEvent):
-                    if self._open_events is not None:  # first: a cut after it still closes it
+                    ending = act.payload.get("phase") == "end"
+                    if self._open_events is not None and not ending:  # first: a cut after it closes it
                         failed |= not self._track(act.payload)
                     self._link.send_durable(topics.event, act.payload)
+                    if self._open_events is not None and ending:  # last: its end is queued now
+                        failed |= not self._track(act.payload)
                 elif isinstance(act, PublishSnapshot):
                     self._link.send_durable(topics.snapshot(act.event_id), act.jpeg)
             except Exception as exc:

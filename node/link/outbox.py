@@ -1,9 +1,11 @@
 """A durable queue for the messages the station must not miss (events, snapshots).
 
 paho keeps unacknowledged QoS 1 messages in memory only: a broker outage followed by a power
-cut loses them. Here every durable message is first written to SQLite (WAL, ``synchronous=
-NORMAL``: an acknowledged row survives a process crash; a power cut can lose at most the last
-transaction), published when the link is up, and deleted when it is acknowledged: by the
+cut loses them. Here every durable message is first written to SQLite (WAL; :meth:`put` commits with
+``synchronous=FULL``: a row is on the card before it is published, so a power cut cannot take
+back a message the node has queued — with ``NORMAL`` it lost the last seconds of them, an
+event's ``end`` among them; the rest, deletes included, is ``NORMAL``: a delete a cut takes back
+only sends the row again), published when the link is up, and deleted when it is acknowledged: by the
 station's archive after its database commit (rows put with a ``key``, :meth:`acknowledge`), or
 by the broker's PUBACK (rows without one, :meth:`done`).
 Delivery is at-least-once: after a crash between acknowledgement and delete the message is sent
@@ -19,7 +21,8 @@ must not fill its card with alerts. Dropped rows are never silent: the total is 
 a ``lost`` notice (one row, kept out of trimming, merged while unsent) names what was dropped:
 the range of queue sequence numbers, the event ids, the times, and why (``full`` or ``age``).
 
-Thread: any (one connection guarded by a lock). Cost: one small INSERT per message.
+Thread: any (one connection guarded by a lock). Cost: one small synced INSERT per message
+(events and snapshots: a few a minute at most), an unsynced DELETE per acknowledgement.
 """
 
 from __future__ import annotations
@@ -88,12 +91,18 @@ class Outbox:
     def put(self, topic: str, payload: bytes, qos: int = 1, key: str | None = None) -> int:
         """Queue a message; ``key`` (``event/<id>/<phase>``, ``snapshot/<id>``): the row waits for
         the archive's acknowledgement of that key (:meth:`acknowledge`), not for :meth:`done`."""
-        with self._lock, self._transaction():
-            cur = self._db.execute(
-                "INSERT INTO outbox (topic, payload, qos, created, kind, key) VALUES (?, ?, ?, ?, ?, ?)",
-                (topic, payload, qos, self._now(), MSG, key))
-            self._trim()
-            return int(cur.lastrowid or 0)
+        with self._lock:
+            self._db.execute("PRAGMA synchronous=FULL")  # on the card before it can be published
+            try:
+                with self._transaction():
+                    cur = self._db.execute(
+                        "INSERT INTO outbox (topic, payload, qos, created, kind, key) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (topic, payload, qos, self._now(), MSG, key))
+                    self._trim()
+                    return int(cur.lastrowid or 0)
+            finally:
+                self._db.execute("PRAGMA synchronous=NORMAL")
 
     def expire(self) -> int:
         """Drop rows older than ``max_age_s`` now (also done by :meth:`put` and :meth:`claim`)."""

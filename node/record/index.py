@@ -192,9 +192,13 @@ class Index:
                      person: bool = False, protect: bool = False) -> int:
         """Record or extend an event and flag the segments it covers; returns rows flagged.
 
-        Flags only ever get set (an event never un-protects footage).
+        Flags only ever get set (an event never un-protects footage). Committed durably
+        (``synchronous=FULL`` for this one transaction: the WAL is synced): the node publishes
+        the event only after this returns, and the station's archive must never hold an event
+        that a power cut took off the card (rare writes: one per event start/end).
         """
         with self._lock:
+            self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("BEGIN")
             try:
                 old = self._db.execute("SELECT start_us, end_us, motion, person, protect FROM events"
@@ -214,6 +218,8 @@ class Index:
             except BaseException:
                 self._rollback()
                 raise
+            finally:
+                self._db.execute("PRAGMA synchronous=NORMAL")
         return n
 
     def remove_event(self, event_id: str) -> int:

@@ -18,8 +18,9 @@ closes the open segment there: a segment never spans a hole.
 
 Durability: fragments of at most ``frag_s`` (2 s) are handed to the kernel as soon as the
 muxer emits them (one sequential ``write`` burst per fragment, nothing per frame);
-``sync_fragments`` adds an ``fdatasync`` per fragment for cards whose kernel writeback is slow
-(off by default: SD wear). On close: mux trailer, append the seal (see :mod:`mp4box`),
+``sync_fragments`` adds an ``fdatasync`` per fragment (the node's default: without it a power
+cut lost 4-8 s, the ext4 journal's commit holding back the file's size; the cost is one journal
+commit per fragment, ``docs/recording.md``). On close: mux trailer, append the seal (see :mod:`mp4box`),
 ``fsync`` the file, rename ``.part`` → final, ``fsync`` the directory, then ``on_closed``.
 
 A full disk never raises out of :meth:`SegmentWriter.write`: bytes the kernel refuses are held

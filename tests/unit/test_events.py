@@ -296,3 +296,35 @@ def test_an_interrupted_object_event_is_closed_from_its_last_message(tmp_path):
     assert (protect.end_utc - t0).total_seconds() == 17.5 and (t0 - protect.start_utc).total_seconds() == 5
     mark = next(a for a in acts if isinstance(a, MarkSegments))
     assert mark.person and (mark.end_utc - t0).total_seconds() == 12.5
+
+
+def test_an_event_is_recorded_open_before_its_start_leaves_and_until_its_end_is_queued(tmp_path):
+    """Issue 15 (power cuts): the record of open events must hold an event whenever the outbox
+    could have sent its start and not yet holds its end; otherwise a cut leaves the archive with
+    an event that never ends (the start out, the record lost) or one that is ended twice."""
+    import json
+    from types import SimpleNamespace
+
+    from node.actions import ActionRouter
+    from node.link.outbox import Outbox
+    from node.open_events import OpenEvents
+
+    opened = OpenEvents(tmp_path / "events-open.sqlite")
+    box = Outbox(tmp_path / "outbox.sqlite")
+    seen: list[tuple[str, list[str]]] = []
+
+    class Link:  # the durable half of the MQTT link: queue into the outbox
+        topics = SimpleNamespace(event="camnode/n/event")
+
+        def send_durable(self, topic: str, payload: dict) -> None:
+            seen.append((payload["phase"], [p["id"] for p in opened.left_open()]))
+            box.put(topic, json.dumps(payload).encode())
+
+    faults: dict[str, str] = {}
+    router = ActionRouter(recorder=None, link=Link(), open_events=opened, faults=SimpleNamespace(
+        set=lambda k, v: faults.pop(k, None) if v is None else faults.__setitem__(k, v)))
+    start = {"id": "E-m1", "kind": "motion", "phase": "start", "start": "2026-11-22T18:11:40.801Z"}
+    router.dispatch([PublishEvent(start)])
+    router.dispatch([PublishEvent({**start, "phase": "end", "end_reason": "quiet"})])
+    assert seen == [("start", ["E-m1"]), ("end", ["E-m1"])]
+    assert opened.left_open() == [] and len(box) == 2 and faults == {}
