@@ -4,7 +4,8 @@ messages and snapshots to the link's durable outbox.
 The vision side (:mod:`node.vision.analyzer`, over the pure machine of :mod:`node.events`)
 decides *what* should happen; :class:`ActionRouter` makes it happen, recorder actions first
 (footage protection must not depend on the network or the outbox), each action guarded on its
-own: a failure becomes the ``events`` fault and never stops the others.
+own: a failure becomes the ``events`` fault and never stops the others; the next dispatch that
+works throughout clears it.
 
 Thread: the analysis thread (and the stopping thread, for the final actions of open events).
 """
@@ -38,6 +39,7 @@ class ActionRouter:
         """Carry out ``actions``: recorder ones first, then messages; each guarded on its own."""
         topics = self._link.topics
         ordered = sorted(actions, key=lambda a: not isinstance(a, ProtectClip | MarkSegments))
+        failed = False
         for act in ordered:
             try:
                 if isinstance(act, ProtectClip):
@@ -49,12 +51,27 @@ class ActionRouter:
                 elif isinstance(act, PublishEvent):
                     ending = act.payload.get("phase") == "end"
                     if self._open_events is not None and not ending:  # first: a cut after it closes it
-                        self._open_events.track(act.payload)
+                        failed |= not self._track(act.payload)
                     self._link.send_durable(topics.event, act.payload)
                     if self._open_events is not None and ending:  # last: its end is queued now
-                        self._open_events.track(act.payload)
+                        failed |= not self._track(act.payload)
                 elif isinstance(act, PublishSnapshot):
                     self._link.send_durable(topics.snapshot(act.event_id), act.jpeg)
             except Exception as exc:
+                failed = True
                 log.exception("event action %s failed", type(act).__name__)
                 self._faults.set("events", f"{type(act).__name__}: {exc}")
+        if ordered and not failed and self._faults is not None:
+            # they work again (a card writable again): the fault is over
+            self._faults.set("events", None)
+
+    def _track(self, payload: dict[str, Any]) -> bool:
+        """Record an event message for the next start (events a cut leaves open); a card that
+        refuses it (full, read-only) is the ``events`` fault, and the message is sent anyway."""
+        try:
+            self._open_events.track(payload)
+            return True
+        except Exception as exc:
+            log.exception("open-event record failed")
+            self._faults.set("events", f"open-event record: {exc}")
+            return False

@@ -170,8 +170,9 @@ class MqttSection:
     keepalive_s: int = setting(30, "MQTT keepalive; the broker declares the node offline "
                                "(last will) after 1.5x this without traffic.", unit="s",
                                minimum=2, maximum=3600)
-    reconnect_max_s: float = setting(30.0, "Longest wait between reconnect attempts.", unit="s",
-                                     minimum=0.1, maximum=600.0)
+    reconnect_max_s: float = setting(15.0, "Longest wait between reconnect attempts (each attempt "
+                                     "gives up after 5 s): a link that comes back is used within "
+                                     "about this + 5 s.", unit="s", minimum=0.1, maximum=600.0)
     archive_ack: bool = setting(True, "Keep an event or snapshot in the outbox until the station's "
                                 "archive acknowledges it on <prefix>/<id>/ack/... (false: until the "
                                 "broker's PUBACK).")

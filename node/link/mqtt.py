@@ -55,6 +55,11 @@ CommandHandler = Callable[[str, bytes, bool], None]
 #: PUBACK reasons that retrying cannot fix (not authorised, bad topic, bad payload): the outbox
 #: row is dropped and the error reported; any other failure keeps the row for later.
 PERMANENT_REJECTIONS = {0x87, 0x90, 0x99}
+#: A connect attempt into a link that drops packets (a 4G cell without carrier) gives up after
+#: this long; with the backoff's ceiling (``mqtt.reconnect_max_s``, 15 s by default) a link that
+#: comes back is used within ~20 s plus the TCP, TLS and MQTT handshakes (issue 15: heartbeats
+#: back within 30 s of the link's return; at 30 s the worst case was ~37 s).
+CONNECT_TIMEOUT_S = 5.0
 
 
 def _encode(payload: dict[str, Any]) -> bytes:
@@ -72,7 +77,7 @@ class MqttLink:
         prefix: str,
         clock,
         keepalive_s: int = 30,
-        reconnect_max_s: float = 30.0,
+        reconnect_max_s: float = 15.0,
         username: str = "",
         password: str = "",
         tls_ca: str = "",
@@ -121,6 +126,7 @@ class MqttLink:
         c.suppress_exceptions = True  # a failing callback must never kill the network thread
         c.enable_logger(logging.getLogger("paho"))  # ...and paho then logs what it suppressed
         c.reconnect_delay_set(min_delay=1, max_delay=max(1, int(reconnect_max_s)))
+        c.connect_timeout = CONNECT_TIMEOUT_S
         if username:
             c.username_pw_set(username, password or None)
         self._tls_ca, self._tls_cert, self._tls_key = tls_ca, tls_cert, tls_key

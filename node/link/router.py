@@ -41,7 +41,8 @@ class Command:
 class CommandRouter:
     def __init__(self, publish: Callable[[str, dict[str, Any]], Any], topics: t.Topics, clock: Any,
                  faults: Any = None) -> None:
-        """``faults``: where a storage failure met by a command is kept (``storage``)."""
+        """``faults``: where a storage failure met by a command is kept (``storage``) until a
+        command works again."""
         self._publish = publish
         self._faults = faults
         self._topics = topics
@@ -74,6 +75,10 @@ class CommandRouter:
             reply["result"] = cmd.handler(args)
             reply["ok"] = True
             self.handled += 1
+            if self._faults is not None:
+                # a command that worked ends the fault an earlier one met; a card still failing
+                # stays a fault through the recorder's own error, which it meets continuously
+                self._faults.set("storage", None)
         except (CommandError, ValueError) as exc:
             reply.update(ok=False, error=str(exc))
             self.rejected += 1

@@ -8,9 +8,11 @@ One :meth:`Retention.sweep`:
    at all while the clock itself is unsynchronised;
 2. **space** — keep ``free >= floor`` where ``floor = max(min_free_bytes, headroom_s x measured
    byte rate)`` (by default one hour of recording at the rate the node actually writes):
-   delete the oldest unprotected segments; only when none is left, the oldest *protected*
-   ones (event clips, legal holds), each reported (log error + ``protected_deleted`` in the
-   health) because that is footage someone asked to keep.
+   delete the oldest unprotected segments; only when none is left *and* the writer could not
+   go on (less free than two recent segments), the oldest *protected* ones (event clips, legal
+   holds), each reported (log error + ``protected_deleted`` in the health) because that is
+   footage someone asked to keep. The floor alone never costs protected footage: a card that
+   something else filled keeps its holds as long as the writer has room.
 
 It also computes the projection the heartbeat carries: how many days of footage the card
 holds at the measured rate (``(footage bytes + free - floor) / bytes per day``), and whether
@@ -121,10 +123,13 @@ class Retention:
         if emergency:
             rep.floor_bytes = max(rep.floor_bytes, 2 * idx.recent_max_bytes())
         free = self.free_fn(self.store.root)
+        # what the writer needs to go on: protected footage goes only below it, never merely
+        # for the floor (a card filled by something else keeps its holds while footage rings)
+        writer_min = 2 * idx.recent_max_bytes()
         while free < rep.floor_bytes:
             victim = idx.oldest(1, protected=False)
             protected = False
-            if not victim:
+            if not victim and free < writer_min:
                 victim = idx.oldest(1, protected=True)
                 protected = True
             if not victim:
@@ -153,7 +158,10 @@ class Retention:
     def verdict(self, free: int, rate: float) -> str | None:
         """Why footage is not kept as long as it should be, in words for the heartbeat's
         ``retention`` fault (None: it is). Each cause has its own text: nothing kept at all,
-        protected footage deleted or filling the card, or a card short of the target."""
+        protected footage deleted or filling the card, or a card short of the target. Protected
+        segments deleted earlier are named only while the card is still short: once it has room
+        again (a foreign file removed, holds released) the fault clears; ``protected_deleted`` in
+        the recorder's health keeps their names."""
         assert self.store.index is not None
         t = self.store.index.totals()
         floor = self.floor(rate)
@@ -166,9 +174,12 @@ class Retention:
                     f"free-space floor ({floor / mb:.0f} MB: record.min_free_mb, or record.headroom_s "
                     f"x {rate * 8 / 1000:.0f} kbit/s) is more than the {room / mb:.0f} MB footage can "
                     "use on this card; lower the floor or fit a larger card" + (f"; {lost}" if lost else ""))
-        if lost:
+        short = bool(t["protected_bytes"]) and t["protected_bytes"] >= room - floor
+        # the next segments would cost protected footage again (nothing else left to delete)
+        pressed = free + t["bytes"] - t["protected_bytes"] < floor + 2 * self.store.index.recent_max_bytes()
+        if lost and (short or pressed):  # a deletion past is a fault while the card is short
             return f"protected footage alone filled the card: {lost}; release holds or fit a larger card"
-        if t["protected_bytes"] and t["protected_bytes"] >= room - floor:
+        if short:
             return (f"protected footage ({t['protected_bytes'] / mb:.0f} MB of event clips and legal "
                     "holds) fills the card: new footage is deleted as it closes; release holds or "
                     "fit a larger card")

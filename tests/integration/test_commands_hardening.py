@@ -110,7 +110,7 @@ def test_repeated_log_lines_are_limited():
     assert limit.filter(summary) and "[995 more like this suppressed]" in summary.getMessage()
 
 
-def test_a_hold_on_a_read_only_card_says_so_and_is_a_fault(tmp_path, broker):
+def test_a_hold_on_a_read_only_card_says_so_and_is_a_fault_until_the_card_works(tmp_path, broker):
     card = tmp_path / "card"
     card.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(card)],
@@ -134,6 +134,12 @@ def test_a_hold_on_a_read_only_card_says_so_and_is_a_fault(tmp_path, broker):
         assert "internal error" not in got["error"]
         assert "storage" in node.faults.snapshot()  # kept in faults (the heartbeat's and the LED's)
         assert node.faults.snapshot()["storage"].startswith("storage is read-only")
+        # writable again (the remount undone): the next command works and the fault ends with it
+        subprocess.run(["umount", str(card)], check=True)  # the read-only bind mount
+        again = ask(broker, "hold", {"start": (now.replace(second=0)).isoformat(),
+                                     "end": now.isoformat(), "owner": "Officer Lan"})
+        assert again["ok"], again
+        assert "storage" not in node.faults.snapshot()
     finally:
         stop.set()
         th.join(30)

@@ -1,5 +1,6 @@
-"""The system tests boot whole virtual machines: they run with ``make test-system`` (CI's reduced
-set: ``CAMNODE_SYSTEM=ci``) or ``make soak-system``, not in ``make test``'s unit/integration run.
+"""The system tests boot whole virtual machines. Which modules run is set by ``CAMNODE_SYSTEM``:
+``ci`` (``make test``, ``make test-system``: CI's reduced set), ``soak`` (``make soak-system``:
+everything), ``arm64`` (``make test-system-arm64``: the arm64 card only); unset, none.
 
 First boot runs once per session (``ward``: the installer's path, flashing included); each test
 module then boots its own copy of the card as it was after first boot (``node``), so a module's
@@ -14,7 +15,16 @@ from pathlib import Path
 
 import pytest
 
-collect_ignore_glob = [] if os.environ.get("CAMNODE_SYSTEM") else ["test_*.py"]
+#: modules too long for CI's reduced set: only ``make soak-system`` runs them
+SOAK_ONLY = ("test_vm_link.py",)
+#: arm64 under software emulation (~20 min the first time): its own target and the soak
+ARM64 = ("test_vm_arm64.py",)
+_MODE = os.environ.get("CAMNODE_SYSTEM")
+collect_ignore_glob = {
+    "ci": [*SOAK_ONLY, *ARM64],
+    "soak": [],
+    "arm64": ["test_vm_node.py", "test_vm_card.py", *SOAK_ONLY],
+}.get(_MODE or "", ["test_*.py"])
 
 #: what the system tests measured, printed at the end of the run whatever pytest captured
 FIGURES: list[str] = []

@@ -22,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from node.localbroker import free_port
 from provisioning.cli import main as provision
+from station.live.credentials import load_secret
 from tests.integration.test_broker_security import Mosquitto
 from tests.system.vm import VM, cmdline_of
 from tests.system.vmimage import BOOT_START, SECTOR, base_image
@@ -29,6 +30,11 @@ from tests.system.vmimage import BOOT_START, SECTOR, base_image
 NODE_ID = "vm-1"
 #: the station login a test's real ``camnode-station serve`` (the archive) uses on the ward's broker
 ARCHIVE_USER = "station-archive"
+#: the station's media relay as the node would reach it (live view is provisioned, not exercised)
+RELAY = "rtsp://10.0.2.2:8554"
+#: a third station login for one-off tools a test runs beside the watcher and the archive
+#: (``camnode-station clip``...): the broker binds client ids to user names, so each needs its own
+TOOL_USER = "station-tool"
 #: small frames and a short heartbeat: the guest runs under software emulation, several times
 #: slower than this machine (which is itself faster than a Pi 4 for most work)
 NODE_TUNING = {"[camera]\n": "width = 320\nheight = 240\nfps = 5.0\nlores_width = 160\nlores_height = 120\n",
@@ -142,6 +148,7 @@ def install(work: Path) -> Ward:
     if keep is not None and (keep / "card.img").exists():
         ward = work / "ward"
         shutil.copytree(keep / "ward", ward)
+        shutil.copytree(keep / "station", work / "station")
         port = json.loads((ward / "ward.json").read_text())["broker"]["port"]
         return Ward(ward, port, Broker(ward, port), keep / "card.img", 0.0)
     base = base_image()
@@ -151,10 +158,15 @@ def install(work: Path) -> Ward:
     assert provision(["flash", "--quiet", str(base), str(card)]) == 0
     port = free_port()
     ward = work / "ward"
+    # live view on, as an installer turns it on: the stream password derived from the station's
+    # secret (first boot must install it 0600 for the node's user)
+    load_secret(work / "station")
     assert provision(["node", "--id", NODE_ID, "--broker", f"10.0.2.2:{port}", "--out", str(ward),
-                      "--source", "synthetic", "--no-detect", "--wiring", "none"]) == 0
+                      "--source", "synthetic", "--no-detect", "--wiring", "none",
+                      "--relay", RELAY, "--live-secret", str(work / "station" / "live-secret")]) == 0
     assert provision(["station", "--user", "station-a", "--out", str(ward)]) == 0  # the watcher
     assert provision(["station", "--user", ARCHIVE_USER, "--out", str(ward)]) == 0  # a real `serve`
+    assert provision(["station", "--user", TOOL_USER, "--out", str(ward)]) == 0  # clip pulls...
     toml = ward / NODE_ID / "node.toml"
     text = toml.read_text()
     for section, lines in NODE_TUNING.items():
@@ -180,6 +192,7 @@ def install(work: Path) -> Ward:
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         shutil.copytree(ward, keep / "ward")
+        shutil.copytree(work / "station", keep / "station")
         _copy_card(card, keep / "card.img")
     return Ward(ward, port, broker, card, first)
 

@@ -14,8 +14,9 @@ import time
 from datetime import UTC, datetime
 
 from node.record.segment import to_us
+from station.live.credentials import node_password
 from tests.record_crash import Campaign, check_store
-from tests.system.nodevm import NODE_ID, fat_listing
+from tests.system.nodevm import NODE_ID, RELAY, fat_listing
 from tests.system.powercut import (
     Archive,
     DiskWrites,
@@ -62,8 +63,12 @@ def test_first_boot_installs_the_node_and_it_heartbeats_at_the_station(node):
     assert _sh(node, "systemctl is-enabled camnode") == "enabled"
     assert _prop(node, "Type") == "notify"
     assert _prop(node, "ActiveState") == "active"
-    assert _sh(node, "stat -c '%a %U' /etc/camnode/mqtt.password /etc/camnode/signing.key").split("\n") == \
-        ["600 camnode", "600 camnode"]
+    assert _sh(node, "stat -c '%a %U' /etc/camnode/mqtt.password /etc/camnode/signing.key "
+               "/etc/camnode/live.password").split("\n") == ["600 camnode"] * 3
+    # the stream password is the one derived for this node, not the station's secret
+    secret = (node.ward.parent / "station" / "live-secret").read_text().strip().encode()
+    assert _sh(node, "cat /etc/camnode/live.password") == node_password(secret, NODE_ID)
+    assert f'relay = "{RELAY}"' in _sh(node, "cat /etc/camnode/node.toml")
     pid = _prop(node, "MainPID")
     assert _sh(node, f"ps -o user= -p {pid}") == "camnode"
     # the node that heartbeats is the one first boot installed from the card's wheels

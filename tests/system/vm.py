@@ -8,6 +8,9 @@ port (test instrumentation baked into the test image) and reads its console from
 
 ``kill()`` is a power cut: qemu dies, the guest's page cache and any write still in its queues
 are lost; what the guest had already written to the virtual card stays.
+
+``VM(..., arch=AARCH64)`` boots an arm64 card in qemu-system-aarch64 (software emulation, a Pi 4's
+CPU); its console is the virt machine's serial port, the control shell a virtio console.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.system.vmimage import BOOT_START, SECTOR, kernel
+from tests.system import vmarm64
+from tests.system.vmimage import AARCH64, BOOT_START, SECTOR, X86_64, Arch, kernel
 
 
 def _tool(name: str) -> str:
@@ -60,9 +64,23 @@ def cmdline_of(disk: Path) -> str:
     return r.stdout.strip()
 
 
+def _machine(arch: Arch, console: Path, sock: Path) -> list[str]:
+    """qemu and its machine, with the console into a file and the control shell on a socket."""
+    ctl = f"socket,id=ctl,path={sock},server=on,wait=off"
+    if arch is AARCH64:
+        return [vmarm64.qemu(), *vmarm64.MACHINE, "-device", "virtio-serial-pci", "-chardev", ctl,
+                "-device", "virtconsole,chardev=ctl", "-serial", f"file:{console}"]
+    # numpy's x86_64 wheels need x86-64-v2 (SSE4.2, POPCNT): qemu's default CPU model has
+    # neither, and the node died of an invalid opcode in numpy
+    cpu = "host" if accel() == "kvm" else "max"
+    return [_tool("qemu-system-x86_64"), "-accel", accel(), "-cpu", cpu,
+            "-chardev", f"file,id=con,path={console}", "-serial", "chardev:con", "-chardev", ctl,
+            "-serial", "chardev:ctl"]
+
+
 class VM:
-    def __init__(self, disk: Path, work: Path, *, memory_mb: int = 1024) -> None:
-        self.disk, self.work, self.memory_mb = disk, work, memory_mb
+    def __init__(self, disk: Path, work: Path, *, memory_mb: int = 1024, arch: Arch = X86_64) -> None:
+        self.disk, self.work, self.memory_mb, self.arch = disk, work, memory_mb, arch
         self.work.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen | None = None
         self.boots = 0
@@ -73,25 +91,20 @@ class VM:
     # --- life ---------------------------------------------------------------------------------------
     def start(self) -> VM:
         assert self.proc is None or self.proc.poll() is not None, "already running"
-        vmlinuz, initrd, _ = kernel()
+        vmlinuz, initrd, _ = kernel(self.arch)
         self.boots += 1
         self.console = self.work / f"console-{self.boots}.log"
         sock = self.work / "ctl.sock"
         sock.unlink(missing_ok=True)
         self._ctl = None
-        # numpy's x86_64 wheels need x86-64-v2 (SSE4.2, POPCNT): qemu's default CPU model has
-        # neither, and the node died of an invalid opcode in numpy
-        cpu = "host" if accel() == "kvm" else "max"
-        cmd = [_tool("qemu-system-x86_64"), "-accel", accel(), "-cpu", cpu, "-m", str(self.memory_mb),
-               "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
+        cmd = [*_machine(self.arch, self.console, sock), "-m", str(self.memory_mb), "-smp", "1",
+               "-nodefaults", "-display", "none", "-no-reboot",
                "-kernel", str(vmlinuz), "-initrd", str(initrd),
                "-append", f"{cmdline_of(self.disk)} panic=-1",
                # writes the guest submitted reach the card file even when qemu is killed
                "-drive", f"file={self.disk},format=raw,if=virtio,cache=unsafe",
                "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
-               "-device", "virtio-rng-pci",
-               "-chardev", f"file,id=con,path={self.console}", "-serial", "chardev:con",
-               "-chardev", f"socket,id=ctl,path={sock},server=on,wait=off", "-serial", "chardev:ctl"]
+               "-device", "virtio-rng-pci"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=(self.work / f"qemu-{self.boots}.err").open("wb"),
                                      start_new_session=True)

@@ -7,8 +7,11 @@ that goes into it (suite, packages, the guest kernel's version, this file's setu
 finished image is cached beside it; each test flashes a copy of it with ``camnode-provision flash``.
 
 The guest boots the host's Debian cloud kernel directly (qemu ``-kernel``/``-initrd``); its
-modules are copied into the tree. Nothing is mounted: ``mkfs.ext4 -d`` and ``mkfs.vfat`` +
-mtools fill the partitions from folders, the partition table is written here.
+modules are copied into the tree. ``AARCH64`` makes the same card for arm64 (a Pi's CPU), booted by
+qemu-system-aarch64 under software emulation with Debian's arm64 cloud kernel (see
+:mod:`tests.system.vmarm64`: its kernel, initramfs and the debootstrap second stage run in the VM).
+Nothing is mounted: ``mkfs.ext4 -d`` and ``mkfs.vfat`` + mtools fill the partitions from folders, the
+partition table is written here.
 
 Cost: debootstrap once per machine (minutes, see the issue note); the image file, seconds.
 """
@@ -23,7 +26,10 @@ import os
 import shutil
 import struct
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+
+from tests.system import vmarm64
 
 SUITE = "bookworm"
 MIRROR = os.environ.get("CAMNODE_VM_MIRROR", "http://deb.debian.org/debian")
@@ -37,11 +43,34 @@ MODULE_GLOBS = ("kernel/drivers/net/virtio_net.ko*", "kernel/drivers/net/net_fai
                 "kernel/net/sched/sch_netem.ko*", "kernel/net/sched/sch_tbf.ko*",
                 "kernel/net/sched/sch_ingress.ko*", "kernel/net/sched/cls_matchall.ko*",
                 "kernel/net/sched/act_mirred.ko*", "kernel/drivers/net/ifb.ko*")
+#: the arm64 guest's control shell is on a virtio console (the virt machine has one serial port)
+ARM64_MODULE_GLOBS = ("kernel/drivers/char/virtio_console.ko*",)
 BOOT_MB, ROOT_MB = 256, 1536
 SECTOR = 512
 BOOT_START = 2048  # sectors (1 MiB), as Raspberry Pi OS
 #: kernel command line of the card (the Pi's bootloader reads it from cmdline.txt; the harness too)
 CMDLINE = "console=ttyS0 root=/dev/vda2 rootfstype=ext4 rw fsck.repair=yes rootwait"
+
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A guest CPU: its name for ``camnode-provision --arch``, Debian's, and its serial ports."""
+
+    name: str
+    debian: str
+    console: str  # the kernel's console (read by the harness from a file)
+    control: str  # the control shell's terminal
+
+
+X86_64 = Arch("x86_64", "amd64", "ttyS0", "ttyS1")
+AARCH64 = Arch("aarch64", "arm64", "ttyAMA0", "hvc0")
+ARCHES = {a.name: a for a in (X86_64, AARCH64)}
+
+
+def kernel_cmdline(arch: Arch = X86_64) -> str:
+    return CMDLINE.replace("console=ttyS0", f"console={arch.console}")
+
 
 FSTAB = """/dev/vda2 / ext4 defaults,noatime 0 1
 /dev/vda1 /boot/firmware vfat defaults 0 2
@@ -60,8 +89,11 @@ def cache_dir() -> Path:
     return d
 
 
-def kernel() -> tuple[Path, Path, str]:
-    """The host's Debian cloud kernel, its initrd and version (package linux-image-cloud-amd64)."""
+def kernel(arch: Arch = X86_64) -> tuple[Path, Path, str]:
+    """The host's Debian cloud kernel, its initrd and version (package linux-image-cloud-amd64);
+    for arm64, Debian's arm64 cloud kernel and a small initramfs (:mod:`tests.system.vmarm64`)."""
+    if arch is AARCH64:
+        return vmarm64.kernel(cache_dir())
     found = sorted(glob.glob("/boot/vmlinuz-*-cloud-amd64"))
     if not found:
         raise RuntimeError("no /boot/vmlinuz-*-cloud-amd64: apt-get install linux-image-cloud-amd64")
@@ -78,15 +110,21 @@ def _key(*parts: object) -> str:
 TREE_STEPS = 1
 
 
-def tree_key() -> str:
+def tree_key(arch: Arch = X86_64) -> str:
     """Hash of what goes into the debootstrap tree (a change to any of it rebuilds the tree)."""
+    if arch is AARCH64:
+        return _key(SUITE, MIRROR, PACKAGES, MODULE_GLOBS + ARM64_MODULE_GLOBS, vmarm64.kernel_version(),
+                    FSTAB, NETWORK, TREE_STEPS, arch, vmarm64.STAGE2)
     return _key(SUITE, MIRROR, PACKAGES, MODULE_GLOBS, kernel()[2], FSTAB, NETWORK, TREE_STEPS)
 
 
-def image_key() -> str:
+def image_key(arch: Arch = X86_64) -> str:
     """Hash of the tree, of the test-only additions and of the card's layout."""
-    return _key(tree_key(), BOOT_MB, ROOT_MB, BOOT_START, CMDLINE, CONTROL_SHELL, inspect.getsource(_disk),
-                inspect.getsource(_mbr), inspect.getsource(_customize))
+    parts = (tree_key(arch), BOOT_MB, ROOT_MB, BOOT_START, CMDLINE, CONTROL_SHELL, inspect.getsource(_disk),
+             inspect.getsource(_mbr), inspect.getsource(_customize))
+    if arch is AARCH64:  # the arm64 image's initramfs is part of its boot (built here)
+        parts += (arch, vmarm64.INIT, vmarm64.INITRAMFS_MODULES)
+    return _key(*parts)
 
 
 def _run(*cmd: str, **kw) -> None:
@@ -95,11 +133,15 @@ def _run(*cmd: str, **kw) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed: {(r.stderr or r.stdout)[-2000:]}")
 
 
-def _rootfs(tree: Path, version: str) -> None:
+def _rootfs(tree: Path, version: str, arch: Arch = X86_64) -> None:
     tmp = tree.with_name(tree.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    _run("debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp), MIRROR,
-         timeout=3600)
+    foreign = arch is not X86_64
+    if foreign:  # debootstrap's arm64 half runs in an arm64 VM (slow: its result is cached alone)
+        _run("cp", "-a", str(vmarm64.base_tree(cache_dir(), SUITE, MIRROR, PACKAGES)), str(tmp))
+    else:
+        _run("debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp), MIRROR,
+             timeout=3600)
     (tmp / "etc/fstab").write_text(FSTAB)
     (tmp / "etc/hostname").write_text("camnode-vm\n")
     (tmp / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 camnode-vm\n")
@@ -112,8 +154,8 @@ def _rootfs(tree: Path, version: str) -> None:
     (tmp / "etc/systemd/system/sockets.target.wants/systemd-networkd.socket").symlink_to(
         "/lib/systemd/system/systemd-networkd.socket")
     # the host's cloud kernel boots the guest: its modules for the network card and the FAT partition
-    src = Path("/lib/modules") / version
-    for pattern in MODULE_GLOBS:
+    src = vmarm64.modules(cache_dir(), version) if foreign else Path("/lib/modules") / version
+    for pattern in MODULE_GLOBS + (ARM64_MODULE_GLOBS if foreign else ()):
         for f in src.glob(pattern):
             dst = tmp / "lib/modules" / version / f.relative_to(src)
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +181,7 @@ After=systemd-user-sessions.service
 ExecStart=/bin/bash --noprofile --norc
 StandardInput=tty
 StandardOutput=tty
-TTYPath=/dev/ttyS1
+TTYPath=/dev/{tty}
 TTYReset=yes
 Environment=PS1= TERM=dumb
 Restart=always
@@ -150,16 +192,18 @@ WantedBy=multi-user.target
 """
 
 
-def _customize(tree: Path) -> None:
+def _customize(tree: Path, arch: Arch = X86_64) -> None:
     """The test-only additions (idempotent: they go into the cached tree before each image)."""
     unit = tree / "etc/systemd/system/testctl.service"
-    unit.write_text(CONTROL_SHELL)
+    unit.write_text(CONTROL_SHELL.format(tty=arch.control))
     link = tree / "etc/systemd/system/multi-user.target.wants/testctl.service"
     link.unlink(missing_ok=True)
     link.symlink_to("/etc/systemd/system/testctl.service")
-    # no getty waiting on the console: the harness only reads it
-    (tree / "etc/systemd/system/serial-getty@ttyS0.service").unlink(missing_ok=True)
-    (tree / "etc/systemd/system/serial-getty@ttyS0.service").symlink_to("/dev/null")
+    # no getty waiting on the console (the harness only reads it) nor on the control shell's
+    # terminal (systemd starts one on a virtio console by itself)
+    for tty in (arch.console, arch.control):
+        (tree / f"etc/systemd/system/serial-getty@{tty}.service").unlink(missing_ok=True)
+        (tree / f"etc/systemd/system/serial-getty@{tty}.service").symlink_to("/dev/null")
 
 
 def _mbr(path: Path, parts: list[tuple[int, int, int]]) -> None:
@@ -180,7 +224,7 @@ def _place(disk: Path, part: Path, start: int) -> None:
         shutil.copyfileobj(src, out, 4 << 20)
 
 
-def _disk(tree: Path, out: Path) -> None:
+def _disk(tree: Path, out: Path, arch: Arch = X86_64) -> None:
     boot_sectors = BOOT_MB * 2048
     root_start = BOOT_START + boot_sectors
     root_sectors = ROOT_MB * 2048
@@ -190,10 +234,10 @@ def _disk(tree: Path, out: Path) -> None:
     boot, root = work / "boot.vfat", work / "root.ext4"
     for p in (boot, root, tmp):
         p.unlink(missing_ok=True)
-    _customize(tree)
+    _customize(tree, arch)
     _run("mkfs.vfat", "-F", "32", "-n", "bootfs", "-C", str(boot), str(BOOT_MB * 1024))
     cmdline = work / "cmdline.txt"
-    cmdline.write_text(CMDLINE + "\n")
+    cmdline.write_text(kernel_cmdline(arch) + "\n")
     _run("mcopy", "-i", str(boot), str(cmdline), "::/cmdline.txt",
          env={"MTOOLS_SKIP_CHECK": "1", "PATH": os.environ["PATH"]})
     _run("mkfs.ext4", "-q", "-L", "rootfs", "-d", str(tree), str(root), f"{ROOT_MB}M")
@@ -206,23 +250,25 @@ def _disk(tree: Path, out: Path) -> None:
     tmp.rename(out)
 
 
-def base_image() -> Path:
+def base_image(arch: Arch = X86_64) -> Path:
     """The cached card image (built when missing; one builder at a time per machine)."""
-    d = cache_dir() / tree_key()
+    d = cache_dir() / tree_key(arch)
     d.mkdir(exist_ok=True)
-    img = d / f"card-{image_key()}.img"
+    img = d / f"card-{image_key(arch)}.img"
     with (d / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not img.exists():
             tree = d / "rootfs"
             if not tree.is_dir():
-                _rootfs(tree, kernel()[2])
-            _disk(tree, img)
+                _rootfs(tree, kernel(arch)[2], arch)
+            _disk(tree, img, arch)
     return img
 
 
 if __name__ == "__main__":
+    import sys
     import time
 
     t0 = time.monotonic()
-    print(base_image(), f"{time.monotonic() - t0:.0f} s")
+    img = base_image(ARCHES[sys.argv[1] if len(sys.argv) > 1 else "x86_64"])
+    print(img, f"{time.monotonic() - t0:.0f} s")

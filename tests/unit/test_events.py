@@ -321,8 +321,8 @@ def test_an_event_is_recorded_open_before_its_start_leaves_and_until_its_end_is_
             box.put(topic, json.dumps(payload).encode())
 
     faults: dict[str, str] = {}
-    router = ActionRouter(recorder=None, link=Link(), faults=SimpleNamespace(set=faults.__setitem__),
-                          open_events=opened)
+    router = ActionRouter(recorder=None, link=Link(), open_events=opened, faults=SimpleNamespace(
+        set=lambda k, v: faults.pop(k, None) if v is None else faults.__setitem__(k, v)))
     start = {"id": "E-m1", "kind": "motion", "phase": "start", "start": "2026-11-22T18:11:40.801Z"}
     router.dispatch([PublishEvent(start)])
     router.dispatch([PublishEvent({**start, "phase": "end", "end_reason": "quiet"})])

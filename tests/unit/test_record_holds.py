@@ -93,10 +93,19 @@ def test_protected_footage_filling_the_card_is_a_fault_not_silent_deletion(tmp_p
     card["bytes"] = 2 * total + total // 4  # a card where the floor leaves less than the hold
     assert "protected footage (" in ret.verdict(free(), 1000.0)
     assert "fills the card" in ret.verdict(free(), 1000.0)
+    rep = ret.sweep()  # below the floor, but the writer has room: the hold is kept, said so
+    assert rep.protected_deleted == [] and rep.short_of_space
+    assert "protected footage (" in ret.verdict(free(), 1000.0)
+    card["bytes"] = total + rec.store.index.recent_max_bytes()  # not even two segments' room
     rep = ret.sweep()
     assert rep.protected_deleted  # recording must go on...
     text = ret.verdict(free(), 1000.0)
-    assert text.startswith("protected footage alone filled the card") and "protected segment(s)" in text
+    # (a card this small keeps no footage beside the floor at all: that text, with the deletion)
+    assert text.startswith("no footage is kept") and "1 protected segment(s)" in text
+    # the card has room again (what filled it removed): the past deletion is no lasting fault
+    card["bytes"] = 20 * total
+    assert "protected" not in (ret.verdict(free(), 1000.0) or "")
+    assert ret.protected_deleted_total > 0  # still counted (the recorder's health names them)
     rec.close()
 
 

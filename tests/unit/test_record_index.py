@@ -100,7 +100,7 @@ def _live(rec: Recorder) -> list[int]:
     (31, 0, [3, 4], [3, 4], []),                     # age never deletes protected footage
     (0, 3, [], list(range(4, 11)), []),              # space: oldest first
     (0, 3, [1, 2], [1, 2, *range(6, 11)], []),       # space skips protected while others exist
-    (0, 11, [1, 2], [], ["1", "2"]),                 # nothing else left: protected go, reported
+    (0, 11, [1, 2], [1, 2], []),                     # the floor alone never costs protected footage
 ])
 def test_retention_table(tmp_path: Path, age_days, floor_segs, protect, kept, protected_deleted) -> None:
     rec, clock, _ = _recorded(tmp_path)
@@ -267,3 +267,22 @@ def test_a_segment_protected_after_retention_chose_it_is_kept(tmp_path: Path) ->
     assert rec.store.index.get(1)["deleted_us"] is None
     assert rec.store.delete(1, "space-protected", allow_protected=True) > 0
     rec.close()
+
+
+def test_protected_footage_goes_only_when_the_writer_has_no_room(tmp_path: Path) -> None:
+    """Everything protected on a card full but for 10 bytes: the oldest protected segments go,
+    reported, until two recent segments' worth is free (what the writer needs), not to the floor."""
+    rec, clock, _ = _recorded(tmp_path)
+    idx = rec.store.index
+    rows = idx.rows()
+    rec.protect("ev-all", T0, None)
+    sizes = [r["bytes"] for r in rows]
+    disk = FakeDisk(sum(sizes) + 10)
+    ret = Retention(rec.store, clock, Policy(max_age_days=30, headroom_s=0,
+                                             min_free_bytes=sum(sizes)), free_fn=disk)
+    writer_min = 2 * idx.recent_max_bytes()
+    rep = ret.sweep()
+    gone = len(rep.protected_deleted)
+    assert gone >= 2 and rep.short_of_space
+    assert sum(sizes[:gone]) + 10 >= writer_min > sum(sizes[:gone - 1]) + 10  # no more than needed
+    assert _live(rec) == list(range(gone + 1, 11))
