@@ -219,6 +219,11 @@ def test_power_cuts_while_recording(node, ward, tmp_path, figure):
     assert events.recorded > 0, "no event recorded during the campaign"
     assert events.ok, events
     assert events.end_reasons.get("interrupted", 0) + events.end_reasons.get("shutdown", 0) > 0
+    if not RECORD and not COMMIT_S:
+        # the default flush policy (fdatasync per fragment) bounds a cut's loss to the fragment
+        # being written (record.fragment_s, 2 s) plus the skew measurement's slack; writeback
+        # alone lost 6-8 s here (docs/recording.md)
+        assert losses[-1] <= 3.0, f"a cut lost {losses[-1]:.1f} s of footage (bound 3 s)"
 
 
 def test_the_node_reports_its_unit_ready_only_when_it_runs(node):
