@@ -120,12 +120,12 @@ class Retention:
                 break
         rate = self.rate()
         rep.floor_bytes = self.floor(rate)
-        if emergency:
-            rep.floor_bytes = max(rep.floor_bytes, 2 * idx.recent_max_bytes())
-        free = self.free_fn(self.store.root)
         # what the writer needs to go on: protected footage goes only below it, never merely
         # for the floor (a card filled by something else keeps its holds while footage rings)
         writer_min = 2 * idx.recent_max_bytes()
+        if emergency:
+            rep.floor_bytes = max(rep.floor_bytes, writer_min)
+        free = self.free_fn(self.store.root)
         while free < rep.floor_bytes:
             victim = idx.oldest(1, protected=False)
             protected = False

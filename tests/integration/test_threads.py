@@ -56,17 +56,23 @@ def test_the_table_parses():
     assert set(documented(station=True)) >= RELAY
 
 
-def test_live_threads_match_the_table(tmp_path, broker, shared_dir):
-    from hw.gpio import GpioSpec, build_devices, make_pin_factory
-
-    cfg = config_from_dict({
+def _node_config(tmp_path, port: int, **sections):
+    """A small synthetic node on the test broker, with ``sections`` besides."""
+    return config_from_dict({
         "node": {"id": "pole-9"},
         "camera": {"source": "synthetic", "width": 320, "height": 240, "fps": 10.0,
                    "lores_width": 160, "lores_height": 120},
         "encoder": {"gop_s": 1.0, "bitrate_kbps": 300},
         "storage": {"path": str(tmp_path / "rec"), "segment_s": 2.0},
-        "mqtt": {"port": broker.port, "heartbeat_s": 0.3, "reconnect_max_s": 1.0},
+        "mqtt": {"port": port, "heartbeat_s": 0.3, "reconnect_max_s": 1.0},
+        **sections,
     })
+
+
+def test_live_threads_match_the_table(tmp_path, broker, shared_dir):
+    from hw.gpio import GpioSpec, build_devices, make_pin_factory
+
+    cfg = _node_config(tmp_path, broker.port)
     before = {t.ident for t in threading.enumerate()}
     started: list[str] = []
 
@@ -159,13 +165,7 @@ def test_a_live_session_and_the_relay_run_only_listed_threads(tmp_path, broker):
         viewer.write_text("a-viewer-password-long-enough")
         for f in (pw, viewer):
             f.chmod(0o600)
-        cfg = config_from_dict({
-            "node": {"id": "pole-9"},
-            "camera": {"source": "synthetic", "width": 320, "height": 240, "fps": 10.0,
-                       "lores_width": 160, "lores_height": 120},
-            "encoder": {"gop_s": 1.0, "bitrate_kbps": 300},
-            "storage": {"path": str(tmp_path / "rec"), "segment_s": 2.0},
-            "mqtt": {"port": broker.port, "heartbeat_s": 0.3, "reconnect_max_s": 1.0},
+        cfg = _node_config(tmp_path, broker.port, **{
             "detect": {"enabled": False},
             "live": {"relay": relay.rtsp_base, "password_file": str(pw), "sub_width": 160,
                      "sub_height": 96, "sub_fps": 5.0, "serve_port": free_port(),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from pathlib import Path
 
 import av
@@ -24,17 +23,9 @@ from provisioning.cli import main as provision
 from station.live.credentials import VIEWER, load_secret, viewer_password
 from station.live.relay import Relay
 from station.live.roster import live_nodes
+from tests.stationproc import wait_until
 
 NODE = "pole-7"
-
-
-def wait(pred, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def provisioned(out: Path, broker_port: int, relay: str, secret_file: Path) -> Path:
@@ -76,7 +67,7 @@ class Running:
 
     def __enter__(self) -> Node:
         self.thread.start()
-        assert wait(lambda: self.node.live.tap.stream is not None)
+        assert wait_until(lambda: self.node.live.tap.stream is not None, 20.0, 0.1)
         return self.node
 
     def __exit__(self, *exc) -> None:
@@ -142,7 +133,7 @@ def test_provisioned_node_pushes_into_the_relay_and_a_wrong_secret_is_refused(tm
     with Running(as_installed(bad, tmp_path / "bad")) as node:
         before = node.live.usage.snapshot()["bytes_today"]
         node.live.command({"stream": "sub", "minutes": 1})
-        assert wait(lambda: "sub" in node.live.last_end), node.live.status()
+        assert wait_until(lambda: "sub" in node.live.last_end, 20.0, 0.1), node.live.status()
         reason = node.live.last_end["sub"]
         assert "push ended" in reason and ("401" in reason or "Unauthorized" in reason), reason
         assert node.live.usage.snapshot()["bytes_today"] == before  # nothing went through

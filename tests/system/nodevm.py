@@ -1,6 +1,7 @@
 """The installer's real path into a VM: flash the OS image to a card file, provision a node of a
-ward whose broker runs on the host, copy the node's files and x86_64 wheels onto the card with
-``camnode-provision image``, boot (first boot installs and reboots), boot again.
+ward whose broker runs on the host, copy the node's files and the board's wheels (x86_64 or
+aarch64) onto the card with ``camnode-provision image``, boot (first boot installs and reboots),
+boot again.
 
 The host side watches like the police post does: a station login subscribed to the node's topics.
 """
@@ -14,6 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from provisioning.cli import main as provision
 from station.live.credentials import load_secret
 from tests.integration.test_broker_security import Mosquitto
 from tests.system.vm import VM, cmdline_of
-from tests.system.vmimage import BOOT_START, SECTOR, base_image
+from tests.system.vmimage import BOOT_START, SECTOR, X86_64, Arch, base_image
 
 NODE_ID = "vm-1"
 #: the station login a test's real ``camnode-station serve`` (the archive) uses on the ward's broker
@@ -94,6 +96,8 @@ class Ward:
     broker: Broker
     card: Path
     first_boot_s: float
+    arch: Arch = X86_64
+    image_s: float = 0.0  # getting the card image (built, or taken from the cache)
 
 
 @dataclass
@@ -117,11 +121,11 @@ def fat_listing(card: Path, folder: str = "::/") -> str:
     return r.stdout if r.returncode == 0 else ""
 
 
-def x86_wheels() -> Path:
-    """camnode's wheel from this checkout and its dependencies' x86_64 wheels, made by
-    ``camnode-provision wheels --arch x86_64`` (the dependencies' download is cached by pip)."""
+def board_wheels(arch: Arch) -> Path:
+    """camnode's wheel from this checkout and its dependencies' wheels for the board's CPU, made by
+    ``camnode-provision wheels --arch`` (the dependencies' download is cached by pip)."""
     d = Path(tempfile.mkdtemp(prefix="camnode-wheels-"))
-    assert provision(["wheels", "--arch", "x86_64", "--out", str(d)]) == 0
+    assert provision(["wheels", "--arch", arch.name, "--out", str(d)]) == 0
     return d
 
 
@@ -140,18 +144,23 @@ class Broker:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def install(work: Path) -> Ward:
+def install(work: Path, *, arch: Arch = X86_64, detection: Sequence[str] = ("--no-detect",),
+            on_card: Callable[[Path, Path], None] | None = None, first_boot_timeout: float = 1800) -> Ward:
     """The installer's path up to the end of first boot: flash, provision, ``image``, boot; first
-    boot installs camnode from the card's wheels and reboots (qemu exits). ``CAMNODE_VM_GOLDEN=DIR``
-    (developing the tests) keeps that card and ward in ``DIR`` and starts from them when present."""
-    keep = Path(os.environ["CAMNODE_VM_GOLDEN"]) if os.environ.get("CAMNODE_VM_GOLDEN") else None
+    boot installs camnode from the card's wheels and reboots (qemu exits). ``detection``: the
+    node's detector arguments to ``camnode-provision node``; ``on_card(card, wheels)``: test data
+    put on the card before its first boot. ``CAMNODE_VM_GOLDEN=DIR`` (developing the tests) keeps
+    that card and ward in ``DIR/<arch>`` and starts from them when present."""
+    keep = Path(os.environ["CAMNODE_VM_GOLDEN"]) / arch.name if os.environ.get("CAMNODE_VM_GOLDEN") else None
     if keep is not None and (keep / "card.img").exists():
         ward = work / "ward"
         shutil.copytree(keep / "ward", ward)
         shutil.copytree(keep / "station", work / "station")
         port = json.loads((ward / "ward.json").read_text())["broker"]["port"]
-        return Ward(ward, port, Broker(ward, port), keep / "card.img", 0.0)
-    base = base_image()
+        return Ward(ward, port, Broker(ward, port), keep / "card.img", 0.0, arch)
+    t0 = time.monotonic()
+    base = base_image(arch)
+    image_s = time.monotonic() - t0
     card = work / "card.img"
     with card.open("wb") as fh:  # an image-file "card" as big as the image
         fh.truncate(base.stat().st_size)
@@ -162,7 +171,7 @@ def install(work: Path) -> Ward:
     # secret (first boot must install it 0600 for the node's user)
     load_secret(work / "station")
     assert provision(["node", "--id", NODE_ID, "--broker", f"10.0.2.2:{port}", "--out", str(ward),
-                      "--source", "synthetic", "--no-detect", "--wiring", "none",
+                      "--source", "synthetic", *detection, "--wiring", "none",
                       "--relay", RELAY, "--live-secret", str(work / "station" / "live-secret")]) == 0
     assert provision(["station", "--user", "station-a", "--out", str(ward)]) == 0  # the watcher
     assert provision(["station", "--user", ARCHIVE_USER, "--out", str(ward)]) == 0  # a real `serve`
@@ -174,17 +183,19 @@ def install(work: Path) -> Ward:
     toml.write_text(text)
     broker = Broker(ward, port)
     try:
-        wheels = x86_wheels()
+        wheels = board_wheels(arch)
         try:
-            assert provision(["image", "--image", str(card), "--arch", "x86_64", "--wheels", str(wheels),
+            assert provision(["image", "--image", str(card), "--arch", arch.name, "--wheels", str(wheels),
                               str(ward / NODE_ID)]) == 0
+            if on_card is not None:
+                on_card(card, wheels)
         finally:
             shutil.rmtree(wheels, ignore_errors=True)
         assert "firstboot.sh" in cmdline_of(card)
-        vm = VM(card, work / "first-boot")
+        vm = VM(card, work / "first-boot", arch=arch)
         t0 = time.monotonic()
         vm.start()
-        vm.wait_exit(1800)  # first boot: installs camnode from the wheels, then reboots
+        vm.wait_exit(first_boot_timeout)  # first boot: installs camnode from the wheels, then reboots
         first = time.monotonic() - t0
     except BaseException:
         broker.stop()
@@ -194,27 +205,27 @@ def install(work: Path) -> Ward:
         shutil.copytree(ward, keep / "ward")
         shutil.copytree(work / "station", keep / "station")
         _copy_card(card, keep / "card.img")
-    return Ward(ward, port, broker, card, first)
+    return Ward(ward, port, broker, card, first, arch, image_s)
 
 
 def _copy_card(src: Path, dst: Path) -> None:
     subprocess.run(["cp", "--sparse=always", str(src), str(dst)], check=True)
 
 
-def boot(ward: Ward, work: Path) -> Installed:
-    """A node of its own: a copy of the ward's card booted until it heartbeats at the station and
-    its control shell answers."""
+def boot(ward: Ward, work: Path, *, timeout: float = 900) -> Installed:
+    """A node of its own: a copy of the ward's card booted until it heartbeats at the station
+    (within ``timeout``) and its control shell answers."""
     work.mkdir(parents=True, exist_ok=True)
     card = work / "card.img"
     _copy_card(ward.card, card)
     station = Station(ward.ward, ward.port)
-    vm = VM(card, work / "vm")
+    vm = VM(card, work / "vm", arch=ward.arch)
     try:
         t0 = time.monotonic()
         vm.start()
-        station.wait("heartbeat", after=t0, timeout=900)
+        station.wait("heartbeat", after=t0, timeout=timeout)
         booted = time.monotonic() - t0
-        vm.wait_ready(300)
+        vm.wait_ready(timeout / 3)
     except BaseException:
         vm.kill()
         station.close()

@@ -15,24 +15,19 @@ Selected by ``CAMNODE_SYSTEM=arm64`` (``make test-system-arm64``) or ``soak``; ~
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from node.localbroker import free_port
-from provisioning.cli import main as provision
 from provisioning.wheels import platform_args
-from tests.system.nodevm import NODE_ID, NODE_TUNING, Broker, Station
+from tests.system.nodevm import NODE_ID, boot, install
 from tests.system.vm import VM, cmdline_of
-from tests.system.vmimage import AARCH64, BOOT_START, SECTOR, base_image
+from tests.system.vmimage import AARCH64, BOOT_START, SECTOR
 
 MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "models"
 PHOTO = Path(__file__).resolve().parents[2].parent / "shared" / "media" / "images" / "three_persons.jpg"
@@ -56,84 +51,33 @@ def _lgpio_wheel(dest: Path) -> Path:
     return next(dest.glob("lgpio-*.whl"))
 
 
-def _resume(prev: Path, work: Path) -> tuple[VM, Station, Broker]:
-    """``CAMNODE_VM_RESUME=DIR`` (developing the tests): boot a previous run's ``DIR/card.img``
-    after its first boot, with its ``DIR/ward``."""
-    shutil.copytree(prev / "ward", work / "ward")
-    shutil.copyfile(prev / "card.img", work / "card.img")
-    port = json.loads((work / "ward" / "ward.json").read_text())["broker"]["port"]
-    broker = Broker(work / "ward", port)
-    station = Station(work / "ward", port)
-    vm = VM(work / "card.img", work / "vm", arch=AARCH64).start()
-    station.wait("heartbeat", after=time.monotonic() - 1, timeout=1800)
-    vm.wait_ready(600)
-    return vm, station, broker
+def _testdata(card: Path, wheels: Path) -> None:
+    """Beside the installer's files on the arm64 card: the photo and lgpio's wheel."""
+    assert "console=ttyAMA0" in cmdline_of(card)
+    _mcopy(card, PHOTO, "::/testdata/three_persons.jpg")
+    lgpio = _lgpio_wheel(wheels / "rpi")
+    _mcopy(card, lgpio, f"::/testdata/{lgpio.name}")
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory, figure):
-    if os.environ.get("CAMNODE_VM_RESUME"):
-        vm, station, broker = _resume(Path(os.environ["CAMNODE_VM_RESUME"]),
-                                      Path(tmp_path_factory.mktemp("arm64")))
-        yield vm, station
-        vm.kill()
-        station.close()
-        broker.stop()
-        return
     if not (MODELS / MODEL).is_file() or not PHOTO.is_file():
         pytest.fail(f"the person model and photo are read from {MODELS.parent} (models/{MODEL}, "
                     "media/images/three_persons.jpg)")
-    work = Path(tmp_path_factory.mktemp("arm64"))
-    t0 = time.monotonic()
-    base = base_image(AARCH64)
-    image_s = time.monotonic() - t0
-    card = work / "card.img"
-    with card.open("wb") as fh:
-        fh.truncate(base.stat().st_size)
-    assert provision(["flash", "--quiet", str(base), str(card)]) == 0
-    port = free_port()
-    ward = work / "ward"
-    assert provision(["node", "--id", NODE_ID, "--broker", f"10.0.2.2:{port}", "--out", str(ward),
-                      "--source", "synthetic", "--model", str(MODELS / MODEL),
-                      "--labels", str(MODELS / "coco_labels.txt"), "--wiring", "none"]) == 0
-    assert provision(["station", "--user", "station-a", "--out", str(ward)]) == 0
-    toml = ward / NODE_ID / "node.toml"
-    text = toml.read_text()
-    for section, lines in NODE_TUNING.items():
-        text = text.replace(section, section + lines, 1)
-    toml.write_text(text)
-    broker = Broker(ward, port)
-    wheels = Path(tempfile.mkdtemp(prefix="camnode-wheels-"))
+    ward = install(Path(tmp_path_factory.mktemp("arm64")), arch=AARCH64, on_card=_testdata,
+                   detection=("--model", str(MODELS / MODEL), "--labels", str(MODELS / "coco_labels.txt")),
+                   first_boot_timeout=5400)  # pip installs camnode[detect] under emulation
     try:
-        assert provision(["wheels", "--arch", "aarch64", "--out", str(wheels)]) == 0
-        assert provision(["image", "--image", str(card), "--arch", "aarch64", "--wheels", str(wheels),
-                          str(ward / NODE_ID)]) == 0
-        assert "firstboot.sh" in cmdline_of(card) and "console=ttyAMA0" in cmdline_of(card)
-        _mcopy(card, PHOTO, "::/testdata/three_persons.jpg")
-        lgpio = _lgpio_wheel(wheels / "rpi")
-        _mcopy(card, lgpio, f"::/testdata/{lgpio.name}")
-        station = Station(ward, port)
-        vm = VM(card, work / "vm", arch=AARCH64)
-        t0 = time.monotonic()
-        vm.start()
-        vm.wait_exit(5400)  # first boot: pip installs camnode[detect] from the wheels, then reboots
-        first_s = time.monotonic() - t0
-        t0 = time.monotonic()
-        vm.start()
-        station.wait("heartbeat", after=t0, timeout=1800)
-        heartbeat_s = time.monotonic() - t0
-        vm.wait_ready(600)
+        n = boot(ward, Path(tmp_path_factory.mktemp("arm64-node")), timeout=1800)
     except BaseException:
-        broker.stop()
+        ward.broker.stop()
         raise
-    finally:
-        shutil.rmtree(wheels, ignore_errors=True)
-    figure(f"arm64: card image {image_s:.0f} s (cached after the first build); first boot (install + "
-           f"reboot) {first_s:.0f} s; second boot to the first heartbeat {heartbeat_s:.0f} s")
-    yield vm, station
-    vm.kill()
-    station.close()
-    broker.stop()
+    figure(f"arm64: card image {ward.image_s:.0f} s (cached after the first build); first boot "
+           f"(install + reboot) {ward.first_boot_s:.0f} s; second boot to the first heartbeat "
+           f"{n.boot_s:.0f} s")
+    yield n.vm, n.station
+    n.close()
+    ward.broker.stop()
 
 
 def _sh(vm: VM, command: str, timeout: float = 600) -> str:
