@@ -20,15 +20,22 @@ from tests.integration.test_node_inprocess import small_config
 
 
 @pytest.fixture
-def running(tmp_path, broker):
+def node_run(tmp_path, broker):
+    """A node running in its own thread: (node, broker, that thread)."""
     node = Node(small_config(tmp_path, broker.port))
     stop = threading.Event()
     th = threading.Thread(target=node.run, args=(stop,), name="node-run")
     th.start()
     assert node.link.wait_connected(10) and node.link.subscribed.wait(10)
-    yield node, broker
+    yield node, broker, th
     stop.set()
     th.join(30)
+
+
+@pytest.fixture
+def running(node_run):
+    node, broker, _ = node_run
+    return node, broker
 
 
 def ask(broker, name, args=None):
@@ -147,8 +154,8 @@ def test_a_hold_on_a_read_only_card_says_so_and_is_a_fault_until_the_card_works(
         subprocess.run(["umount", "-l", str(card)], check=False)  # the tmpfs
 
 
-def test_restart_is_a_clean_stop_that_systemd_turns_into_a_restart(running, subscriber_factory):
-    node, broker = running
+def test_restart_is_a_clean_stop_that_systemd_turns_into_a_restart(node_run, subscriber_factory):
+    node, broker, node_thread = node_run
     status = subscriber_factory(broker.host, broker.port, "camnode/pole-9/status")
     bad = ask(broker, "restart", {"reason": 7})
     assert not bad["ok"] and "reason must be a string" in bad["error"]
@@ -156,7 +163,7 @@ def test_restart_is_a_clean_stop_that_systemd_turns_into_a_restart(running, subs
     r = ask(broker, "restart", {"reason": "desk-1: picture frozen"})
     assert r["ok"] and r["result"] == {"restarting": True, "reason": "desk-1: picture frozen"}
     # the run ends by itself (no stop from the test): last segment closed, offline published
-    node_thread = next(t for t in threading.enumerate() if t.name == "node-run")
+    # (the thread is the fixture's: looked up by name it may already have ended and be gone)
     node_thread.join(30)
     assert not node_thread.is_alive()
     assert status.wait_for(lambda s: any(m.get("state") == "offline" and m.get("reason") == "shutdown"
