@@ -71,7 +71,7 @@ def _cmd_node(a: argparse.Namespace) -> int:
         raise ProvisionError("--relay needs --live-secret FILE (the station's <station dir>/live-secret, "
                              "copied here; the node's stream password is derived from it)")
     if a.live_secret and not relay:
-        raise ProvisionError("--live-secret goes with --relay rtsp://HOST[:PORT] (the station relay's "
+        raise ProvisionError("--live-secret goes with --relay rtsp://HOST:PORT (the station relay's "
                              "address)")
     secret = station_secret(Path(a.live_secret)) if a.live_secret else None
     with _open(a) as ward:
@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--labels", default="", help="its labels file")
     n.add_argument("--no-detect", action="store_true", help="no model: motion detection only")
     n.add_argument("--update", action="store_true", help="rewrite an existing node's node.toml")
-    n.add_argument("--relay", default="", metavar="rtsp://HOST[:PORT]",
+    n.add_argument("--relay", default="", metavar="rtsp://HOST:PORT",
                    help="live view: the station relay's address (the ward remembers it; without it "
                    "a new node has live view off)")
     n.add_argument("--live-secret", default="", metavar="FILE",

@@ -20,9 +20,11 @@ PASSWORD_FILE = "live.password"
 
 
 def check_relay(value: str) -> str:
-    """``rtsp://HOST[:PORT]`` (IPv6 in brackets), nothing else: returns it without a trailing
-    slash. A path, credentials, query or another scheme is refused."""
-    bad = ProvisionError(f"--relay {value!r}: expected rtsp://HOST[:PORT] (the station relay's address, "
+    """``rtsp://HOST:PORT`` (IPv6 in brackets), nothing else: returns it without a trailing
+    slash. A path, credentials, query or another scheme is refused, and so is a missing port:
+    RTSP's default (554) is not where ``camnode-station relay`` listens (8554 unless told), and a
+    node pointed there would push into nothing until someone climbed the pole."""
+    bad = ProvisionError(f"--relay {value!r}: expected rtsp://HOST:PORT (the station relay's address, "
                          "e.g. rtsp://10.8.0.1:8554)")
     try:
         u = urlsplit(value)
@@ -35,6 +37,9 @@ def check_relay(value: str) -> str:
         raise bad
     if ":" in u.hostname and not u.netloc.startswith("["):
         raise bad
+    if port is None:
+        raise ProvisionError(f"--relay {value!r}: give the relay's port (camnode-station relay listens on "
+                             f"8554 unless --rtsp-port says otherwise), e.g. {value.rstrip('/')}:8554")
     return f"rtsp://{u.netloc}"
 
 

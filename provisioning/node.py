@@ -57,7 +57,7 @@ class NodeSpec:
     #: detection off (motion only)
     model: Path | None = None
     labels: Path | None = None
-    #: the station relay's ``rtsp://HOST[:PORT]`` for live view ("" = the ward's, if the node
+    #: the station relay's ``rtsp://HOST:PORT`` for live view ("" = the ward's, if the node
     #: was provisioned with live view; else live view off)
     relay: str = ""
 
@@ -133,7 +133,7 @@ def provision_node(ward: Ward, spec: NodeSpec, *, update: bool = False,
     elif ward.live(spec.node_id) and not live_off:  # provisioned with live view: a re-run keeps it
         spec = dataclasses.replace(spec, relay=ward.relay)
     elif live_secret is not None:
-        raise ProvisionError("--live-secret without --relay: give the station relay's rtsp://HOST[:PORT]")
+        raise ProvisionError("--live-secret without --relay: give the station relay's rtsp://HOST:PORT")
     text = node_toml(spec, ward)
     try:
         config_from_dict(tomllib.loads(text), source=f"{spec.node_id}/node.toml")

@@ -6,6 +6,11 @@ loopback UDP ports between the relay's pipelines) to the relay's stdin — crede
 appear on a command line — waits for ``READY``, and restarts the relay with backoff when it
 dies. The running relay's public facts go to ``<station dir>/relay.json`` (mode 0600) for
 ``camnode-station live``.
+Neither child outlives the relay, however it ends: the RTSP server exits when its stdin
+closes; Janus runs under util-linux's ``setpriv --pdeathsig TERM`` (the kernel sends it SIGTERM
+when the thread that started it ends: the caller of ``start`` or the supervisor, both alive
+until ``stop``), so a relay killed with SIGKILL outside systemd leaves no Janus holding its
+ports.
 Thread: ``start``/``stop`` from the owner; one ``relay-supervisor`` thread watches the process.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -31,6 +37,15 @@ STREAMS = ("main", "sub")
 
 class RelayError(RuntimeError):
     pass
+
+
+def with_parent() -> list[str]:
+    """A command prefix that makes the kernel send SIGTERM to the child when its parent thread
+    ends (``setpriv`` sets ``PR_SET_PDEATHSIG``, then execs; the setting survives that exec and
+    ``ip netns exec``'s). Empty where util-linux's setpriv is missing: the child then outlives a
+    SIGKILLed parent, as every child does."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
 def relay_config(nodes: list[str], secret: bytes, *, listen: str, port: int, udp_base: int) -> dict[str, Any]:
@@ -114,7 +129,8 @@ class Relay:
                            http_port=self.janus_port, listen=self.listen)
         log_path = self.state_dir / "janus.log"
         with log_path.open("ab") as logf:
-            cmd = [*self.wrap, janus.JANUS, "-F", str(folder), "-C", str(folder / "janus.jcfg")]
+            cmd = [*with_parent(), *self.wrap, janus.JANUS, "-F", str(folder),
+                   "-C", str(folder / "janus.jcfg")]
             self._janus = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL, start_new_session=True)
 

@@ -227,3 +227,62 @@ def test_relay_reads_the_ward_again_on_sighup(tmp_path, relay):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _children(pid: int) -> set[int]:
+    kids: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids |= {int(k) for k in (task / "children").read_text().split()}
+    return kids
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")  # exited (a zombie only waits for its new parent to reap it)
+
+
+def test_a_relay_killed_outright_leaves_no_janus_or_rtsp_server_behind(relay):
+    """``camnode-station relay`` SIGKILLed outside systemd (no cgroup to clean up after it): its
+    Janus (browser side) and its GStreamer RTSP server both exit, and a new relay gets the ports."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CAMNODE_STATION_DIR": str(relay["state"])}
+    args = [sys.executable, "-m", "station.cli", "relay", "--ward", str(relay["ward"] / "ward.json"),
+            "--rtsp-port", str(relay["port"]), "--web-port", "0"]
+    assert provision(["node", "--id", NODE, "--broker", f"127.0.0.1:{free_port()}", "--no-tls", "--out",
+                      str(relay["ward"]), "--source", "synthetic", "--no-detect", "--wiring", "none"]) == 0
+    # (a ward to read, no live node in it yet)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        out = proc.stdout.readline()
+        assert out.startswith("relay: RTSP at"), out + proc.stdout.read()
+        kids = _children(proc.pid)
+
+        def names() -> set[bytes]:
+            return {Path(f"/proc/{k}/comm").read_bytes().strip() for k in kids}
+
+        # Janus (once setpriv has exec'd it) and the RTSP server (the system python)
+        assert len(kids) == 2 and wait_until(lambda: b"janus" in names(), 10), names()
+        proc.kill()
+        proc.wait(10)
+        assert wait_until(lambda: all(_gone(k) for k in kids), 15), {k: _gone(k) for k in kids}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    again = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        out = again.stdout.readline()
+        assert out.startswith(f"relay: RTSP at rtsp://127.0.0.1:{relay['port']}"), out + again.stdout.read()
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(30) == 0
+    finally:
+        if again.poll() is None:
+            again.kill()
+            again.wait()
