@@ -29,7 +29,9 @@ def test_station_watch_prints_status_and_heartbeats(tmp_path, broker):
         time.sleep(0.1)
     stop.set()
     th.join(20)
-    time.sleep(0.5)
+    deadline = time.monotonic() + 10  # the offline status on its way to the watcher
+    while time.monotonic() < deadline and "offline (shutdown)" not in out.getvalue():
+        time.sleep(0.1)
     w.stop()
     text = out.getvalue()
     assert "pole-9" in text and "STATUS    online" in text
@@ -130,13 +132,20 @@ def test_fleet_view_lists_a_running_node(tmp_path, broker, capsys):
     from station.cli import main as station
 
     cfg = small_config(tmp_path, broker.port)
-    # a 1-day target so that this machine's free disk holds it (else a real "retention" fault)
-    node = Node(cfg.replace(record=dataclasses.replace(cfg.record, max_age_days=1.0)))
+    # a 1-day target so that this machine's free disk holds it (else a real "retention" fault);
+    # a 1 s heartbeat: "silent" is 3 periods without one, 0.9 s at the suite's 0.3 s (a loaded
+    # machine's hiccup)
+    node = Node(cfg.replace(record=dataclasses.replace(cfg.record, max_age_days=1.0),
+                            mqtt=dataclasses.replace(cfg.mqtt, heartbeat_s=1.0)))
     stop = threading.Event()
     th = threading.Thread(target=node.run, args=(stop,))
     th.start()
     try:
-        assert station(["fleet", "--port", str(broker.port), "--every", "0.5", "--seconds", "3"]) == 0
+        assert node.link.wait_connected(20)
+        deadline = time.monotonic() + 20  # recording (the fleet's OK) before the fleet view looks
+        while time.monotonic() < deadline and not node.pipeline.counters.frames_encoded:
+            time.sleep(0.1)
+        assert station(["fleet", "--port", str(broker.port), "--every", "0.5", "--seconds", "4"]) == 0
     finally:
         stop.set()
         th.join(20)

@@ -46,6 +46,8 @@ def test_person_walks_in_and_the_station_gets_event_snapshot_and_protected_clip(
     assert jpeg[:2] == b"\xff\xd8" and len(jpeg) > 5000
     assert 0 <= event["box"][0] < event["box"][2] <= 1
     # the node stopped mid-visit: the event was ended cleanly ("shutdown") and its footage kept
+    assert live.wait_for(lambda s: any(e["id"] == event["id"] and e["phase"] == "end"
+                                       for e in s.json("/event")), 10)  # (sent as the node stopped)
     ends = [e for e in live.json("/event") if e["id"] == event["id"] and e["phase"] == "end"]
     assert ends and ends[0]["end_reason"] == "shutdown"
     # appearance attributes computed on the node (issue 10): named colours and sides of the frame

@@ -26,7 +26,7 @@ def test_ready_and_watchdog_reach_systemd_socket(tmp_path, broker):
     sock_path = tmp_path / "notify"
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     srv.bind(str(sock_path))
-    srv.settimeout(5)
+    srv.settimeout(30)  # READY comes at the end of the node's start (probes, devices, link)
     node = Node(small_config(tmp_path, broker.port),
                 notifier=Notifier({"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"}))
     stop = threading.Event()
@@ -98,7 +98,9 @@ def test_slow_encoder_drops_oldest_frames_and_counts(tmp_path, broker):
     cfg = small_config(tmp_path, broker.port, fps=60.0, realtime=False)
     node = Node(cfg, encoder=SlowEncoder())
     node.start()
-    time.sleep(1.5)
+    deadline = time.monotonic() + 20  # frames arrive faster than the encoder takes them
+    while time.monotonic() < deadline and not node.heartbeat()["frames_dropped"]:
+        time.sleep(0.1)
     hb = node.heartbeat()
     node.stop()
     assert hb["frames_dropped"] > 0
@@ -204,7 +206,8 @@ def test_a_source_that_ends_is_a_fault_and_ends_the_run(tmp_path, broker, subscr
     stop.set()
     th.join(20)
     assert ended_by_itself, "the run kept going after its source ended"
+    # offline comes after the last heartbeat on the same connection: once it is here, so is that
+    assert live.wait_for(lambda s: s.json("status")[-1]["state"] == "offline", 10)
     last = live.json("heartbeat")[-1]
     assert "source ended after 71 frames" in last["faults"]["camera"], last["faults"]
-    assert live.wait_for(lambda s: s.json("status")[-1]["state"] == "offline", 10)
     assert node.recorder.health()["segments_closed"] >= 1  # what it gave was recorded

@@ -171,7 +171,8 @@ def test_sub_stream_over_a_4g_like_link_survives_loss_and_a_cut(tmp_path, link):
 
         st = node.status()
         assert st["queue_dropped"] == 0 and st["recorder_dropped"] == 0, st
-        assert st["frames_encoded"] >= st["frames_in"] - 2, st
+        # the encoder keeps up: read while it runs, a frame or two may be in its queue at any instant
+        assert until(lambda: (s := node.status())["frames_encoded"] >= s["frames_in"] - 2, 15), node.status()
         # why the first push ended: the link stalled (nothing acknowledged for timeout_s)
         assert "stalled" in first_end, first_end
     finally:

@@ -90,14 +90,14 @@ def test_twenty_sessions_leave_nothing_behind_and_never_disturb_recording(tmp_pa
         for i in range(2, 20):
             session(i)
         assert wait(lambda: threading.active_count() <= threads), [t.name for t in threading.enumerate()]
-        assert fds() <= files + 2
+        assert wait(lambda: fds() <= files + 2), fds()  # the last session's sockets closing
         assert rss_mb() < mem + 40
         assert live.sessions_started == 20
         assert live.last_end["sub"] == "time is up"  # session 18 (kind 2) was the last sub
         c = node.pipeline.counters
         assert node.pipeline.encode_q.dropped == 0
         assert node.recorder.health()["dropped_packets"] == 0
-        assert c.frames_encoded >= c.frames_in - 2
+        assert wait(lambda: c.frames_encoded >= c.frames_in - 2)  # (a frame or two in the queue)
     finally:
         stop.set()
         th.join(30)

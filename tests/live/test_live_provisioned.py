@@ -232,8 +232,21 @@ def test_relay_reads_the_ward_again_on_sighup(tmp_path, relay):
 def _children(pid: int) -> set[int]:
     kids: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
-        kids |= {int(k) for k in (task / "children").read_text().split()}
+        try:
+            kids |= {int(k) for k in (task / "children").read_text().split()}
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
     return kids
+
+
+def _started(proc) -> str:
+    """The relay's "relay: RTSP at" line (its children may print before it)."""
+    seen = []
+    while line := proc.stdout.readline():
+        seen.append(line)
+        if line.startswith("relay: RTSP at"):
+            return line
+    raise AssertionError("".join(seen))
 
 
 def _gone(pid: int) -> bool:
@@ -260,8 +273,7 @@ def test_a_relay_killed_outright_leaves_no_janus_or_rtsp_server_behind(relay):
     # (a ward to read, no live node in it yet)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
-        out = proc.stdout.readline()
-        assert out.startswith("relay: RTSP at"), out + proc.stdout.read()
+        _started(proc)
         kids = _children(proc.pid)
 
         def names() -> set[bytes]:
@@ -278,8 +290,8 @@ def test_a_relay_killed_outright_leaves_no_janus_or_rtsp_server_behind(relay):
             proc.wait()
     again = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
-        out = again.stdout.readline()
-        assert out.startswith(f"relay: RTSP at rtsp://127.0.0.1:{relay['port']}"), out + again.stdout.read()
+        out = _started(again)
+        assert out.startswith(f"relay: RTSP at rtsp://127.0.0.1:{relay['port']}"), out
         again.send_signal(signal.SIGTERM)
         assert again.wait(30) == 0
     finally:

@@ -37,8 +37,10 @@ def test_main_stream_packets_are_the_recorded_packets(rig):
     got = [pic for p in pkts if (pic := slices(bytes(p)))]  # a relay may send parameter sets alone
     assert len(got) >= 20, len(got)
     assert ask(rig, {"stop": True})["ok"]
-    time.sleep(5)  # the recorder closes the segments holding that span (2 s segments)
-    recorded = recorded_slices(rig["storage"])
+    # the recorder closes the segments holding that span (2 s segments)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and got[-1] not in (recorded := recorded_slices(rig["storage"])):
+        time.sleep(1)
     start = recorded.index(got[0])
     assert recorded[start:start + len(got)] == got
 

@@ -188,17 +188,23 @@ def test_digital_light_sensor_thresholds(factory):
     devs.close()
 
 
+def _reading(sensor, ok, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while not ok(r := sensor.read()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return r
+
+
 def test_ldr_light_sensor_bright_and_dark():
     factory = MockFactory(pin_class=MockChargingPin)
     spec = GpioSpec(light_mode="ldr", light_pin=6, light_charge_limit_s=0.05, light_queue_len=1)
     devs = build_devices(spec, pin_factory=factory)
     try:
+        # gpiozero samples on its own thread: each reading is waited for (up to 5 s), not slept on
         factory.pin(6).charge_time = 0.001  # bright: the capacitor charges at once
-        time.sleep(0.3)
-        bright = devs.light.read()
+        bright = _reading(devs.light, lambda r: r.level > 0.5)
         factory.pin(6).charge_time = 1.0    # dark: never charges within the limit
-        time.sleep(0.4)
-        dark = devs.light.read()
+        dark = _reading(devs.light, lambda r: r.level < 0.3)
     finally:
         devs.close()
     assert bright.level > 0.5
