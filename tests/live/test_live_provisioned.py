@@ -9,8 +9,15 @@ provisioning wrote them (the names ``image``/firstboot install them under); only
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -167,66 +174,70 @@ def push_answer(base: str, node_dir: Path) -> str:
     return "ok"
 
 
+@contextlib.contextmanager
+def relay_cli(relay: dict) -> Iterator[subprocess.Popen]:
+    """``camnode-station relay --ward`` on the fixture's station folder, ward and RTSP port (the
+    browser side on: Janus and the page); killed at the end if the test did not stop it."""
+    env = {**os.environ, "CAMNODE_STATION_DIR": str(relay["state"])}
+    proc = subprocess.Popen([sys.executable, "-m", "station.cli", "relay", "--ward",
+                             str(relay["ward"] / "ward.json"), "--rtsp-port", str(relay["port"]),
+                             "--web-port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def started(proc: subprocess.Popen) -> str:
+    """The relay's next "relay: RTSP at" line (its children may print before it)."""
+    seen = []
+    while line := proc.stdout.readline():
+        seen.append(line)
+        if line.startswith("relay: RTSP at"):
+            return line
+    raise AssertionError("".join(seen))
+
+
 def test_relay_reads_the_ward_again_on_sighup(tmp_path, relay):
     """``camnode-station relay --ward``: it starts on a ward without live nodes yet (what the
     unit does before the first one is provisioned), a node provisioned later gets its account on
     SIGHUP, a retired one loses it; the relay stays on its ports."""
-    import json
-    import os
-    import signal
-    import subprocess
-    import sys
-
     secret = relay["state"] / "live-secret"
     ward = relay["ward"]
     url = f"rtsp://127.0.0.1:{relay['port']}"
     broker_port = free_port()
     assert provision(["node", "--id", NODE, "--broker", f"127.0.0.1:{broker_port}", "--no-tls", "--out",
                       str(ward), "--source", "synthetic", "--no-detect", "--wiring", "none"]) == 0
-    env = {**os.environ, "CAMNODE_STATION_DIR": str(relay["state"])}
-    proc = subprocess.Popen([sys.executable, "-m", "station.cli", "relay", "--ward", str(ward / "ward.json"),
-                             "--rtsp-port", str(relay["port"]), "--web-port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    lines: list[str] = []
-
-    def started() -> str:
-        while True:
-            line = proc.stdout.readline()
-            assert line, "".join(lines)
-            lines.append(line)
-            if line.startswith("relay: RTSP at"):
-                return line
 
     def state() -> dict:
         return json.loads((relay["state"] / "relay.json").read_text())
 
-    try:
-        assert "for no node yet" in started()
+    with relay_cli(relay) as proc:
+        assert "for no node yet" in started(proc)
         assert state()["nodes"] == [] and state()["rtsp"] == url
         assert provision(["node", "--id", NODE, "--out", str(ward), "--source", "synthetic", "--no-detect",
                           "--wiring", "none", "--relay", url, "--live-secret", str(secret), "--update"]) == 0
         proc.send_signal(signal.SIGHUP)
-        assert started().rstrip().endswith(f"for {NODE}; Ctrl-C to stop")
+        assert started(proc).rstrip().endswith(f"for {NODE}; Ctrl-C to stop")
         assert state()["nodes"] == [NODE] and state()["rtsp"] == url
         assert push_answer(url, ward / NODE) == "ok"
         assert provision(["node", "--id", "pole-8", "--out", str(ward), "--no-detect", "--relay", url,
                           "--live-secret", str(secret)]) == 0
         assert push_answer(url, ward / "pole-8") == "404"  # not yet: the relay read the ward before
         proc.send_signal(signal.SIGHUP)
-        assert "for pole-7, pole-8;" in started()
+        assert "for pole-7, pole-8;" in started(proc)
         assert state()["nodes"] == [NODE, "pole-8"] and state()["rtsp"] == url
         assert push_answer(url, ward / "pole-8") == "ok"
         assert provision(["retire", NODE, "--out", str(ward)]) == 0
         proc.send_signal(signal.SIGHUP)
-        assert "for pole-8;" in started()
+        assert "for pole-8;" in started(proc)
         assert state()["nodes"] == ["pole-8"]
         assert push_answer(url, ward / NODE) == "404"  # a retired node's password no longer gets in
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def _children(pid: int) -> set[int]:
@@ -237,16 +248,6 @@ def _children(pid: int) -> set[int]:
         except FileNotFoundError:  # a thread that ended meanwhile
             continue
     return kids
-
-
-def _started(proc) -> str:
-    """The relay's "relay: RTSP at" line (its children may print before it)."""
-    seen = []
-    while line := proc.stdout.readline():
-        seen.append(line)
-        if line.startswith("relay: RTSP at"):
-            return line
-    raise AssertionError("".join(seen))
 
 
 def _gone(pid: int) -> bool:
@@ -260,20 +261,11 @@ def _gone(pid: int) -> bool:
 def test_a_relay_killed_outright_leaves_no_janus_or_rtsp_server_behind(relay):
     """``camnode-station relay`` SIGKILLed outside systemd (no cgroup to clean up after it): its
     Janus (browser side) and its GStreamer RTSP server both exit, and a new relay gets the ports."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    env = {**os.environ, "CAMNODE_STATION_DIR": str(relay["state"])}
-    args = [sys.executable, "-m", "station.cli", "relay", "--ward", str(relay["ward"] / "ward.json"),
-            "--rtsp-port", str(relay["port"]), "--web-port", "0"]
     assert provision(["node", "--id", NODE, "--broker", f"127.0.0.1:{free_port()}", "--no-tls", "--out",
                       str(relay["ward"]), "--source", "synthetic", "--no-detect", "--wiring", "none"]) == 0
     # (a ward to read, no live node in it yet)
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    try:
-        _started(proc)
+    with relay_cli(relay) as proc:
+        started(proc)
         kids = _children(proc.pid)
 
         def names() -> set[bytes]:
@@ -284,17 +276,7 @@ def test_a_relay_killed_outright_leaves_no_janus_or_rtsp_server_behind(relay):
         proc.kill()
         proc.wait(10)
         assert wait_until(lambda: all(_gone(k) for k in kids), 15), {k: _gone(k) for k in kids}
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    again = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    try:
-        out = _started(again)
-        assert out.startswith(f"relay: RTSP at rtsp://127.0.0.1:{relay['port']}"), out
+    with relay_cli(relay) as again:
+        assert started(again).startswith(f"relay: RTSP at rtsp://127.0.0.1:{relay['port']}")
         again.send_signal(signal.SIGTERM)
         assert again.wait(30) == 0
-    finally:
-        if again.poll() is None:
-            again.kill()
-            again.wait()
