@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 #: modules too long for CI's reduced set: only ``make soak-system`` runs them
-SOAK_ONLY = ("test_vm_link.py",)
+SOAK_ONLY = ("test_vm_link.py", "test_vm_wear.py")
 #: arm64 under software emulation (~20 min the first time): its own target and the soak
 ARM64 = ("test_vm_arm64.py",)
 _MODE = os.environ.get("CAMNODE_SYSTEM")
