@@ -8,9 +8,9 @@ dies. The running relay's public facts go to ``<station dir>/relay.json`` (mode 
 ``camnode-station live``.
 Neither child outlives the relay, however it ends: the RTSP server exits when its stdin
 closes; Janus runs under util-linux's ``setpriv --pdeathsig TERM`` (the kernel sends it SIGTERM
-when the thread that started it ends: the caller of ``start`` or the supervisor, both alive
-until ``stop``), so a relay killed with SIGKILL outside systemd leaves no Janus holding its
-ports.
+when the thread that started it ends: the caller of ``start``, or the supervisor, which also
+starts it again if that caller's thread ends first), so a relay killed with SIGKILL outside
+systemd leaves no Janus holding its ports.
 Thread: ``start``/``stop`` from the owner; one ``relay-supervisor`` thread watches the process.
 """
 
