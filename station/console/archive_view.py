@@ -20,7 +20,6 @@ from station.archive.query import (
     Page,
     count_events,
     get_event,
-    nodes_matching,
     search_events,
     search_page,
 )
@@ -67,9 +66,6 @@ class ArchiveView:
 
     def count(self, q: EventQuery, cap: int) -> int:
         return count_events(self.engine, q, cap)
-
-    def poles_near(self, near: tuple[float, float], radius_m: float) -> list[str]:
-        return sorted(nodes_matching(self.engine, near=near, radius_m=radius_m))
 
     def recent_alerts(self, limit: int = 100) -> list[dict[str, Any]]:
         return search_events(self.engine, EventQuery(kind="object", limit=limit))

@@ -3,6 +3,7 @@ ward's clock and the navigation the user's role may see."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,20 @@ def lang_of(request: Request) -> str:
     return pick_lang(request.session.get("lang"))
 
 
+def translator(request: Request) -> Callable[..., str]:
+    """``t(text, **kw)`` in the user's language (the templates' ``t``; a page's own messages)."""
+    lang = lang_of(request)
+
+    def t(text: str, **kw: object) -> str:
+        return translate(lang, text, **kw)
+    return t
+
+
 def render(request: Request, name: str, ctx: dict[str, Any], status_code: int = 200) -> HTMLResponse:
     c: Console = request.app.state.console
     lang = lang_of(request)
     user = auth.current_user(request)
-
-    def t(text: str, **kw: object) -> str:
-        return translate(lang, text, **kw)
-
+    t = translator(request)
     base = {"request": request, "user": user, "lang": lang, "langs": LANGS, "t": t,
             "csrf": auth.csrf_token(request), "ward": c.ward, "path": request.url.path,
             "nav": [(href, label) for href, label, perm in NAV if user is not None and user.may(perm)]}

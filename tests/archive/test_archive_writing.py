@@ -59,9 +59,12 @@ def test_a_deferred_read_then_write_beside_a_writer_is_what_fails(tmp_path):
 
 
 def test_inventory_upsert_beside_a_busy_writer(tmp_path):
-    """The flaky case itself: inventory upserts while another thread writes without pause."""
+    """The flaky case itself: inventory upserts while another thread writes all the time (a
+    couple of milliseconds between its transactions, as an ingest under load: with none at all
+    SQLite's busy handler, which polls, can lose every race to it for longer than busy_timeout)."""
     engine = open_archive(f"sqlite:///{tmp_path / 'a.db'}")
     stop = threading.Event()
+    busy_started = threading.Event()
     writes = 0
 
     def busy() -> None:
@@ -71,10 +74,13 @@ def test_inventory_upsert_beside_a_busy_writer(tmp_path):
                 conn.execute(sa.select(nodes)).fetchall()
                 conn.execute(sa.insert(nodes).values(id=f"busy-{writes}", updated=NOW))
             writes += 1
+            busy_started.set()
+            stop.wait(0.002)
 
     t = threading.Thread(target=busy, name="busy-writer")
     t.start()
     try:
+        assert busy_started.wait(15)  # the upserts start beside a writer already at work
         for i in range(50):
             upsert(engine, f"pole-{i}", {"address": f"Pole {i}"}, NOW)
     finally:

@@ -13,6 +13,7 @@ from station.cli import main as station
 from station.command import request
 from station.connect import Connection
 from tests.integration.test_node_inprocess import small_config
+from tests.stationproc import wait_until
 
 
 @pytest.fixture
@@ -81,9 +82,7 @@ def test_malformed_unknown_and_oversized_commands(running, subscriber_factory):
     assert node.commands.rejected == 4 and node.daynight.state.force is None  # nothing changed
     # and the node kept recording through all of it
     before = node.pipeline.counters.frames_encoded
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and node.pipeline.counters.frames_encoded <= before:
-        time.sleep(0.1)
+    wait_until(lambda: node.pipeline.counters.frames_encoded > before, 10, 0.1)
     assert node.pipeline.counters.frames_encoded > before
 
 

@@ -14,6 +14,7 @@ import time
 from node.app import Node
 from station.watch import Watcher
 from tests.integration.test_node_inprocess import small_config
+from tests.stationproc import wait_until
 
 
 def test_station_watch_prints_status_and_heartbeats(tmp_path, broker):
@@ -29,9 +30,7 @@ def test_station_watch_prints_status_and_heartbeats(tmp_path, broker):
         time.sleep(0.1)
     stop.set()
     th.join(20)
-    deadline = time.monotonic() + 10  # the offline status on its way to the watcher
-    while time.monotonic() < deadline and "offline (shutdown)" not in out.getvalue():
-        time.sleep(0.1)
+    wait_until(lambda: "offline (shutdown)" in out.getvalue(), 10, 0.1)  # on its way to the watcher
     w.stop()
     text = out.getvalue()
     assert "pole-9" in text and "STATUS    online" in text
@@ -142,9 +141,8 @@ def test_fleet_view_lists_a_running_node(tmp_path, broker, capsys):
     th.start()
     try:
         assert node.link.wait_connected(20)
-        deadline = time.monotonic() + 20  # recording (the fleet's OK) before the fleet view looks
-        while time.monotonic() < deadline and not node.pipeline.counters.frames_encoded:
-            time.sleep(0.1)
+        # recording (the fleet's OK) before the fleet view looks
+        wait_until(lambda: node.pipeline.counters.frames_encoded > 0, 20, 0.1)
         assert station(["fleet", "--port", str(broker.port), "--every", "0.5", "--seconds", "4"]) == 0
     finally:
         stop.set()

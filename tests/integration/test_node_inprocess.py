@@ -9,6 +9,7 @@ import time
 from node.app import Node
 from node.config import config_from_dict
 from node.sdnotify import Notifier
+from tests.stationproc import wait_until
 
 
 def small_config(tmp_path, port: int, **camera):
@@ -98,9 +99,8 @@ def test_slow_encoder_drops_oldest_frames_and_counts(tmp_path, broker):
     cfg = small_config(tmp_path, broker.port, fps=60.0, realtime=False)
     node = Node(cfg, encoder=SlowEncoder())
     node.start()
-    deadline = time.monotonic() + 20  # frames arrive faster than the encoder takes them
-    while time.monotonic() < deadline and not node.heartbeat()["frames_dropped"]:
-        time.sleep(0.1)
+    # frames arrive faster than the encoder takes them
+    wait_until(lambda: node.heartbeat()["frames_dropped"] > 0, 20, 0.1)
     hb = node.heartbeat()
     node.stop()
     assert hb["frames_dropped"] > 0

@@ -15,6 +15,7 @@ from cryptography.x509.oid import NameOID
 from node.app import Node
 from node.localbroker import LocalBroker, free_port
 from tests.integration.test_node_inprocess import small_config
+from tests.stationproc import wait_until
 
 
 def _cert(subject: str, issuer_key, issuer_name, key, *, ca: bool) -> x509.Certificate:
@@ -85,11 +86,8 @@ def test_tls_broker(tmp_path):
         th = threading.Thread(target=node.run, args=(stop,))
         th.start()
         try:  # until it has said why and recorded (a start under load can take seconds)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and not (
-                    "certificate" in (node.link.health()["last_error"] or "")
-                    and node.pipeline.counters.frames_encoded > 0):
-                time.sleep(0.1)
+            wait_until(lambda: "certificate" in (node.link.health()["last_error"] or "")
+                       and node.pipeline.counters.frames_encoded > 0, 20, 0.1)
             assert not node.link.wait_connected(0)  # certificate not from the ward's CA: no link
         finally:
             stop.set()

@@ -12,6 +12,7 @@ import pytest
 
 from tests.live.media import recorded_slices, slices
 from tests.live.rig import NODE, ask, cli_live, wait_node_ready
+from tests.stationproc import wait_until
 
 
 def read_packets(url: str, seconds: float) -> list[av.Packet]:
@@ -38,9 +39,8 @@ def test_main_stream_packets_are_the_recorded_packets(rig):
     assert len(got) >= 20, len(got)
     assert ask(rig, {"stop": True})["ok"]
     # the recorder closes the segments holding that span (2 s segments)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and got[-1] not in (recorded := recorded_slices(rig["storage"])):
-        time.sleep(1)
+    wait_until(lambda: got[-1] in recorded_slices(rig["storage"]), 30, 1.0)
+    recorded = recorded_slices(rig["storage"])
     start = recorded.index(got[0])
     assert recorded[start:start + len(got)] == got
 

@@ -4,11 +4,14 @@ heartbeats the station receives, waited for until one says what a test expects.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
-STORE = "/var/lib/camnode/recordings"
+from tests.system.nodevm import NODE_ID
+from tests.system.powercut import STORE
+
 CONFIG = "/etc/camnode/node.toml"
 
 
@@ -43,9 +46,7 @@ def heartbeat(node: Any, pred: Callable[[dict], bool], *, after: float | None = 
 
 def heartbeats_between(node: Any, t0: float, t1: float) -> list[tuple[float, dict]]:
     """Every heartbeat the station received in ``(t0, t1]`` (arrival times on the host)."""
-    import json
-
-    topic = f"camnode/{node_id(node)}/heartbeat"
+    topic = f"camnode/{NODE_ID}/heartbeat"
     with node.station.cond:
         got = [(t, p) for t, tp, p in node.station.messages if tp == topic and t0 < t <= t1]
     return [(t, json.loads(p)) for t, p in got]
@@ -53,17 +54,9 @@ def heartbeats_between(node: Any, t0: float, t1: float) -> list[tuple[float, dic
 
 def events_between(node: Any, t0: float, t1: float) -> list[dict]:
     """The event messages the station received in ``(t0, t1]``."""
-    import json
-
-    topic = f"camnode/{node_id(node)}/event"
+    topic = f"camnode/{NODE_ID}/event"
     with node.station.cond:
         return [json.loads(p) for t, tp, p in node.station.messages if tp == topic and t0 < t <= t1]
-
-
-def node_id(node: Any) -> str:
-    from tests.system.nodevm import NODE_ID
-
-    return NODE_ID
 
 
 def recording(hb: dict) -> bool:

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from tests.system import nodeprobe as probe
 from tests.system.nodevm import NODE_ID
+from tests.system.powercut import STORE
 
 FILL = "/var/tmp/camnode-fill"
 #: short segments: a fault and a recovery show within seconds, not minutes; a one-day target
@@ -45,7 +46,7 @@ def _hold(node, start: str, end: str) -> dict:
 
 def _integrity(node) -> str:
     """SQLite's own check of the node's three databases, then ``camnode verify`` of the store."""
-    out = probe.sh(node, f"cd {probe.STORE} && for d in index.db outbox.sqlite events-open.sqlite; do "
+    out = probe.sh(node, f"cd {STORE} && for d in index.db outbox.sqlite events-open.sqlite; do "
                    "/opt/camnode/.venv/bin/python -c 'import sqlite3, sys; "
                    "print(sys.argv[1], sqlite3.connect(sys.argv[1]).execute(\"pragma integrity_check\")"
                    ".fetchone()[0])' $d; done")

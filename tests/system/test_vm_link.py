@@ -5,7 +5,9 @@ The link is shaped inside the guest, whose kernel has netem (the host's has not)
 guest's interface, ingress through an ifb device. A real ``camnode-station serve`` archives on
 the host; after the run every event the node journalled must be in the archive once, in order;
 heartbeats must be back within 30 s of each outage's end; a clip pulled over the shaped link
-completes and verifies, and one asked for during an outage fails with its reason, never hangs.
+either completes and verifies or fails with a one-line reason (issue 15: the link may lose it;
+it completed in every run so far), and one asked for during an outage fails with its reason,
+never hangs.
 
 Runs under ``make soak-system`` only (about 25 minutes). While developing:
 ``CAMNODE_VM_OUTAGE_S`` (default 300) and ``CAMNODE_VM_LINK_UP_S`` (shaped link up before and
@@ -29,6 +31,7 @@ from node.record.segment import from_us
 from tests.stationproc import REPO, ServeProcess, events_cli, wait_until
 from tests.system import nodeprobe as probe
 from tests.system.nodevm import ARCHIVE_USER, NODE_ID, TOOL_USER
+from tests.system.powercut import STORE
 
 OUTAGE_S = float(os.environ.get("CAMNODE_VM_OUTAGE_S", "300"))
 UP_S = float(os.environ.get("CAMNODE_VM_LINK_UP_S", "120"))
@@ -95,7 +98,7 @@ def _clip(node, port: int, start: datetime, end: datetime, out: Path, idle_s: fl
 
 def _journal_events(node) -> dict[str, int]:
     """{event id: start in µs} of every event the node journalled (its own record)."""
-    out = probe.sh(node, f"grep -h '\"t\":\"event\"' {probe.STORE}/journal.jsonl || true")
+    out = probe.sh(node, f"grep -h '\"t\":\"event\"' {STORE}/journal.jsonl || true")
     starts: dict[str, int] = {}
     for line in out.splitlines():
         e = json.loads(line)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from node.record.segment import to_us
 from station.live.credentials import node_password
 from tests.record_crash import Campaign, check_store
+from tests.system import nodeprobe as probe
 from tests.system.nodevm import NODE_ID, RELAY, fat_listing
 from tests.system.powercut import (
     Archive,
@@ -41,14 +42,8 @@ RECORD = os.environ.get("CAMNODE_VM_RECORD", "")
 COMMIT_S = os.environ.get("CAMNODE_VM_COMMIT_S", "")
 
 
-def _sh(node, command: str, timeout: float = 120) -> str:
-    code, out = node.vm.sh(command, timeout)
-    assert code == 0, f"{command!r} exited {code}: {out}"
-    return out
-
-
 def _prop(node, name: str) -> str:
-    return _sh(node, f"systemctl show camnode -p {name} --value")
+    return probe.sh(node, f"systemctl show camnode -p {name} --value")
 
 
 def test_first_boot_installs_the_node_and_it_heartbeats_at_the_station(node):
@@ -58,21 +53,21 @@ def test_first_boot_installs_the_node_and_it_heartbeats_at_the_station(node):
     assert "camnode" not in fat_listing(node.card).lower()
     assert "firstboot" not in cmdline_of(node.card)
     assert "cmdline.txt" in fat_listing(node.card)
-    assert _sh(node, "ls -A /boot/firmware") == "cmdline.txt"
+    assert probe.sh(node, "ls -A /boot/firmware") == "cmdline.txt"
     # installed as the unit and the first-boot script say
-    assert _sh(node, "systemctl is-enabled camnode") == "enabled"
+    assert probe.sh(node, "systemctl is-enabled camnode") == "enabled"
     assert _prop(node, "Type") == "notify"
     assert _prop(node, "ActiveState") == "active"
-    assert _sh(node, "stat -c '%a %U' /etc/camnode/mqtt.password /etc/camnode/signing.key "
+    assert probe.sh(node, "stat -c '%a %U' /etc/camnode/mqtt.password /etc/camnode/signing.key "
                "/etc/camnode/live.password").split("\n") == ["600 camnode"] * 3
     # the stream password is the one derived for this node, not the station's secret
     secret = (node.ward.parent / "station" / "live-secret").read_text().strip().encode()
-    assert _sh(node, "cat /etc/camnode/live.password") == node_password(secret, NODE_ID)
-    assert f'relay = "{RELAY}"' in _sh(node, "cat /etc/camnode/node.toml")
+    assert probe.sh(node, "cat /etc/camnode/live.password") == node_password(secret, NODE_ID)
+    assert f'relay = "{RELAY}"' in probe.sh(node, "cat /etc/camnode/node.toml")
     pid = _prop(node, "MainPID")
-    assert _sh(node, f"ps -o user= -p {pid}") == "camnode"
+    assert probe.sh(node, f"ps -o user= -p {pid}") == "camnode"
     # the node that heartbeats is the one first boot installed from the card's wheels
-    assert "/opt/camnode/.venv/bin/camnode" in _sh(node, f"tr '\\0' ' ' < /proc/{pid}/cmdline")
+    assert "/opt/camnode/.venv/bin/camnode" in probe.sh(node, f"tr '\\0' ' ' < /proc/{pid}/cmdline")
 
 
 def test_watchdog_restarts_a_hung_node_and_the_station_sees_it_return(node, figure):
@@ -81,7 +76,7 @@ def test_watchdog_restarts_a_hung_node_and_the_station_sees_it_return(node, figu
     pid = _prop(node, "MainPID")
     restarts = int(_prop(node, "NRestarts"))
     node.station.wait("heartbeat", timeout=60)
-    _sh(node, f"kill -STOP {pid}")
+    probe.sh(node, f"kill -STOP {pid}")
     t_stop = time.monotonic()
     # the hung node sends nothing; systemd kills it after WatchdogSec, restarts it, it heartbeats
     deadline = t_stop + 600
@@ -92,7 +87,7 @@ def test_watchdog_restarts_a_hung_node_and_the_station_sees_it_return(node, figu
     back_s = t - t_stop
     new_pid = _prop(node, "MainPID")
     assert new_pid != pid and int(_prop(node, "NRestarts")) == restarts + 1
-    journal = _sh(node, "journalctl -u camnode -o cat --no-pager | tail -n 60")
+    journal = probe.sh(node, "journalctl -u camnode -o cat --no-pager | tail -n 60")
     assert "Watchdog timeout" in journal, journal
     # the GPIO safe-state hook (ExecStopPost) ran after the kill and succeeded
     after = journal[journal.rindex("Watchdog timeout"):]
@@ -105,16 +100,10 @@ def test_watchdog_restarts_a_hung_node_and_the_station_sees_it_return(node, figu
     assert back_s <= watchdog_s + restart_s + started / 1e6 + 2 * 2.0 + 15  # + heartbeat period, slack
 
 
-def _recording(node, timeout: float = 900) -> None:
+def _recording(node) -> None:
     """Wait for a heartbeat that shows the encoder producing frames (after a boot, READY and the
     first heartbeat come before the camera and encoder have warmed up under emulation)."""
-    deadline = time.monotonic() + timeout
-    after = time.monotonic()
-    while True:
-        t, hb = node.station.wait("heartbeat", after=after, timeout=max(1.0, deadline - time.monotonic()))
-        if (hb.get("fps_out") or 0) > 0:
-            return
-        after = t
+    probe.heartbeat(node, probe.recording, timeout=900, what="with frames encoded")
 
 
 def _heartbeat(node, after: float, timeout: float = 60) -> dict:
@@ -126,12 +115,12 @@ def _record_settings(node) -> None:
     ``sync_fragments = false`` to measure the old flush policy against the default."""
     if RECORD:
         lines = "\\n".join(x.strip() for x in RECORD.split(";") if x.strip())
-        _sh(node, f"sed -i 's/^\\[record\\]$/[record]\\n{lines}/' /etc/camnode/node.toml"
+        probe.sh(node, f"sed -i 's/^\\[record\\]$/[record]\\n{lines}/' /etc/camnode/node.toml"
             " && systemctl restart camnode", timeout=600)
 
 
 def _guest_us(node) -> int:
-    return int(_sh(node, "date +%s%6N"))
+    return int(probe.sh(node, "date +%s%6N"))
 
 
 def _archived_exactly_once(node, archive: Archive) -> ExactlyOnce:
@@ -142,12 +131,12 @@ def _archived_exactly_once(node, archive: Archive) -> ExactlyOnce:
     _recording(node)
     time.sleep(30)
     print(f"\n{top_writers(node)}")
-    _sh(node, "systemctl stop camnode", timeout=600)
+    probe.sh(node, "systemctl stop camnode", timeout=600)
     stopped = _guest_us(node)
     card = card_events(node)
     assert card["open"] == [], f"events left open after a clean stop: {card['open']}"
     t0 = time.monotonic()
-    _sh(node, "systemctl start camnode", timeout=600)
+    probe.sh(node, "systemctl start camnode", timeout=600)
     deadline = t0 + 600
     while True:
         hb = _heartbeat(node, t0, max(1.0, deadline - time.monotonic()))
@@ -181,7 +170,7 @@ def test_power_cuts_while_recording(node, ward, tmp_path, figure):
             _recording(node)
             if COMMIT_S:  # the ext4 journal's commit interval, for the comparison only
                 node.vm.wait_ready(300)
-                _sh(node, f"mount -o remount,commit={COMMIT_S} /")
+                probe.sh(node, f"mount -o remount,commit={COMMIT_S} /")
             t0, before = time.monotonic(), DiskWrites.sample(node)
             time.sleep(rng.uniform(*WINDOW_S))
             after, t1 = DiskWrites.sample(node), time.monotonic()

@@ -23,6 +23,7 @@ import time
 from collections import defaultdict
 
 from tests.system import nodeprobe as probe
+from tests.system.powercut import STORE
 
 SETTLE_S = 240.0
 WINDOW_S = 300.0
@@ -31,7 +32,7 @@ BASE_MB_MIN = 1.5
 #: ... and per event (start and end) in that minute (MB)
 PER_EVENT_MB = 0.08
 
-_SAMPLE = ("cat /sys/block/vda/stat; cut -d' ' -f1 /proc/uptime; find " + probe.STORE + " -name '*.mp4*' "
+_SAMPLE = ("cat /sys/block/vda/stat; cut -d' ' -f1 /proc/uptime; find " + STORE + " -name '*.mp4*' "
            "-printf '%s\\n' | awk '{s+=$1} END {print s+0}'; for d in /proc/[0-9]*; do "
            "w=$(sed -n 's/^write_bytes: //p' $d/io 2>/dev/null); [ -n \"$w\" ] && "
            "echo \"P ${d#/proc/} $w $(cat $d/comm 2>/dev/null)\"; done")

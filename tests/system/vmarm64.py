@@ -22,6 +22,7 @@ Cost: the download once (~22 MB); debootstrap ~20 min once per machine (see docs
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -89,8 +90,10 @@ def _run(*cmd: str, **kw) -> subprocess.CompletedProcess:
     return r
 
 
+@functools.cache
 def kernel_version() -> str:
-    """The version apt would install for linux-image-cloud-arm64 (e.g. ``6.1.0-57-cloud-arm64``)."""
+    """The version apt would install for linux-image-cloud-arm64 (e.g. ``6.1.0-57-cloud-arm64``);
+    asked once per run."""
     r = subprocess.run(["apt-cache", "depends", "linux-image-cloud-arm64:arm64"], capture_output=True,
                        text=True)
     m = re.search(r"linux-image-(\S+-cloud-arm64):arm64", r.stdout)

@@ -32,7 +32,28 @@ from pathlib import Path
 from tests.system import vmarm64
 
 SUITE = "bookworm"
-MIRROR = os.environ.get("CAMNODE_VM_MIRROR", "http://deb.debian.org/debian")
+
+
+def apt_mirror(suite: str = SUITE, sources: Path = Path("/etc/apt")) -> str:
+    """The Debian mirror this machine's apt uses for ``suite`` (deb822 ``*.sources`` or
+    ``sources.list``), "" when none: debootstrap takes its packages from where apt does."""
+    for f in sorted((sources / "sources.list.d").glob("*.sources")):
+        for stanza in f.read_text(errors="replace").split("\n\n"):
+            fields = dict(line.split(":", 1) for line in stanza.splitlines()
+                          if ":" in line and not line.startswith(("#", " ")))
+            if ("deb" in fields.get("Types", "").split() and suite in fields.get("Suites", "").split()
+                    and fields.get("URIs", "").split()):
+                return fields["URIs"].split()[0]
+    listing = sources / "sources.list"
+    for line in (listing.read_text(errors="replace").splitlines() if listing.exists() else []):
+        words = [w for w in line.split() if not w.startswith("[")]
+        if len(words) >= 3 and words[0] == "deb" and words[2] == suite:
+            return words[1]
+    return ""
+
+
+#: where debootstrap gets the guest's packages: ``CAMNODE_VM_MIRROR``, else apt's own mirror
+MIRROR = os.environ.get("CAMNODE_VM_MIRROR") or apt_mirror()
 PACKAGES = ("systemd", "systemd-sysv", "udev", "kmod", "python3", "python3-venv", "iproute2", "procps")
 MODULE_GLOBS = ("kernel/drivers/net/virtio_net.ko*", "kernel/drivers/net/net_failover.ko*",
                 "kernel/net/core/failover.ko*", "kernel/fs/fat/*", "kernel/fs/nls/nls_cp437.ko*",
@@ -55,16 +76,15 @@ CMDLINE = "console=ttyS0 root=/dev/vda2 rootfstype=ext4 rw fsck.repair=yes rootw
 
 @dataclass(frozen=True)
 class Arch:
-    """A guest CPU: its name for ``camnode-provision --arch``, Debian's, and its serial ports."""
+    """A guest CPU: its name for ``camnode-provision --arch`` and its serial ports."""
 
     name: str
-    debian: str
     console: str  # the kernel's console (read by the harness from a file)
     control: str  # the control shell's terminal
 
 
-X86_64 = Arch("x86_64", "amd64", "ttyS0", "ttyS1")
-AARCH64 = Arch("aarch64", "arm64", "ttyAMA0", "hvc0")
+X86_64 = Arch("x86_64", "ttyS0", "ttyS1")
+AARCH64 = Arch("aarch64", "ttyAMA0", "hvc0")
 ARCHES = {a.name: a for a in (X86_64, AARCH64)}
 
 
@@ -140,6 +160,8 @@ def _rootfs(tree: Path, version: str, arch: Arch = X86_64) -> None:
     if foreign:  # debootstrap's arm64 half runs in an arm64 VM (slow: its result is cached alone)
         _run("cp", "-a", str(vmarm64.base_tree(cache_dir(), SUITE, MIRROR, PACKAGES)), str(tmp))
     else:
+        if not MIRROR:
+            raise RuntimeError(f"no Debian mirror for {SUITE} in apt's sources: set CAMNODE_VM_MIRROR")
         _run("debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp), MIRROR,
              timeout=3600)
     (tmp / "etc/fstab").write_text(FSTAB)

@@ -23,6 +23,7 @@ from hw.gpio import (
     led_state_at,
     make_pin_factory,
 )
+from tests.stationproc import wait_until
 
 
 @pytest.fixture
@@ -188,13 +189,6 @@ def test_digital_light_sensor_thresholds(factory):
     devs.close()
 
 
-def _reading(sensor, ok, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while not ok(r := sensor.read()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return r
-
-
 def test_ldr_light_sensor_bright_and_dark():
     factory = MockFactory(pin_class=MockChargingPin)
     spec = GpioSpec(light_mode="ldr", light_pin=6, light_charge_limit_s=0.05, light_queue_len=1)
@@ -202,9 +196,11 @@ def test_ldr_light_sensor_bright_and_dark():
     try:
         # gpiozero samples on its own thread: each reading is waited for (up to 5 s), not slept on
         factory.pin(6).charge_time = 0.001  # bright: the capacitor charges at once
-        bright = _reading(devs.light, lambda r: r.level > 0.5)
+        wait_until(lambda: devs.light.read().level > 0.5, 5, 0.05)
+        bright = devs.light.read()
         factory.pin(6).charge_time = 1.0    # dark: never charges within the limit
-        dark = _reading(devs.light, lambda r: r.level < 0.3)
+        wait_until(lambda: devs.light.read().level < 0.3, 5, 0.05)
+        dark = devs.light.read()
     finally:
         devs.close()
     assert bright.level > 0.5

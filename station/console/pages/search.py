@@ -20,10 +20,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from node.vision.appearance import COLOUR_NAMES
+from station.archive.query import distance_m
 from station.console import auth, cursor
-from station.console.i18n import translate
 from station.console.pages.alerts import LABELS
-from station.console.render import lang_of, render
+from station.console.render import render, translator
 
 router = APIRouter()
 
@@ -44,11 +44,7 @@ def search_page(request: Request, since: str = "", until: str = "", label: str =
                 newer: str = "") -> HTMLResponse:
     u = auth.need(request, "search")
     c = auth.console(request)
-    lang = lang_of(request)
-
-    def t(text: str, **kw: object) -> str:
-        return translate(lang, text, **kw)
-
+    t = translator(request)
     archive = c.archive
     errors = []
     label = label.strip().lower()
@@ -98,8 +94,9 @@ def search_page(request: Request, since: str = "", until: str = "", label: str =
     if archive is None or not asked or errors:
         return render(request, "search.html", ctx, status_code=400 if errors else 200)
 
+    radius_m = float(r_m)  # valid here (an invalid radius is an error above)
     q = archive.query(since=s, until=e, label=label or None, colour=colour or None, node=node or None,
-                      near=centre, radius_m=float(r_m or DEFAULT_RADIUS), limit=PAGE_SIZE)
+                      near=centre, radius_m=radius_m, limit=PAGE_SIZE)
     page = None
     if newer and key is not None:  # the page above: asked oldest first from its first row
         back = archive.page(replace(q, newest_first=False, after=key))
@@ -112,7 +109,8 @@ def search_page(request: Request, since: str = "", until: str = "", label: str =
         page = archive.page(replace(q, after=key))
         older_page, newer_page = page.more, key is not None
     # a first page with nothing after it has its count; else count (up to the cap)
-    total = len(page.rows) if key is None and not page.more else archive.count(q, COUNT_CAP)
+    whole = key is None and not page.more
+    total = len(page.rows) if whole else archive.count(q, COUNT_CAP)
     rows = page.rows
     filters = {k: v for k, v in (("since", since), ("until", until), ("label", label), ("colour", colour),
                                  ("node", node), ("near", near), ("radius", str(r_m) if near else ""))
@@ -129,12 +127,13 @@ def search_page(request: Request, since: str = "", until: str = "", label: str =
         ctx["first_url"] = link()
     if total >= COUNT_CAP:
         header = t("Showing {n} of at least {total} results, newest first", n=len(rows), total=total)
-    elif key is None and not older_page:
+    elif whole:
         header = t("{n} results", n=len(rows))
     else:
         header = t("Showing {n} of {total} results, newest first", n=len(rows), total=total)
     ctx.update(results=rows, header=header, total=total,
-               around=archive.poles_near(centre, float(r_m or DEFAULT_RADIUS)) if centre else [])
+               around=sorted(p.node_id for p in poles.values() if p.lat is not None and p.lon is not None
+                             and distance_m(centre, (p.lat, p.lon)) <= radius_m) if centre else [])
     where = f" near={near}/{r_m}m" if near else ""
     page_of = f", page after {key[1]}" if key is not None else ""
     auth.audit_act(request, u, "search", f"{label} {colour} {node}{where} {since}..{until}"[:256],
