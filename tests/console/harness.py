@@ -126,9 +126,17 @@ def screenshot(drv, name: str) -> Path:
 
 
 def wait_until(pred, timeout: float = 20.0, step: float = 0.1):
+    """Poll `pred` until it is truthy or `timeout` passes. A page that is being replaced while
+    `pred` reads it (an element gone stale or not there yet) counts as "not yet", as
+    selenium's own waits treat it."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while True:
-        v = pred()
+        try:
+            v = pred()
+        except (StaleElementReferenceException, NoSuchElementException):
+            v = None
         if v:
             return v
         if time.monotonic() > deadline:

@@ -211,7 +211,7 @@ def test_admin_reads_the_audit_log_in_english(ward, drv):
     browser_login(drv, console.url, "adm")
     drv.find_element(By.CSS_SELECTOR, 'button.lang[value="en"]').click()
     # the language form's post and redirect complete before the next page is asked for
-    assert wait_until(lambda: drv.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en", 10)
+    assert wait_until(lambda: js(drv, "return document.documentElement.lang") == "en", 10)
     drv.get(console.url + "/admin/audit")
     assert wait_until(lambda: drv.find_elements(By.ID, "audit-table"), 10), drv.page_source[:500]
     table = drv.find_element(By.ID, "audit-table").text
@@ -221,8 +221,10 @@ def test_admin_reads_the_audit_log_in_english(ward, drv):
     drv.find_element(By.CSS_SELECTOR, 'form.filters input[name="action"]').send_keys("view:snapshot")
     drv.find_element(By.CSS_SELECTOR, "form.filters button").click()
     assert wait_until(lambda: "action=view" in drv.current_url, 10)
-    rows = drv.find_elements(By.CSS_SELECTOR, "#audit-table tbody tr")
-    assert rows and all("view:snapshot" in r.text and " op " in f" {r.text} " for r in rows)
+    # the rows' text read in one script: the filtered page may still be replacing the old one
+    rows = wait_until(lambda: js(drv, "return [...document.querySelectorAll('#audit-table tbody tr')]"
+                                      ".map(r => r.innerText)"), 10)
+    assert rows and all("view:snapshot" in r and "op" in r.split() for r in rows), rows
     drv.get(console.url + "/admin/users")
     assert "Trần Thị Bình" in drv.page_source
     screenshot(drv, "08-users-en")
