@@ -213,7 +213,8 @@ class Recorder:
             # a whole segment written and indexed: earlier storage errors are over
             self.last_error = None
             self.writer.last_error = None
-        if self.retention.last.free_bytes and self.retention.last.free_bytes < 2 * self.retention.floor():
+        last = self.retention.last
+        if last.free_bytes and last.free_bytes < 2 * last.floor_bytes:
             self._wake.set()
 
     def tick(self) -> dict[str, Any]:

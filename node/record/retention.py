@@ -7,8 +7,12 @@ One :meth:`Retention.sweep`:
    written with an untrusted clock is as old as the next trusted segment after it), and not
    at all while the clock itself is unsynchronised;
 2. **space** — keep ``free >= floor`` where ``floor = max(min_free_bytes, headroom_s x measured
-   byte rate)`` (by default one hour of recording at the rate the node actually writes):
-   delete the oldest unprotected segments; only when none is left *and* the writer could not
+   byte rate)`` (by default one hour of recording at the rate the node actually writes), but
+   the headroom never takes more than half of the *room* footage has on the card (footage kept
+   + free): on a card something else has filled, or a small one, the ring keeps at least half
+   of what is left above ``min_free_bytes`` instead of deleting every segment as it closes
+   (``min_free_bytes`` is the hard reserve: below it nothing is kept, and the fault says so).
+   Delete the oldest unprotected segments; only when none is left *and* the writer could not
    go on (less free than two recent segments), the oldest *protected* ones (event clips, legal
    holds), each reported (log error + ``protected_deleted`` in the health) because that is
    footage someone asked to keep. The floor alone never costs protected footage: a card that
@@ -90,9 +94,17 @@ class Retention:
         r = self.store.index.recent_rate()
         return r if r > 0 else self.policy.default_rate
 
-    def floor(self, rate: float | None = None) -> int:
+    def floor(self, rate: float | None = None, free: int | None = None) -> int:
+        """The free space to keep, at ``rate`` (measured when None). With ``free`` given, the
+        headroom part is capped at half the room footage has (footage kept + ``free``), never
+        below ``min_free_bytes``; see the module doc."""
         r = self.rate() if rate is None else rate
-        return max(self.policy.min_free_bytes, int(self.policy.headroom_s * r))
+        full = max(self.policy.min_free_bytes, int(self.policy.headroom_s * r))
+        if free is None:
+            return full
+        assert self.store.index is not None
+        room = self.store.index.totals()["bytes"] + free
+        return max(self.policy.min_free_bytes, min(full, room // 2))
 
     def sweep(self, emergency: bool = False) -> SweepReport:
         """Delete by age, then for space. ``emergency`` (the writer hit a full disk): the
@@ -119,13 +131,13 @@ class Retention:
             if len(old) < len(batch) or not batch:
                 break
         rate = self.rate()
-        rep.floor_bytes = self.floor(rate)
+        free = self.free_fn(self.store.root)
+        rep.floor_bytes = self.floor(rate, free)  # room does not change while footage goes
         # what the writer needs to go on: protected footage goes only below it, never merely
         # for the floor (a card filled by something else keeps its holds while footage rings)
         writer_min = 2 * idx.recent_max_bytes()
         if emergency:
             rep.floor_bytes = max(rep.floor_bytes, writer_min)
-        free = self.free_fn(self.store.root)
         while free < rep.floor_bytes:
             victim = idx.oldest(1, protected=False)
             protected = False
@@ -164,16 +176,16 @@ class Retention:
         the recorder's health keeps their names."""
         assert self.store.index is not None
         t = self.store.index.totals()
-        floor = self.floor(rate)
+        floor = self.floor(rate, free)
         room = t["bytes"] + free  # what footage can use on this card
         mb = 1e6
         lost = (f"{self.protected_deleted_total} protected segment(s) (event clips, legal holds) "
                 "were deleted to keep recording") if self.protected_deleted_total else ""
         if room <= floor:
             return (f"no footage is kept: every segment is deleted as it closes, because the "
-                    f"free-space floor ({floor / mb:.0f} MB: record.min_free_mb, or record.headroom_s "
-                    f"x {rate * 8 / 1000:.0f} kbit/s) is more than the {room / mb:.0f} MB footage can "
-                    "use on this card; lower the floor or fit a larger card" + (f"; {lost}" if lost else ""))
+                    f"free-space reserve ({floor / mb:.0f} MB, record.min_free_mb) is more than the "
+                    f"{room / mb:.0f} MB footage can use on this card (footage + free); free the card "
+                    "of other files, lower the reserve or fit a larger card" + (f"; {lost}" if lost else ""))
         short = bool(t["protected_bytes"]) and t["protected_bytes"] >= room - floor
         # the next segments would cost protected footage again (nothing else left to delete)
         pressed = free + t["bytes"] - t["protected_bytes"] < floor + 2 * self.store.index.recent_max_bytes()
@@ -185,12 +197,14 @@ class Retention:
                     "fit a larger card")
         days, target = self.projected_days(free, rate), self.policy.max_age_days
         if days < target:
-            return f"card holds ~{days:.1f} days at the current bitrate, target {target:g}"
+            held = f"{days:.1f} days" if days >= 1 else f"{days * 24:.1f} h" if days * 24 >= 1 \
+                else f"{days * 1440:.0f} min"
+            return f"card holds ~{held} at the current bitrate, target {target:g} days"
         return None
 
     def projected_days(self, free: int, rate: float) -> float:
         """Days of footage the card holds at ``rate``: what is kept plus what still fits."""
         assert self.store.index is not None
         kept = self.store.index.totals()["bytes"]
-        usable = max(0, kept + free - self.floor(rate))
+        usable = max(0, kept + free - self.floor(rate, free))
         return usable / (rate * DAY_S) if rate > 0 else float("inf")

@@ -119,8 +119,8 @@ def test_a_floor_that_keeps_nothing_says_so(tmp_path):
     ret.sweep()
     assert rec.store.index.totals()["segments"] == 0  # every closed segment deleted
     text = ret.verdict(card, ret.rate())
-    # 540 MB: an hour at the default 1.2 Mbit/s; 67 MB: the 64 MiB card
-    assert text.startswith("no footage is kept") and "floor (540 MB" in text and "67 MB" in text
+    # 268 MB: the reserve (256 MiB, below the hour's headroom); 67 MB: the 64 MiB card
+    assert text.startswith("no footage is kept") and "reserve (268 MB" in text and "67 MB" in text
     shortfall = Retention(_recorder(tmp_path / "b", clock).store, clock,
                           Policy(min_free_bytes=0, headroom_s=0), free_fn=lambda _p: card)
     assert shortfall.verdict(card, shortfall.rate()).startswith("card holds ~")  # a different text

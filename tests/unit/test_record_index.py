@@ -150,6 +150,43 @@ def test_projected_days_and_floor_follow_the_measured_bitrate(tmp_path: Path) ->
     rec.close()
 
 
+@pytest.mark.parametrize("room_segs, floor_segs", [
+    (20.0, 8.0),  # room for 2 x the headroom: the floor is the headroom, all 10 kept
+    (12.0, 6.0),  # less: the headroom takes half the room (the whole of it kept 4 of 12)
+    (10.0, 5.0),  # the card full but for 10 bytes: half of it rings (the old floor kept 2)
+    (4.0, 2.0),   # the reserve (min_free) is the floor's least: 2 segments' worth kept
+    (1.5, 2.0),   # less room than the reserve: nothing kept, and the fault says so
+])
+def test_the_headroom_never_takes_more_than_half_the_room_footage_has(
+        tmp_path: Path, room_segs: float, floor_segs: float) -> None:
+    """A card something else has filled (or a small card): the free-space floor's headroom (8
+    segments here) is capped at half the room footage has, never below the reserve (2 segments),
+    so the ring keeps the newest footage that fits instead of deleting each segment as it closes."""
+    rec, clock, _ = _recorded(tmp_path)
+    sizes = [r["bytes"] for r in rec.store.index.rows()]
+    seg = sum(sizes) // len(sizes)
+    room = int(room_segs * seg)
+    rate = rec.retention.rate()
+    ret = Retention(rec.store, clock, Policy(headroom_s=8 * seg / rate, min_free_bytes=2 * seg),
+                    free_fn=lambda _r: room - rec.store.index.totals()["bytes"])
+    floor = int(floor_segs * seg)
+    assert ret.floor(rate, room - sum(sizes)) == pytest.approx(floor, abs=1)
+    rep = ret.sweep()
+    kept = rec.store.index.totals()["bytes"]
+    assert rep.floor_bytes == pytest.approx(floor, abs=1)
+    assert room - kept >= floor - 1 or kept == 0  # (the floor out of reach: nothing kept)
+    gone = len(sizes) - rec.store.index.totals()["segments"]
+    # no more deleted than the floor needs; never less kept than the uncapped floor kept
+    assert gone == 0 or room - kept - sizes[gone - 1] < floor
+    assert kept >= min(sum(sizes), room - 8 * seg)
+    verdict = ret.verdict(room - kept, rate)
+    if room_segs < 2:
+        assert kept == 0 and verdict.startswith("no footage is kept") and "reserve" in verdict
+    elif room_segs < 16:
+        assert kept > 0 and verdict.startswith("card holds ~") and " min at" in verdict, verdict
+    rec.close()
+
+
 def test_lost_index_is_rebuilt_with_events_and_tombstones(tmp_path: Path) -> None:
     rec, clock, _ = _recorded(tmp_path)
     first = rec.store.index.get(1)
