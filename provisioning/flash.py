@@ -169,8 +169,8 @@ def check_target(target: Path, size: int, *, image: Path, mounts: Path = Path("/
         if where in SYSTEM_MOUNTS and (src in names or _disk_of(src, sys_block) in names | {disk}):
             raise ProvisionError(f"{target}: that is this machine's system disk ({src} is mounted on "
                                  f"{where}); pick the card's device (lsblk lists them)")
-    for src, where in table:
-        if src in names or (block and _disk_of(src, sys_block) == disk):
+    for src, where in table:  # the target, or a partition of it (of its loop device, for a file)
+        if src in names or _disk_of(src, sys_block) in (names | {disk} if block else names):
             raise ProvisionError(f"{target}: {src} is mounted on {where}: unmount it first "
                                  "(a desktop often mounts a fresh card)")
     with target.open("rb") as fh:

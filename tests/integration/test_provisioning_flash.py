@@ -182,7 +182,20 @@ def test_refuses_a_mounted_target(tmp_path):
     mounts = _table(tmp_path, "/dev/loop3 /mnt vfat rw 0 0\n")
     with pytest.raises(ProvisionError, match="/dev/loop3 is mounted on /mnt"):
         flash(img, card, progress=False, mounts=mounts, sys_block=sysb)
+    # a partition of that loop device (how a desktop mounts an image file's partitions)
+    _loop_partition(sysb, "loop3", 1)
+    mounts = _table(tmp_path, "/dev/loop3p1 /media/pi/bootfs vfat rw 0 0\n")
+    with pytest.raises(ProvisionError, match="/dev/loop3p1 is mounted on /media/pi/bootfs"):
+        flash(img, card, progress=False, mounts=mounts, sys_block=sysb)
     assert _sum(card) == before
+
+
+def _loop_partition(sysb: Path, disk: str, n: int) -> None:
+    """sysfs as the kernel lays out a partition: ``DISK/DISKpN/partition``, linked from the top."""
+    part = sysb / disk / f"{disk}p{n}"
+    part.mkdir(parents=True)
+    (part / "partition").write_text(f"{n}\n")
+    (sysb / part.name).symlink_to(part)
 
 
 def test_refuses_the_system_disk_and_a_partition_of_it(tmp_path):
@@ -201,6 +214,16 @@ def test_refuses_the_system_disk_and_a_partition_of_it(tmp_path):
     assert _disk_of("/dev/sda2", sysb) == "/dev/sda"
     assert _disk_of("/dev/sdb", sysb) == "/dev/sdb"
     assert _disk_of(str(card), sysb) == str(card)
+    # flash itself: a target whose partition holds / (an image file attached as loop7, its
+    # second partition the root of this machine)
+    (sysb / "loop7" / "loop").mkdir(parents=True)
+    (sysb / "loop7" / "loop" / "backing_file").write_text(f"{card}\n")
+    _loop_partition(sysb, "loop7", 2)
+    before = _sum(card)
+    with pytest.raises(ProvisionError, match=r"this machine's system disk \(/dev/loop7p2 is mounted on /\)"):
+        flash(img, card, progress=False, mounts=_table(tmp_path, "/dev/loop7p2 / ext4 rw 0 0\n"),
+              sys_block=sysb)
+    assert _sum(card) == before
 
 
 def test_a_damaged_xz_image_fails_with_a_reason(tmp_path, capsys):
