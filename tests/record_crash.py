@@ -4,6 +4,9 @@ Each round: start :mod:`tests.record_crashee` on the store, let it record for a 
 0.3-1.6 s (at 4x real time: 1.2-6.4 s of video), SIGKILL it, then restart the store's
 recovery (:meth:`Store.open`, exactly what the recorder runs at start) and check:
 
+* the index as the cut left it: not corrupt, no row whose file is gone, and at most one closed
+  segment it did not know yet (the one closed just before the cut: its row commits after the
+  rename) — what :meth:`Store.open` had to repair, before the comparison below;
 * no ``.part`` and no file the index does not know (no orphans), no indexed file missing;
 * every segment file decodes completely with PyAV (each new one once);
 * ``verify`` finds the store intact: hashes, seals and the chain across every recovery;
@@ -37,6 +40,7 @@ class Campaign:
     segments: int = 0
     recovered: int = 0
     removed_parts: int = 0
+    indexed_from_files: int = 0  # closed segments the index learnt from their seals at recovery
     losses_s: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -47,6 +51,11 @@ def check_store(root: Path, decoded: set[str], camp: Campaign, fed_end_us: int |
     rep = store.open()
     camp.recovered += rep["recovered"]
     camp.removed_parts += rep["removed_parts"]
+    camp.indexed_from_files += rep["indexed_from_files"]
+    if rep["index_corrupt"] or rep["missing"] or rep["indexed_from_files"] > 1:
+        camp.problems.append(f"kill {camp.kills}: the index after the cut: corrupt {rep['index_corrupt']}, "
+                             f"rows without a file {rep['missing']}, closed segments it did not know "
+                             f"{rep['indexed_from_files']} (at most 1)")
     try:
         idx = store.index
         assert idx is not None

@@ -51,17 +51,19 @@ def rdump(card: Path, dest: Path) -> Path:
 
 
 def side_databases(store: Path) -> list[str]:
-    """The node's outbox and open-events databases live beside the segments: each must pass
-    SQLite's integrity check after the cut; then they and the live view's usage counter are set
-    aside for the segment check."""
+    """The node's databases must pass SQLite's integrity check after the cut: the segment index
+    (left in place for the segment check) and the outbox and open-events databases beside it
+    (then set aside with the live view's usage counter)."""
     problems = []
-    for name in ("outbox.sqlite", "events-open.sqlite"):
+    for name in ("index.db", "outbox.sqlite", "events-open.sqlite"):
         db = store / name
         if db.exists():
             with sqlite3.connect(db) as con:
                 verdict = con.execute("PRAGMA integrity_check").fetchone()[0]
             if verdict != "ok":
                 problems.append(f"{name}: {verdict}")
+        if name == "index.db":
+            continue
         for f in store.glob(name + "*"):
             f.unlink()
     for f in store.glob("live-usage.*"):  # the live view's data counter (unreadable: counts from 0)
