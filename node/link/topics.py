@@ -188,7 +188,7 @@ def decode(data: bytes, limit: int = MAX_COMMAND_BYTES, max_depth: int = 0) -> d
     if len(data) > limit:
         raise ValueError(f"payload of {len(data)} bytes exceeds the {limit}-byte limit")
     try:
-        obj = json.loads(data.decode("utf-8")) if data else {}
+        obj = json.loads(data.decode("utf-8"), parse_constant=_not_json) if data else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"payload is not UTF-8 JSON: {exc}") from None
     except RecursionError:
@@ -198,6 +198,11 @@ def decode(data: bytes, limit: int = MAX_COMMAND_BYTES, max_depth: int = 0) -> d
     if _depth(obj, max_depth or MAX_DEPTH) > (max_depth or MAX_DEPTH):
         raise ValueError(f"payload nests deeper than {max_depth or MAX_DEPTH} levels")
     return obj
+
+
+def _not_json(name: str) -> Any:
+    """Python's json reads NaN and Infinity; JSON has no such numbers (nor do the databases)."""
+    raise ValueError(f"payload is not JSON: {name} is not a JSON number")
 
 
 #: Deepest nesting a command may have (commands need 2); others pass their own ``max_depth``.

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -59,6 +60,8 @@ from station.archive.schema import (
 log = logging.getLogger(__name__)
 
 MAX_JSON_BYTES = 64 * 1024
+#: The largest magnitude a numeric field may have (scores, durations: far below it).
+MAX_NUMBER = 1e12
 MAX_SNAPSHOT_BYTES = 4 << 20
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,95}$")
 _NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -107,7 +110,10 @@ def parse_utc(value: Any, name: str) -> datetime:
         raise Refused("bad_field", f"{name} is not an ISO 8601 time: {value!r:.60}") from None
     if ts.tzinfo is None:
         raise Refused("bad_field", f"{name} has no time zone: {value!r:.60}")
-    return ts.astimezone(UTC).replace(tzinfo=None)
+    try:
+        return ts.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:  # year 1 east of UTC, year 9999 west of it
+        raise Refused("bad_field", f"{name} is out of range: {value!r:.60}") from None
 
 
 def _opt_str(p: dict, key: str, limit: int, pattern: re.Pattern | None = None) -> str | None:
@@ -123,9 +129,15 @@ def _opt_num(p: dict, key: str) -> float | None:
     v = p.get(key)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int | float) or v != v:
+    if isinstance(v, bool) or not isinstance(v, int | float):
         raise Refused("bad_field", f"{key} must be a number, got {v!r:.60}")
-    return float(v)
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f) or abs(f) > MAX_NUMBER:
+        raise Refused("bad_field", f"{key} must be a finite number within ±{MAX_NUMBER:g}, got {str(v)[:60]}")
+    return f
 
 
 def event_row(node: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -218,6 +230,10 @@ class Ingestor:
             if len(items) == 1:
                 self._refuse("database", items[0][0], str(getattr(exc, "orig", exc)).splitlines()[0])
                 return []
+        except Exception as exc:  # a message this code did not foresee: never stop the archive
+            if len(items) == 1:
+                self._refuse("internal", items[0][0], f"{type(exc).__name__}: {exc}", traceback=True)
+                return []
         acks: list[Ack] = []
         fresh: list[dict[str, Any]] = []
         for item in items:
@@ -267,14 +283,14 @@ class Ingestor:
             self._refuse(exc.reason, topic, str(exc))
             return []
 
-    def _refuse(self, reason: str, topic: str, detail: str) -> None:
+    def _refuse(self, reason: str, topic: str, detail: str, traceback: bool = False) -> None:
         self.stats.refused[reason] += 1
         parts = topic.split("/")
         key = (reason, parts[1] if len(parts) > 1 else topic)
         if key not in self._logged:  # once per (reason, node): a flood does not flood the log
             self._logged.add(key)
             log.warning("refused message on %s (%s); further ones like it are only counted",
-                        topic, detail[:200])
+                        topic, detail[:200], exc_info=traceback)
 
     def _json(self, data: bytes) -> dict[str, Any]:
         if len(data) > MAX_JSON_BYTES:
@@ -438,8 +454,9 @@ class Ingestor:
     def _lost(self, conn, node: str, p: dict[str, Any]) -> None:
         notice = p.get("id")
         count = p.get("count")
-        if not isinstance(notice, str) or not _ID.match(notice) or not isinstance(count, int):
-            raise Refused("bad_field", "a lost notice needs an id and a count")
+        if not isinstance(notice, str) or not _ID.match(notice) or not isinstance(count, int) \
+                or isinstance(count, bool) or not 0 <= count < 2 ** 31:
+            raise Refused("bad_field", "a lost notice needs an id and a count (0 to 2^31)")
         seen = conn.execute(select(lost_notices.c.id).where(lost_notices.c.node == node,
                                                             lost_notices.c.notice == notice)).first()
         if seen is None:

@@ -92,6 +92,17 @@ def test_end_before_start_keeps_the_end(archive):
     ("camnode/pole-1/event", ev("e3", "start", start="2026-11-22T18:00:00"), "bad_field"),
     ("camnode/pole-1/event", ev("e3", "start", score="high"), "bad_field"),
     ("camnode/pole-1/event", ev("e3", "start", appearance={"exit": "sideways"}), "bad_field"),
+    # numbers and times that overflow (each stopped the whole archive: its batch retried forever)
+    ("camnode/pole-1/event", ev("e3", "start", start="0001-01-01T00:00:00+01:00"), "bad_field"),
+    ("camnode/pole-1/event", ev("e3", "start", end="9999-12-31T23:59:59-01:00"), "bad_field"),
+    ("camnode/pole-1/event", ev("e3", "start").replace(b'"score": 0.7', b'"score": 1' + b"0" * 400),
+     "bad_field"),
+    ("camnode/pole-1/event", ev("e3", "start", duration_s=1e300), "bad_field"),
+    ("camnode/pole-1/event", ev("e3", "start").replace(b'"score": 0.7', b'"score": Infinity'), "malformed"),
+    ("camnode/pole-1/lost", json.dumps({"id": "n1", "count": 2 ** 70}).encode(), "bad_field"),
+    ("camnode/pole-1/lost", json.dumps({"id": "n1", "count": -1}).encode(), "bad_field"),
+    ("camnode/pole-1/status", json.dumps({"state": "online", "utc": "0001-01-01T00:00:00+01:00"}).encode(),
+     "bad_field"),
     ("camnode/pole-1/heartbeat", json.dumps({"node_id": "pole-2", "utc": "2026-11-22T18:00:00Z"}).encode(),
      "foreign_id"),
     ("camnode/pole-1/heartbeat", json.dumps({"utc": 5}).encode(), "bad_field"),
@@ -114,6 +125,32 @@ def test_bad_input_is_refused_counted_and_logged_once(archive, caplog, topic, pa
     # and the archive still takes good input, in the same batch as bad input
     acks = archive.apply([(topic, payload), ("camnode/pole-1/event", ev("ok1", "start"))])
     assert acks == [Ack("pole-1", "event", {"id": "ok1", "phase": "start"})]
+
+
+def test_a_message_the_code_did_not_foresee_is_refused_and_the_rest_archived(archive, monkeypatch, caplog):
+    """A safety net under validation: whatever one message raises (a bug, here injected), it is
+    refused ("internal", its traceback logged once) and the batch's other messages are archived
+    and acknowledged; the archive never retries the batch forever."""
+    from station.archive import ingest
+
+    real = ingest.event_row
+
+    def buggy(node, p):
+        if p.get("id") == "boom":
+            raise KeyError("a field the code assumed")
+        return real(node, p)
+
+    monkeypatch.setattr(ingest, "event_row", buggy)
+    batch = [("camnode/pole-1/event", ev("ok-a", "start")), ("camnode/pole-1/event", ev("boom", "start")),
+             ("camnode/pole-1/event", ev("ok-b", "start"))]
+    acks = archive.apply(batch)
+    assert [a.body["id"] for a in acks] == ["ok-a", "ok-b"]
+    assert archive.stats.refused["internal"] == 1
+    assert sorted(r["id"] for r in rows(archive.engine, events)) == ["ok-a", "ok-b"]
+    archive.apply(batch)  # redelivered: the good ones merge as duplicates, the bad one refused again
+    assert archive.stats.refused["internal"] == 2 and archive.stats.duplicates == 2
+    logged = [r for r in caplog.records if "refused message" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info and "KeyError" in logged[0].getMessage()
 
 
 def test_unknown_fields_are_kept_and_another_nodes_id_refused(archive):
