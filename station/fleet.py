@@ -15,6 +15,7 @@ A node is:
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,7 +90,7 @@ class Fleet:
         out = []
         for v in views:
             hb = v.heartbeat
-            temps = [x for x in (hb.get("temperatures_c") or {}).values() if _num(x)] \
+            temps = [x for x in map(number, (hb.get("temperatures_c") or {}).values()) if x is not None] \
                 if isinstance(hb.get("temperatures_c"), dict) else []
             faults = hb.get("faults") if isinstance(hb.get("faults"), dict) else \
                 ({"?": str(hb["faults"])} if hb.get("faults") else {})
@@ -97,9 +98,9 @@ class Fleet:
             out.append({
                 "node": v.node_id, "state": self.state(v, now),
                 "beat_age_s": None if v.last_beat is None else round(now - v.last_beat, 1),
-                "fps": _num(hb.get("fps_out")), "mode": daynight.get("mode"),
-                "disk_free_mb": _num(hb.get("disk_free_mb")),
-                "retention_days": _num(hb.get("retention_days")),
+                "fps": number(hb.get("fps_out")), "mode": daynight.get("mode"),
+                "disk_free_mb": number(hb.get("disk_free_mb")),
+                "retention_days": number(hb.get("retention_days")),
                 "temp_c": max(temps) if temps else None,
                 "faults": faults, "events": v.events,
                 "last_event": (v.last_event or {}).get("label") or (v.last_event or {}).get("kind"),
@@ -107,9 +108,16 @@ class Fleet:
         return sorted(out, key=lambda r: (ORDER.get(r["state"], 9), r["node"]))
 
 
-def _num(v: Any) -> float | None:
-    """A number from a heartbeat field, or None for anything else (odd messages never crash)."""
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+def number(v: Any) -> float | None:
+    """A number from a heartbeat field, or None for anything else: a bool, a string, NaN, an
+    infinity or a magnitude no sensor reports (a 400-digit integer overflowed a float and broke
+    every page that shows the fleet). Odd messages never crash a reader."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    if isinstance(v, int) and abs(v) > 10 ** 15:
+        return None
+    f = float(v)
+    return f if math.isfinite(f) and abs(f) <= 1e15 else None
 
 
 def render(rows: list[dict[str, Any]]) -> str:

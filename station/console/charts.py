@@ -39,6 +39,3 @@ def line_chart(title: str, unit: str, series: list[tuple[datetime, float | None]
     return Chart(title, unit, width, height, " ".join(cmds), lo, hi, pts[-1][1],
                  fmt_time(pts[0][0], False), fmt_time(pts[-1][0], False), len(pts))
 
-
-def num(v: object) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None

@@ -114,6 +114,27 @@ def test_path_tricks_in_names_get_nothing(site, path):
     assert b"SECRET" not in r.content and b"import" not in r.content
 
 
+def test_a_heartbeat_with_absurd_numbers_breaks_no_page(site, broker):
+    """One node's heartbeat with numbers no sensor reports (a 400-digit temperature overflowed a
+    float in the fleet view: every page that shows the fleet answered 500 while it was the
+    node's latest): over the real broker to the real console, each page still answers."""
+    import paho.mqtt.publish as publish
+
+    from tests.stationproc import wait_until
+
+    beat = ('{"node_id": "pole-9", "utc": "2026-11-30T01:00:00Z", "heartbeat_s": 10, "fps_out": 1e308, '
+            '"disk_free_mb": -1' + "0" * 400 + ', "temperatures_c": {"cpu": 1' + "0" * 400 + ', "gpu": 41.5}, '
+            '"cpu_load": [1' + "0" * 400 + '], "link": {"connects": 1e300}, "faults": {}}')
+    publish.single("camnode/pole-9/heartbeat", beat, qos=1, hostname="127.0.0.1", port=broker.port)
+    assert wait_until(lambda: site.console.live.history("pole-9"), 10)
+    op = http_login(site.url, "op")
+    for path in ("/fleet", "/nodes/pole-9", "/alerts", "/search", "/live"):
+        r = op.get(path)
+        assert r.status_code == 200, (path, r.status_code, r.text[:300])
+    (row,) = [r for r in site.console.live.fleet.rows() if r["node"] == "pole-9"]
+    assert row["temp_c"] == 41.5 and row["disk_free_mb"] is None and row["fps"] is None
+
+
 def test_technician_cannot_ack_or_read_snapshots_and_is_audited(db_site):
     tech = http_login(db_site.url, "tech")
     assert tech.get("/alerts").status_code == 403

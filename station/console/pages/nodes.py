@@ -14,8 +14,9 @@ from fastapi.responses import HTMLResponse
 
 from station.connect import StationError
 from station.console import auth
-from station.console.charts import line_chart, num
+from station.console.charts import line_chart
 from station.console.render import render
+from station.fleet import number as num
 
 router = APIRouter()
 
@@ -23,8 +24,8 @@ router = APIRouter()
 HISTORY_H = 6
 
 CHARTS = (
-    ("Temperature (°C)", "°C", lambda hb: max((v for v in (hb.get("temperatures_c") or {}).values()
-                                               if num(v) is not None), default=None)
+    ("Temperature (°C)", "°C", lambda hb: max((v for v in map(num, (hb.get("temperatures_c") or {}).values())
+                                               if v is not None), default=None)
      if isinstance(hb.get("temperatures_c"), dict) else None),
     ("CPU load", "", lambda hb: num((hb.get("cpu_load") or [None])[0]) if isinstance(hb.get("cpu_load"), list)
      else None),
