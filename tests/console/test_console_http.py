@@ -122,9 +122,10 @@ def test_a_heartbeat_with_absurd_numbers_breaks_no_page(site, broker):
 
     from tests.stationproc import wait_until
 
+    huge = "1" + "0" * 400
     beat = ('{"node_id": "pole-9", "utc": "2026-11-30T01:00:00Z", "heartbeat_s": 10, "fps_out": 1e308, '
-            '"disk_free_mb": -1' + "0" * 400 + ', "temperatures_c": {"cpu": 1' + "0" * 400 + ', "gpu": 41.5}, '
-            '"cpu_load": [1' + "0" * 400 + '], "link": {"connects": 1e300}, "faults": {}}')
+            f'"disk_free_mb": -{huge}, "temperatures_c": {{"cpu": {huge}, "gpu": 41.5}}, '
+            f'"cpu_load": [{huge}], "link": {{"connects": 1e300}}, "faults": {{}}}}')
     publish.single("camnode/pole-9/heartbeat", beat, qos=1, hostname="127.0.0.1", port=broker.port)
     assert wait_until(lambda: site.console.live.history("pole-9"), 10)
     op = http_login(site.url, "op")
