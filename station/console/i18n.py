@@ -263,8 +263,8 @@ class WardTime:
             return None
         try:
             t = datetime.fromisoformat(text)
-        except ValueError:
+            if t.tzinfo is None:
+                t = t.replace(tzinfo=self.zone)
+            return t.astimezone(UTC)
+        except (ValueError, OverflowError):  # (year 1 east of UTC does not exist in UTC)
             return None
-        if t.tzinfo is None:
-            t = t.replace(tzinfo=self.zone)
-        return t.astimezone(UTC)

@@ -121,3 +121,16 @@ def test_near_a_pole_within_a_radius_from_the_inventory(db_site):  # noqa: F811
     assert r.status_code == 400 and "Pole POLE-4 has no position in the inventory" in r.text
     audited = recent(engine, 50, "op", "search")
     assert any("near=pole-1/100m" in e.target for e in audited)
+
+
+def test_odd_numbers_and_dates_get_a_clear_answer_not_a_500(db_site):  # noqa: F811
+    """Values that parse but overflow or are not numbers: a trace window of NaN minutes, a date
+    in year 1 (east of UTC it has no UTC) — each answered, none a 500."""
+    fill(db_site.console.engine)
+    op = http_login(db_site.url, "op")
+    for minutes in ("nan", "inf", "-inf", "1e999"):
+        r = op.get("/trace/ev-001", params={"minutes": minutes})
+        assert r.status_code == 200 and "ev-001" in r.text, (minutes, r.status_code)
+    r = op.get("/search", params={"since": "0001-01-01T00:00"})  # the ward is UTC+7
+    assert r.status_code == 400 and 'class="error search-error"' in r.text
+    assert op.get("/search", params={"until": "9999-12-31T23:59"}).status_code == 200

@@ -3,6 +3,7 @@ neighbouring poles, drawn on the ward plan and as a timeline with snapshots."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from fastapi import APIRouter, Request
@@ -26,7 +27,7 @@ def trace_page(request: Request, event_id: str, minutes: float = 10.0) -> HTMLRe
     if c.archive is None:
         return render(request, "error.html", {"title": "Trace", "message": "The archive is not available."},
                       status_code=503)
-    minutes = min(max(minutes, 1.0), 60.0)
+    minutes = min(max(minutes, 1.0), 60.0) if math.isfinite(minutes) else 10.0  # (nan passes min/max)
     from station.console.archive_view import TraceError
 
     try:
