@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from demo.run import run_demo
+from station.cli import host_port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model-dir", default="",
                       help="directory holding ssd_mobilenet_v1_coco_quant.tflite and coco_labels.txt "
                       "(person detection); without it the demo runs motion detection only")
-    demo.add_argument("--console-listen", default="127.0.0.1:8080",
+    demo.add_argument("--console-listen", type=host_port, default="127.0.0.1:8080",
                       help="HOST:PORT of the demo's web console")
     demo.add_argument("--source", default="synthetic",
                       help="camera.source for the demo (default: the built-in street scene)")

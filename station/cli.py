@@ -18,6 +18,25 @@ import time
 from station.connect import StationError, UsageError, add_connection_args, connection_from_args
 
 
+def host_port(text: str) -> str:
+    """argparse type of ``--listen HOST:PORT``: a port 1-65535 after the last colon."""
+    _host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
+    return text
+
+
+def time_zone(text: str) -> str:
+    """argparse type of ``--tz``: an IANA zone name this machine knows (Asia/Ho_Chi_Minh)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(f"unknown time zone {text!r} (e.g. Asia/Ho_Chi_Minh)") from None
+    return text
+
+
 def _cmd_watch(args: argparse.Namespace) -> int:
     from station.watch import Watcher
 
@@ -321,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     co = sub.add_parser("console", help="the web console (fleet, alerts, live, search, evidence)")
     add_connection_args(co)
     co.add_argument("--db", required=True, help="database URL (the archive's: sqlite:///FILE or postgresql://...)")
-    co.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to serve on")
+    co.add_argument("--listen", type=host_port, default="127.0.0.1:8080", help="HOST:PORT to serve on")
     co.add_argument("--secret-file", default="var/console.secret",
                     help="session key (created at first start)")
     co.add_argument("--media", default="",
@@ -329,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--cases", default="", help="where evidence cases are built (default: beside the media)")
     co.add_argument("--inventory", default="",
                     help="inventory CSV to import into the archive (node_id, pole, lat, lon, neighbours...)")
-    co.add_argument("--tz", default="Asia/Ho_Chi_Minh", help="the ward's time zone (times are stored UTC)")
+    co.add_argument("--tz", type=time_zone, default="Asia/Ho_Chi_Minh",
+                    help="the ward's time zone (times are stored UTC)")
     co.add_argument("--tile-url", default="", help="optional map tiles, e.g. http://tiles.local/{z}/{x}/{y}.png")
     co.add_argument("--live-url", default="", help="the media relay's page of one pole ({node}, {stream}), "
                     "without a key: the console adds the browser key from the station directory")

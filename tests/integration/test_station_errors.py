@@ -151,3 +151,21 @@ def test_no_password_on_the_command_line(capsys, tmp_path, secured):
                         "--password-file", "-", "--seconds", "0.3"]) == 0
     finally:
         sys.stdin = old
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--listen", "localhost"], "argument --listen: 'localhost' is not HOST:PORT"),
+    (["--listen", "127.0.0.1:99999"], "argument --listen: '127.0.0.1:99999' is not HOST:PORT"),
+    (["--tz", "Bad/Zone"], "argument --tz: unknown time zone 'Bad/Zone'"),
+    (["--tz", "../../etc/passwd"], "argument --tz: unknown time zone"),
+])
+def test_console_arguments_that_cannot_work_are_a_usage_error(args, says, capsys, tmp_path):
+    """Refused while parsing (exit 2, one line), before anything is created (they were a
+    traceback once the console had made its database)."""
+    db = tmp_path / "console.db"
+    with pytest.raises(SystemExit) as exc:
+        station(["console", "--db", f"sqlite:///{db}", *args])
+    assert exc.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("camnode-station console: error: ") and says in last, last
+    assert not db.exists()
