@@ -203,7 +203,7 @@ def _cmd_relay(args: argparse.Namespace) -> int:
                       public_host=args.public_host, web_port=web_port)
         try:
             base = relay.start()
-        except (RelayError, OSError) as exc:
+        except (RelayError, OSError, ValueError) as exc:  # (ValueError: the station's secret)
             print(f"camnode-station: {exc}", file=sys.stderr)
             return 1
         port, web_port = relay.port, relay.web_port
@@ -241,6 +241,8 @@ def _cmd_live_secret(args: argparse.Namespace) -> int:
         load_secret(folder)
     except OSError as exc:
         raise StationError(f"{folder / 'live-secret'}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise StationError(str(exc)) from None
     print(f"{folder / 'live-secret'} (0600): give a copy to camnode-provision node --live-secret; "
           "keep it off cards and command lines")
     return 0

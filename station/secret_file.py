@@ -3,22 +3,29 @@ another process made first) at first use. Secrets never go on command lines or i
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 
 def read_or_create(path: Path, make: Callable[[], str]) -> str:
     """The stripped contents of ``path``; when it does not exist, ``make()`` is written there
-    first (the folder is created too)."""
+    first (the folder is created too). The new file appears whole or not at all: written 0600
+    to a temporary name, synced, then linked to ``path`` (a link never replaces a file another
+    process made first; a crash leaves no empty secret behind, only a stray temporary)."""
     path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it between our check and now: use theirs
-        else:
             with os.fdopen(fd, "w") as fh:
                 fh.write(make() + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
     return path.read_text().strip()

@@ -39,7 +39,11 @@ MIN_SECRET = 32
 
 
 def load_secret(directory: Path) -> bytes:
-    return read_or_create(Path(directory) / "live-secret", lambda: secrets.token_hex(32)).encode()
+    """The station's secret, created (64 hex characters, 0600) at first use. Raises
+    ``ValueError`` for a secret that is there but is none (empty, short, trivial): every password
+    derived from it would be one anyone can compute."""
+    path = Path(directory) / "live-secret"
+    return _checked(path, read_or_create(path, lambda: secrets.token_hex(32)))
 
 
 def read_secret(path: Path) -> bytes:
@@ -55,6 +59,10 @@ def read_secret(path: Path) -> bytes:
         raise ValueError(f"{path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not text (the station's live-secret is 64 hex characters)") from None
+    return _checked(path, text)
+
+
+def _checked(path: Path, text: str) -> bytes:
     if len(text) < MIN_SECRET or len(set(text)) < 8:
         raise ValueError(f"{path}: {len(text)} characters, not a station secret (at least {MIN_SECRET}, "
                          "not trivial: the station writes 64 hex characters)")

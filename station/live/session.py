@@ -52,7 +52,10 @@ def relay_info(state_dir: Path) -> RelayInfo:
         raise LiveError(f"relay state {path} unreadable: {exc}") from None
     from station.live.janus import browser_key
 
-    secret = load_secret(state_dir)
+    try:
+        secret = load_secret(state_dir)
+    except (ValueError, OSError) as exc:
+        raise LiveError(str(exc)) from None
     return RelayInfo(data["rtsp"], data["viewer"], viewer_password(secret, data["viewer"]),
                      data.get("web", ""), browser_key(secret))
 
