@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import shutil
 import tomllib
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from node.config import Config, ConfigError, config_from_dict, load_config
+from provisioning.broker import new_password
 from provisioning.errors import Conflict, ProvisionError
 from provisioning.live import PASSWORD_FILE as LIVE_PASSWORD
 from provisioning.live import password_line
@@ -229,15 +231,31 @@ def _client_cert(ward: Ward, name: str, d: Path) -> None:
 
 
 def rotate(ward: Ward, name: str) -> Path:
-    """A new password for an active user, written where its files are."""
+    """A new password for an active user, written where its files are. The new password is on
+    disk (``<file>.new``, 0600) before the broker's file changes, and takes the old one's place
+    after: whatever fails, the user's file and the broker's agree, or the new password is kept
+    and the error names where."""
     u = ward.user(name)
     if u is None:
         raise Conflict(f"{name!r} is not a user of this ward")
+    if u["state"] != "active":
+        raise Conflict(f"{name!r} is not an active user of this ward")
     target = (ward.root / name / "mqtt.password" if u["role"] == NODE
               else ward.root / "users" / name / "password")
-    password = ward.rotate(name)
+    password = new_password()
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_private(target, (password + "\n").encode())
+    staged = target.with_name(target.name + ".new")
+    write_private(staged, (password + "\n").encode())
+    try:
+        ward.rotate(name, password)
+    except BaseException:
+        staged.unlink(missing_ok=True)  # the broker keeps the old password, and so does the file
+        raise
+    try:
+        os.replace(staged, target)
+    except OSError as exc:
+        raise ProvisionError(f"the broker now has {name}'s new password, in {staged}; it could not "
+                             f"replace {target}: {exc.strerror or exc}") from None
     return target
 
 

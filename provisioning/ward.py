@@ -156,11 +156,12 @@ class Ward:
         self._derive()
         return password, True
 
-    def rotate(self, name: str) -> str:
+    def rotate(self, name: str, password: str | None = None) -> str:
+        """Give ``name`` a new broker password (``password``, or a new one): returns it."""
         u = self.user(name)
         if u is None or u["state"] != "active":
             raise Conflict(f"{name!r} is not an active user of this ward")
-        password = new_password()
+        password = password or new_password()
         lines = read_passwd(self.passwd)
         lines[name] = hash_password(name, password)
         write_passwd(self.passwd, lines)

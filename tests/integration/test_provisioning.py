@@ -168,6 +168,49 @@ def test_no_secret_on_a_command_line(tmp_path, monkeypatch):
     assert not any(s in passwd for s in secrets) and "pole-1:$7$" in passwd  # hashed by mosquitto
 
 
+def test_a_rotation_that_fails_leaves_the_user_and_the_broker_agreeing(tmp_path, monkeypatch, capsys):
+    """The broker's side of a rotation fails (here its hashing tool), or the user's (its file
+    cannot be written): either way the node's password file and the broker's hash are both the
+    old ones, byte for byte, and nothing is left staged (the broker changed first, then a failed
+    write locked the node out); a rotation that works then changes both."""
+    import stat
+
+    out = tmp_path / "w"
+    assert provision(["node", "--id", "pole-1", "--broker", "127.0.0.1", "--out", str(out),
+                      "--no-detect"]) == 0
+    pw_file, passwd = out / "pole-1" / "mqtt.password", out / "broker" / "passwd"
+    before = (pw_file.read_bytes(), passwd.read_bytes())
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    broken = bindir / "mosquitto_passwd"
+    broken.write_text("#!/bin/sh\necho 'disk full' >&2\nexit 1\n")
+    broken.chmod(broken.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    capsys.readouterr()
+    assert provision(["rotate", "pole-1", "--out", str(out)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "mosquitto_passwd failed: disk full" in err and "\n" not in err
+    assert (pw_file.read_bytes(), passwd.read_bytes()) == before
+    assert sorted(p.name for p in pw_file.parent.iterdir() if "password" in p.name) == ["mqtt.password"]
+    monkeypatch.undo()
+    # the user's side fails instead (its file cannot be written: a directory in the way of every
+    # temporary name a write may use): the broker keeps the old password too
+    blocks = [pw_file.parent / ".mqtt.password.tmp", pw_file.parent / ".mqtt.password.new.tmp"]
+    for b in blocks:
+        b.mkdir()
+    capsys.readouterr()
+    assert provision(["rotate", "pole-1", "--out", str(out)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("camnode-provision: ") and "\n" not in err, err
+    assert (pw_file.read_bytes(), passwd.read_bytes()) == before
+    for b in blocks:
+        b.rmdir()
+    assert provision(["rotate", "pole-1", "--out", str(out)]) == 0
+    after = (pw_file.read_bytes(), passwd.read_bytes())
+    assert after[0] != before[0] and after[1] != before[1]
+    assert stat.S_IMODE(pw_file.stat().st_mode) == 0o600
+
+
 def test_provisioned_node_reaches_station_over_tls(tmp_path, ward):
     """The generated node config, broker config and CA: a real node talks TLS to the broker,
     the station reads it, and the footage verifies against the inventory's key."""
