@@ -26,7 +26,8 @@ from typing import Any
 
 from node.link import topics as t
 from node.record.export import manifest_path
-from station.connect import Connection, StationError, open_session
+from station.connect import StationError
+from station.mqtt_session import Via, connection_of, listening
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.mp4$")
 
@@ -75,9 +76,11 @@ class _Transfer:
         self.finished.set()
 
 
-def fetch_clip(conn: Connection, node_id: str, start: str, end: str, out_dir: Path,
+def fetch_clip(via: Via, node_id: str, start: str, end: str, out_dir: Path,
                *, idle_s: float = 60.0, reply_s: float = 15.0) -> tuple[Path, Path]:
-    topics = t.Topics(conn.prefix, node_id)
+    """``via``: a :class:`~station.connect.Connection` (a session of its own for this pull) or a
+    program's running session (the console's: its other parts stay connected)."""
+    topics = t.Topics(connection_of(via).prefix, node_id)
     ask_id = secrets.token_hex(6)
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".clip-", dir=out_dir))
@@ -127,20 +130,20 @@ def fetch_clip(conn: Connection, node_id: str, start: str, end: str, out_dir: Pa
 
     subs = [(topics.reply("clip"), 1), (f"{topics.base}/clip/#", 1)]
     try:
-        with open_session(conn, subs, on_message=on_message, on_state=on_state) as session:
-            # the retained status only after the others: an "offline" now means offline
+        with listening(via, subs, on_message, on_state) as session:
             with tr.lock:
                 tr.last_activity = time.monotonic()
             session.publish(topics.cmd("clip"), json.dumps({"start": start, "end": end, "id": ask_id}))
-            session.client.subscribe(topics.status, qos=1)
-            started = time.monotonic()
-            while not tr.finished.wait(0.5):
-                now = time.monotonic()
-                if tr.request is None and now - started > reply_s:
-                    tr.fail(f"no answer from {node_id} within {reply_s:.0f} s (offline?)")
-                elif now - tr.last_activity > idle_s:
-                    tr.fail(f"{node_id} stopped sending for {idle_s:.0f} s "
-                            f"({len(tr.received)} chunks received)")
+            # the retained status only after the ask: an "offline" now means offline
+            with session.listen([(topics.status, 1)], on_message):
+                started = time.monotonic()
+                while not tr.finished.wait(0.5):
+                    now = time.monotonic()
+                    if tr.request is None and now - started > reply_s:
+                        tr.fail(f"no answer from {node_id} within {reply_s:.0f} s (offline?)")
+                    elif now - tr.last_activity > idle_s:
+                        tr.fail(f"{node_id} stopped sending for {idle_s:.0f} s "
+                                f"({len(tr.received)} chunks received)")
         with tr.lock:
             return _finish(tr, node_id, out_dir)
     finally:

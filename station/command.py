@@ -16,16 +16,19 @@ import time
 from typing import Any
 
 from node.link import topics as t
-from station.connect import Connection, StationError, open_session
+from station.connect import StationError
+from station.mqtt_session import Via, connection_of, listening
 
 
 class NoReply(StationError, TimeoutError):
     """The node did not answer in time (offline, or busy)."""
 
 
-def request(conn: Connection, node_id: str, name: str, args: dict[str, Any] | None = None,
+def request(via: Via, node_id: str, name: str, args: dict[str, Any] | None = None,
             *, timeout_s: float = 10.0) -> dict[str, Any]:
-    topics = t.Topics(conn.prefix, node_id)
+    """``via``: a :class:`~station.connect.Connection` (a session of its own for this command)
+    or a program's running session (the console's: its other parts stay connected)."""
+    topics = t.Topics(connection_of(via).prefix, node_id)
     req_id = secrets.token_hex(6)
     payload = {**(args or {}), "id": req_id}
     got: dict[str, Any] = {}
@@ -40,7 +43,7 @@ def request(conn: Connection, node_id: str, name: str, args: dict[str, Any] | No
             got.update(reply)
             done.set()
 
-    with open_session(conn, [(topics.reply(name), 1)], on_message=on_message) as session:
+    with listening(via, [(topics.reply(name), 1)], on_message) as session:
         session.publish(topics.cmd(name), json.dumps(payload), qos=1)
         deadline = time.monotonic() + timeout_s
         while not done.wait(min(0.2, max(0.0, deadline - time.monotonic()))):

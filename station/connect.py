@@ -4,8 +4,8 @@ Every ``camnode-station`` subcommand (and the station service) takes the same co
 options (:func:`add_connection_args`), turns them into a :class:`Connection`
 (:func:`connection_from_args`: the password comes from ``--password-file``, from stdin with
 ``--password-file -``, or from the ``CAMNODE_MQTT_PASSWORD`` environment variable — never from
-the command line, where ``ps`` shows it to every user of the machine), and opens a
-:class:`Session` with :func:`open_session`, which returns only once the broker has accepted
+the command line, where ``ps`` shows it to every user of the machine), and opens a session
+with :func:`station.mqtt_session.open_session`, which returns only once the broker has accepted
 the login and every subscription. Anything else raises :class:`StationError` with one line
 that says what went wrong:
 
@@ -17,8 +17,7 @@ that says what went wrong:
 ``camnode-station`` prints it as ``camnode-station: <reason>`` and exits 1; a usage mistake
 (unreadable password file, ``--password`` given) is a :class:`UsageError`, exit 2.
 
-Thread: :func:`open_session` and :meth:`Session.publish` block the caller; paho's network
-thread runs the callbacks (and reconnects after a loss once the session was opened).
+Pure functions and values here; the session (and its threads) is :mod:`station.mqtt_session`.
 """
 
 from __future__ import annotations
@@ -28,9 +27,6 @@ import os
 import socket
 import ssl
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,206 +188,5 @@ def refused_reason(conn: Connection, reason_code: Any) -> str:
     return f"the broker at {conn.where} refused {who}: {reason_code} (not authorised)"
 
 
-Subscription = tuple[str, int]
-
-#: MQTT 5 DISCONNECT reason "Session taken over": the same client id (= user) connected again.
-TAKEN_OVER = 142
-#: A connection lost sooner than this after login counts as a quick drop.
-QUICK_DROP_S = 5.0
-
-
-class Session:
-    """A connected, logged-in client with its subscriptions granted.
-
-    ``on_message(msg)`` runs on paho's thread. After a loss paho reconnects by itself; the
-    session subscribes again and tells ``on_state(reason_or_None)`` (None = connected again).
-    """
-
-    def __init__(self, conn: Connection, subscriptions: Iterable[Subscription] = (), *,
-                 on_message: Callable[[Any], None] | None = None,
-                 on_state: Callable[[str | None], None] | None = None,
-                 on_subscribed: Callable[[], None] | None = None, client_id: str = "",
-                 partial_ok: bool = False, yield_to_same_user: bool = False) -> None:
-        """``partial_ok``: a session whose subscriptions were refused in part still opens
-        (:attr:`denied` lists the refused ones): a view that shows what the user may read.
-        ``yield_to_same_user``: end (:attr:`ended`) rather than reconnect when the broker keeps
-        dropping the connection right after login — what it does when another program logs in
-        with the same user (client id = user name) — so that two programs do not knock each
-        other off forever. For interactive tools; a service should keep reconnecting."""
-        self.conn = conn
-        self.partial_ok = partial_ok
-        self.denied: list[str] = []
-        self.subscriptions = list(subscriptions)
-        self._on_message = on_message
-        self._on_state = on_state
-        self._on_subscribed = on_subscribed
-        self._ready = threading.Event()
-        self._lock = threading.Lock()
-        self._sub_mid: int | None = None
-        self._pubacks: dict[int, tuple[threading.Event, list[Any]]] = {}
-        self._early: dict[int, Any] = {}  # PUBACKs that beat the registration of their waiter
-        self.error: str | None = None
-        self.opened = False
-        #: set when the session ended for good after it was opened (another program logged in
-        #: with the same user: the broker keeps one connection per user); ``end_reason`` says so
-        self.ended = threading.Event()
-        self.end_reason: str | None = None
-        self._yield = yield_to_same_user
-        self._up_since = 0.0
-        self._quick_drops = 0
-        c = make_client(conn, client_id)
-        c.on_connect, c.on_disconnect = self._connected, self._disconnected
-        c.on_subscribe, c.on_publish = self._subscribed, self._published
-        c.on_message = self._message
-        c.reconnect_delay_set(1, 10)
-        self.client = c
-
-    # -- paho thread -------------------------------------------------------------------------
-    def _fail(self, reason: str) -> None:
-        if not self.opened:
-            self.error = self.error or reason
-            self._ready.set()
-        elif self._on_state is not None:
-            self._on_state(reason)
-
-    def _connected(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            self._fail(refused_reason(self.conn, reason_code))
-            if not self.opened:
-                client.disconnect()
-            return
-        self._up_since = time.monotonic()
-        if not self.subscriptions:
-            self._granted()
-            return
-        _, self._sub_mid = client.subscribe(self.subscriptions)  # SUBACK comes on this same thread
-
-    def _subscribed(self, client, userdata, mid, reason_codes, properties) -> None:
-        if mid != self._sub_mid:
-            return
-        denied = [topic for (topic, _), rc in zip(self.subscriptions, reason_codes, strict=False)
-                  if rc.is_failure]
-        self.denied = denied
-        if denied and not (self.partial_ok and len(denied) < len(self.subscriptions)):
-            self._fail(f"the broker refused {self.conn.username or 'this client'} the subscription to "
-                       f"{', '.join(denied)} (not authorised)")
-            if not self.opened:
-                client.disconnect()
-            return
-        self._granted()
-
-    def _granted(self) -> None:
-        if self.opened and self._on_state is not None:
-            self._on_state(None)
-        if self._on_subscribed is not None:
-            self._on_subscribed()
-        self._ready.set()
-
-    def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:
-        if not self.opened:
-            self._fail(f"the broker at {self.conn.where} closed the connection before accepting the login "
-                       f"({reason_code}{'' if self.conn.tls_ca else '; a TLS port? give --tls-ca'})")
-        elif self._taken_over(reason_code):  # reconnecting would only knock the other one off
-            client.disconnect()  # stops paho's reconnect loop
-            who = self.conn.username or "this user"
-            self.end_reason = (f"the broker keeps dropping this connection right after login: another "
-                               f"program logged in as {who}? (one connection per user: give each program "
-                               "its own user)")
-            self._fail(self.end_reason)
-            self.ended.set()
-        elif reason_code.is_failure or reason_code.value != 0:
-            self._fail(f"connection to {self.conn.where} lost ({reason_code}); reconnecting")
-        with self._lock:  # nothing in flight can be acknowledged any more
-            for ev, box in self._pubacks.values():
-                box.append("the connection dropped before the broker acknowledged it")
-                ev.set()
-            self._pubacks.clear()
-
-    def _taken_over(self, reason_code: Any) -> bool:
-        """MQTT 5 says "session taken over" (142); mosquitto 2.0 just closes the socket, so
-        three drops in a row within seconds of logging in count as the same."""
-        if not self._yield:
-            return False
-        if reason_code.value == TAKEN_OVER:
-            return True
-        self._quick_drops = self._quick_drops + 1 if time.monotonic() - self._up_since < QUICK_DROP_S else 0
-        return self._quick_drops >= 3
-
-    def _published(self, client, userdata, mid, reason_code, properties) -> None:
-        with self._lock:
-            waiting = self._pubacks.pop(mid, None)
-            if waiting is None:
-                self._early[mid] = reason_code
-                while len(self._early) > 256:  # QoS 0 publishes are "acknowledged" too: bounded
-                    self._early.pop(next(iter(self._early)))
-        if waiting is not None:
-            ev, box = waiting
-            box.append(reason_code)
-            ev.set()
-
-    def _message(self, client, userdata, msg) -> None:
-        if self._on_message is not None:
-            self._on_message(msg)
-
-    # -- caller's thread ----------------------------------------------------------------------
-    def open(self) -> Session:
-        try:
-            self.client.connect(self.conn.host, self.conn.real_port, keepalive=30)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise StationError(socket_reason(self.conn, exc)) from None
-        self.client.loop_start()
-        if not self._ready.wait(self.conn.timeout_s):
-            self.error = self.error or (f"no MQTT answer from {self.conn.where} within "
-                                        f"{self.conn.timeout_s:g} s")
-        if self.error:
-            self.close()
-            raise StationError(self.error)
-        self.opened = True
-        return self
-
-    def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False,
-                timeout_s: float | None = None) -> None:
-        """Publish and, for QoS 1, wait for the broker's PUBACK; a refusal raises."""
-        ev, box = threading.Event(), []
-        # not under self._lock: paho calls on_publish holding its own message lock (deadlock)
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        if qos == 0:
-            return
-        if info.rc != paho.MQTT_ERR_SUCCESS:
-            raise StationError(f"cannot publish to {topic}: {paho.error_string(info.rc)}")
-        with self._lock:
-            if info.mid in self._early:
-                box.append(self._early.pop(info.mid))
-                ev.set()
-            else:
-                self._pubacks[info.mid] = (ev, box)
-        wait = self.conn.timeout_s if timeout_s is None else timeout_s
-        if not ev.wait(wait):
-            with self._lock:
-                self._pubacks.pop(info.mid, None)
-            raise StationError(f"the broker did not acknowledge {topic} within {wait:g} s")
-        rc = box[0]
-        if isinstance(rc, str):
-            raise StationError(f"{topic}: {rc}")
-        if rc.is_failure:
-            raise StationError(f"the broker refused {self.conn.username or 'this client'} publishing to "
-                               f"{topic}: {rc} (not authorised)")
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def open_session(conn: Connection, subscriptions: Iterable[Subscription] = (), **kw: Any) -> Session:
-    """Connect, log in and subscribe, or raise :class:`StationError` with the reason."""
-    return Session(conn, subscriptions, **kw).open()
-
-
-__all__ = ["PASSWORD_ENV", "Connection", "Session", "StationError", "UsageError", "add_connection_args",
-           "connection_from_args", "make_client", "open_session", "read_password"]
+__all__ = ["PASSWORD_ENV", "Connection", "StationError", "UsageError", "add_connection_args",
+           "connection_from_args", "make_client", "read_password", "refused_reason", "socket_reason"]

@@ -36,7 +36,8 @@ from station.archive.ingest import media_path
 from station.archive.inventory import get_node
 from station.archive.query import EVENT_COLUMNS, get_event, row_to_dict
 from station.archive.schema import commands, events
-from station.connect import Connection, StationError
+from station.connect import StationError
+from station.mqtt_session import Via
 
 
 class EvidenceError(RuntimeError):
@@ -86,7 +87,7 @@ def _audit(engine: Engine, node: str, command: str, actor: str, args: dict, repl
                                              sent=now, args=args, reply=reply, replied=now))
 
 
-def collect(engine: Engine, media_dir: Path, conn: Connection, event_id: str, window: timedelta,
+def collect(engine: Engine, media_dir: Path, via: Via, event_id: str, window: timedelta,
             out_dir: Path, *, poles: list[str] | None = None, actor: str = "", clock,
             idle_s: float = 60.0) -> dict[str, Any]:
     from station.clips import fetch_clip
@@ -107,7 +108,7 @@ def collect(engine: Engine, media_dir: Path, conn: Connection, event_id: str, wi
         pe = PoleEvidence(node)
         span = {"start": iso(start), "end": iso(end)}
         try:
-            reply = request(conn, node, "hold", {**span, "name": case_id,
+            reply = request(via, node, "hold", {**span, "name": case_id,
                                                  "owner": actor or "camnode-station evidence"}, timeout_s=15)
             pe.held = bool(reply.get("ok"))
             if not pe.held:
@@ -117,7 +118,7 @@ def collect(engine: Engine, media_dir: Path, conn: Connection, event_id: str, wi
             pe.problems.append(f"hold: {exc}")
         _audit(engine, node, "hold", actor, {**span, "name": case_id, "owner": actor}, reply, now)
         try:
-            clip, manifest = fetch_clip(conn, node, span["start"], span["end"], out_dir / "clips" / node,
+            clip, manifest = fetch_clip(via, node, span["start"], span["end"], out_dir / "clips" / node,
                                         idle_s=idle_s)
         except (StationError, OSError) as exc:
             pe.problems.append(f"clip: {exc}")

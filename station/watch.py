@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from node.link import topics as t
-from station.connect import Connection, Session
+from station.connect import Connection
+from station.mqtt_session import Session
 
 #: What a heartbeat line says, for a newcomer (printed by the demo).
 HEARTBEAT_LEGEND = (

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.link import topics as t
-from station.connect import Connection, make_client, refused_reason
+from station.connect import Connection
 from station.fleet import Fleet
+from station.mqtt_session import Session
 
 log = logging.getLogger(__name__)
 
@@ -175,42 +176,40 @@ class LiveState:
 
 
 class MqttBridge:
-    """Subscribes to every node's status, heartbeat, event and snapshot topics and feeds
-    :class:`LiveState`. Reconnects by itself (paho), resubscribing on every connect."""
+    """The console's one broker session: subscribed to every node's status, heartbeat, event and
+    snapshot topics for :class:`LiveState`, and shared (:attr:`session`) with the console's
+    commands and evidence cases, which add their own subscriptions while they wait for a reply
+    or a clip (the ward's broker allows one connection per user: a second connection of the
+    console's user would end this one). Connects in the background and reconnects by itself."""
 
     def __init__(self, conn: Connection, sink: Callable[[str, bytes], None]) -> None:
-        self.prefix = conn.prefix
         self.connected = threading.Event()
         self.error: str | None = None
+        #: connections lost since start (a healthy console on a healthy broker: 0)
+        self.drops = 0
         self._sink = sink
-        self._conn = conn
-        c = make_client(conn)
-        c.on_connect = self._on_connect
-        c.on_disconnect = lambda *a: self.connected.clear()
-        c.on_message = lambda cl, ud, msg: self._sink(msg.topic, bytes(msg.payload))
-        c.reconnect_delay_set(1, 10)
-        self._client = c
-        self._host, self._port = conn.host, conn.real_port
+        leaves = ("status", "heartbeat", "event", "snapshot/+")
+        subs = [(t.all_nodes(conn.prefix, leaf), 1) for leaf in leaves]
+        self.session = Session(conn, subs, on_message=lambda msg: self._sink(msg.topic, bytes(msg.payload)),
+                               on_state=self._on_state, thread_name="console-mqtt")
 
     def start(self) -> MqttBridge:
-        self._client.connect_async(self._host, self._port, keepalive=30)
-        self._client.loop_start()
-        self._client._thread.name = "console-mqtt"  # type: ignore[attr-defined]
+        self.session.start()
         return self
 
     def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        self.session.close()
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            self.error = refused_reason(self._conn, reason_code)
-            log.error(self.error)
+    def _on_state(self, reason: str | None) -> None:
+        if reason is None:
+            self.error = None
+            self.connected.set()
             return
-        self.error = None
-        for leaf in ("status", "heartbeat", "event", "snapshot/+"):
-            client.subscribe(t.all_nodes(self.prefix, leaf), qos=1)
-        self.connected.set()
+        if self.connected.is_set():
+            self.drops += 1
+        self.connected.clear()
+        self.error = reason
+        log.warning("console: %s", reason)
 
 
 def sse(item: dict[str, Any]) -> str:

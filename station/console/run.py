@@ -93,16 +93,17 @@ def build(settings: Settings, clock: Any = None):
     archive = ArchiveView(engine, media)
     conn = settings.connection
 
+    live = LiveState(clock)
+    bridge = MqttBridge(conn, live.on_message)  # the console's one broker session, shared below
+
     def run_case(event_id: str, window: Any, out_dir: Path, poles: list[str], actor: str) -> dict[str, Any]:
-        return collect(engine, media, conn, event_id, window, out_dir, poles=poles, actor=f"console:{actor}",
-                       clock=clock)
+        return collect(engine, media, bridge.session, event_id, window, out_dir, poles=poles,
+                       actor=f"console:{actor}", clock=clock)
 
     cases = CaseJobs(run_case, Path(settings.cases) if settings.cases else media.parent / "cases", clock)
-    live = LiveState(clock)
-    bridge = MqttBridge(settings.connection, live.on_message)
 
     def command(node: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        return request(settings.connection, node, name, args, timeout_s=settings.command_timeout_s)
+        return request(bridge.session, node, name, args, timeout_s=settings.command_timeout_s)
 
     console = Console(engine=engine, live=live, clock=clock, ward=WardTime(settings.tz),
                       poles=archive.poles, command=command, archive=archive, cases=cases,

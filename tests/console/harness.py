@@ -41,14 +41,17 @@ class Running:
 
 
 def start_console(tmp: Path, broker_port: int, db: str = "", inventory: str = "", live_url: str = "",
-                  extra: dict | None = None, users: bool = True, station_dir: str = "") -> Running:
+                  extra: dict | None = None, users: bool = True, station_dir: str = "",
+                  connection: object = None) -> Running:
+    """The console on ``broker_port`` (anonymous), or as ``connection`` says (a station login)."""
     import uvicorn
 
     from station.connect import Connection
     from station.console.run import Settings, build
     from station.console.users import create_user
 
-    settings = Settings(db=db or f"sqlite:///{tmp / 'console.db'}", connection=Connection(port=broker_port),
+    settings = Settings(db=db or f"sqlite:///{tmp / 'console.db'}",
+                        connection=connection or Connection(port=broker_port),
                         secret_file=str(tmp / "console.secret"), inventory=inventory, live_url=live_url,
                         station_dir=station_dir, command_timeout_s=8.0)
     app, bridge = build(settings)

@@ -365,7 +365,8 @@ def test_a_second_program_with_the_same_user_ends_the_first_with_a_reason(ward, 
     why and stops, instead of reconnecting and knocking the other off in turn, forever."""
     import io
 
-    from station.connect import Connection, open_session
+    from station.connect import Connection
+    from station.mqtt_session import open_session
     from station.watch import Watcher
 
     out, broker = ward

@@ -103,7 +103,8 @@ def test_subscription_and_publish_refused_by_the_acl(secured, capsys, tmp_path, 
     assert "refused tech-a publishing to camnode/pole-1/cmd/diag: Not authorized" in _err(capsys)
     # the station may subscribe but this ACL lets it write commands only, not acknowledgements
     monkeypatch.setenv("CAMNODE_MQTT_PASSWORD", "right")
-    from station.connect import Connection, StationError, open_session
+    from station.connect import Connection, StationError
+    from station.mqtt_session import open_session
 
     with open_session(Connection("127.0.0.1", secured["plain"], username="station-a", password="right"),
                       [("camnode/+/status", 1)]) as s:
