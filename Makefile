@@ -55,8 +55,8 @@ DEMO_VIDEO ?= $(if $(MODEL_DIR),$(wildcard ../shared/media/videos/one-by-one-per
 run: install
 	$(BIN)/camnode-demo $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) $(if $(DEMO_VIDEO),--source $(DEMO_VIDEO))
 
-# Everything, CI's reduced system set included (tests/system: first boot, watchdog, 5 power cuts
-# in a VM; the card image is built once per machine and cached)
+# Everything, CI's reduced system set included (tests/system: first boot, watchdog, 5 power cuts,
+# a full and a read-only card in a VM; the card image is built once per machine and cached)
 test: APT_PACKAGES += $(SYSTEM_APT_PACKAGES)
 test: install
 	CAMNODE_SYSTEM=ci $(BIN)/pytest -q
@@ -78,7 +78,8 @@ hwcheck: install
 soak: install
 	$(BIN)/python bench/bench_record.py --soak 200
 
-# CI's reduced system set alone: image (cached per machine), first boot, watchdog, 5 power cuts
+# CI's reduced system set alone: image (cached per machine), first boot, watchdog, 5 power cuts,
+# a full and a read-only card
 test-system: APT_PACKAGES += $(SYSTEM_APT_PACKAGES)
 test-system: install
 	CAMNODE_SYSTEM=ci $(BIN)/pytest -q -p no:cacheprovider tests/system

@@ -38,6 +38,19 @@ class ServeProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def final_stats(self) -> dict:
+        """What the stopped service said it did (its last ``stopped:`` line): ``archived``
+        per kind, ``duplicates`` (messages it had archived already: redeliveries, merged once)
+        and ``refused`` per reason."""
+        import ast
+        import re
+
+        found = re.findall(r"stopped: archived (\{.*?\}) duplicates (\d+) refused (\{.*?\})", self.log())
+        assert found, f"no 'stopped:' line in the service's log: {self.log()[-1500:]}"
+        archived, duplicates, refused = found[-1]
+        return {"archived": ast.literal_eval(archived), "duplicates": int(duplicates),
+                "refused": ast.literal_eval(refused)}
+
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

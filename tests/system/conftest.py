@@ -19,12 +19,16 @@ import pytest
 SOAK_ONLY = ("test_vm_link.py", "test_vm_wear.py")
 #: arm64 under software emulation (~20 min the first time): its own target and the soak
 ARM64 = ("test_vm_arm64.py",)
-_MODE = os.environ.get("CAMNODE_SYSTEM")
-collect_ignore_glob = {
+_MODE = os.environ.get("CAMNODE_SYSTEM", "")
+_SKIPPED = {
     "ci": [*SOAK_ONLY, *ARM64],
     "soak": [],
     "arm64": [p.name for p in Path(__file__).parent.glob("test_*.py") if p.name not in ARM64],
-}.get(_MODE or "", ["test_*.py"])
+    "": ["test_*.py"],
+}
+if _MODE not in _SKIPPED:  # a typo would otherwise run no system test and say nothing
+    raise pytest.UsageError(f"CAMNODE_SYSTEM={_MODE!r}: one of ci, soak, arm64 (or unset: none)")
+collect_ignore_glob = _SKIPPED[_MODE]
 
 #: what the system tests measured, printed at the end of the run whatever pytest captured
 FIGURES: list[str] = []

@@ -156,9 +156,11 @@ class Archive:
     def events(self) -> list[dict]:
         return events_cli(self.url, "--node", NODE_ID)
 
-    def stop(self) -> None:
-        if self.serve is not None:
-            assert self.serve.stop() == 0, self.serve.log()[-3000:]
+    def stop(self) -> dict:
+        """Stop the service; what it said it did (:meth:`ServeProcess.final_stats`)."""
+        assert self.serve is not None
+        assert self.serve.stop() == 0, self.serve.log()[-3000:]
+        return self.serve.final_stats()
 
 
 def card_events(node) -> dict:
@@ -181,22 +183,31 @@ class ExactlyOnce:
     recorded: int = 0
     archived: int = 0
     lost: list[str] = field(default_factory=list)  # on the card, not in the archive
-    doubled: list[str] = field(default_factory=list)  # more than one archive row
     unended: list[str] = field(default_factory=list)  # archived without an end
     unknown: list[str] = field(default_factory=list)  # archived, not on the card
     wrong_end: list[str] = field(default_factory=list)  # archive's end differs from the card's
     end_reasons: Counter = field(default_factory=Counter)
-    messages: int = 0  # deliveries the archive counted (redeliveries included)
+    merged: int = 0  # event messages merged into the archive's rows (each phase once)
+    #: from the service: messages it had archived already (sent again because the cut came
+    #: before its acknowledgement reached the node: merged once, acknowledged again), and those
+    #: it refused (none may be)
+    redelivered: int = 0
+    refused: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.doubled or self.unended or self.unknown or self.wrong_end)
+        return not (self.lost or self.unended or self.unknown or self.wrong_end or self.refused)
+
+    def served(self, stats: dict) -> ExactlyOnce:
+        self.redelivered, self.refused = stats["duplicates"], stats["refused"]
+        return self
 
     def summary(self) -> str:
-        return (f"events: {self.recorded} on the card, {self.archived} archived ({self.messages} messages "
-                f"received, redeliveries included); end reasons {dict(self.end_reasons)}; lost "
-                f"{len(self.lost)}, doubled {len(self.doubled)}, without end {len(self.unended)}, "
-                f"unknown to the card {len(self.unknown)}, end differs {len(self.wrong_end)}")
+        return (f"events: {self.recorded} on the card, {self.archived} archived, each once with its "
+                f"start and end ({self.merged} messages merged, {self.redelivered} redeliveries recognised "
+                f"and merged once, refused {self.refused or 0}); end reasons {dict(self.end_reasons)}; "
+                f"lost {len(self.lost)}, without end {len(self.unended)}, unknown to the card "
+                f"{len(self.unknown)}, end differs {len(self.wrong_end)}")
 
 
 def archive_rows(url: str) -> dict[str, dict]:
@@ -223,16 +234,14 @@ def compare(card: list[list], rows: list[dict], books: dict[str, dict]) -> Exact
     stopped; ``books``: :func:`archive_rows`."""
     from station.archive.ingest import PHASE_BIT
 
-    r = ExactlyOnce(recorded=len(card), archived=len({x["id"] for x in rows}))
-    count = Counter(x["id"] for x in rows)
-    r.doubled = sorted(i for i, n in count.items() if n > 1)
+    r = ExactlyOnce(recorded=len(card), archived=len(rows))  # (one row per id: its primary key)
     by_id = {x["id"]: x for x in rows}
     on_card = {e[0]: e for e in card}
     r.lost = sorted(set(on_card) - set(by_id))
     r.unknown = sorted(set(by_id) - set(on_card))
     for x in rows:
         book = books.get(x["id"], {})
-        r.messages += int(book.get("messages") or 0)
+        r.merged += int(book.get("messages") or 0)
         if not x.get("end") or x.get("phase") != "end" or not int(book.get("phases") or 0) & PHASE_BIT["end"]:
             r.unended.append(x["id"])
             continue

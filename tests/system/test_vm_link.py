@@ -214,7 +214,7 @@ def _run(node, port: int, tmp_path: Path, serve: ServeProcess, say) -> None:
     firsts, again = _first_arrivals(node)
     starts = [i for i, phase in firsts if phase == "start" and i in rows]
     assert starts == [i for i in order if i in starts], "first deliveries out of order"
-    say(f"link: events: {len(ended)} ended by the node, all archived once each, in order "
+    say(f"link: events: {len(ended)} ended by the node, each archived with its start and end, in order "
           f"({len(still_open)} still open at the end, archived as started); the last arrived "
           f"{drained:.0f} s after the check began; {len(firsts)} distinct messages, {again} copies "
           "sent again and de-duplicated by the archive")

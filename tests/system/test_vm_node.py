@@ -7,6 +7,7 @@ The figures each test measures go to the run's summary (``figure``) and are quot
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -64,7 +65,7 @@ def test_first_boot_installs_the_node_and_it_heartbeats_at_the_station(node):
     secret = (node.ward.parent / "station" / "live-secret").read_text().strip().encode()
     assert probe.sh(node, "cat /etc/camnode/live.password") == node_password(secret, NODE_ID)
     assert f'relay = "{RELAY}"' in probe.sh(node, "cat /etc/camnode/node.toml")
-    pid = _prop(node, "MainPID")
+    pid = probe.main_pid(node)
     assert probe.sh(node, f"ps -o user= -p {pid}") == "camnode"
     # the node that heartbeats is the one first boot installed from the card's wheels
     assert "/opt/camnode/.venv/bin/camnode" in probe.sh(node, f"tr '\\0' ' ' < /proc/{pid}/cmdline")
@@ -73,7 +74,7 @@ def test_first_boot_installs_the_node_and_it_heartbeats_at_the_station(node):
 def test_watchdog_restarts_a_hung_node_and_the_station_sees_it_return(node, figure):
     watchdog_s = int(re.fullmatch(r"(\d+)s", _prop(node, "WatchdogUSec")).group(1))
     restart_s = int(re.fullmatch(r"(\d+)s", _prop(node, "RestartUSec")).group(1))
-    pid = _prop(node, "MainPID")
+    pid = probe.main_pid(node)
     restarts = int(_prop(node, "NRestarts"))
     node.station.wait("heartbeat", timeout=60)
     probe.sh(node, f"kill -STOP {pid}")
@@ -85,7 +86,11 @@ def test_watchdog_restarts_a_hung_node_and_the_station_sees_it_return(node, figu
         if hb.get("uptime_s", 1e9) < t - t_stop:
             break  # from the new process (an old one in flight does not count)
     back_s = t - t_stop
-    new_pid = _prop(node, "MainPID")
+    # reported: the station heard the node go (its will: offline, "lost") before it came back
+    gone = [(tm, json.loads(p)) for tm, tp, p in list(node.station.messages)
+            if tp == f"camnode/{NODE_ID}/status" and t_stop < tm < t]
+    assert any(st.get("state") == "offline" and st.get("reason") == "lost" for _, st in gone), gone
+    new_pid = probe.main_pid(node)
     assert new_pid != pid and int(_prop(node, "NRestarts")) == restarts + 1
     journal = probe.sh(node, "journalctl -u camnode -o cat --no-pager | tail -n 60")
     assert "Watchdog timeout" in journal, journal
@@ -94,10 +99,14 @@ def test_watchdog_restarts_a_hung_node_and_the_station_sees_it_return(node, figu
     assert "GPIO safe state: IR off" in after and "safe state failed" not in after, after
     started = int(_prop(node, "ActiveEnterTimestampMonotonic")) - \
         int(_prop(node, "ExecMainStartTimestampMonotonic"))
-    figure(f"watchdog: hung node back at the station after {back_s:.1f} s "
-          f"(WatchdogSec {watchdog_s} s + RestartSec {restart_s} s + start to READY {started / 1e6:.1f} s)")
+    lost_s = next(tm for tm, st in gone if st.get("state") == "offline") - t_stop
+    figure(f"watchdog: hung node reported offline (lost) at the station {lost_s:.1f} s after the hang, "
+          f"back after {back_s:.1f} s (WatchdogSec {watchdog_s} s + RestartSec {restart_s} s + start to "
+          f"READY {started / 1e6:.1f} s + the first heartbeat)")
     assert back_s >= watchdog_s  # killed by the watchdog, not by anything sooner
-    assert back_s <= watchdog_s + restart_s + started / 1e6 + 2 * 2.0 + 15  # + heartbeat period, slack
+    # + the first heartbeat after READY (a period: 2 s), the stop's GPIO safe-state hook
+    # (ExecStopPost: a Python start under emulation) and the host's view of it: 10 s
+    assert back_s <= watchdog_s + restart_s + started / 1e6 + 2.0 + 10.0
 
 
 def _recording(node) -> None:
@@ -114,9 +123,8 @@ def _record_settings(node) -> None:
     """``CAMNODE_VM_RECORD``: settings added to the node's ``[record]`` (``;`` between them), e.g.
     ``sync_fragments = false`` to measure the old flush policy against the default."""
     if RECORD:
-        lines = "\\n".join(x.strip() for x in RECORD.split(";") if x.strip())
-        probe.sh(node, f"sed -i 's/^\\[record\\]$/[record]\\n{lines}/' /etc/camnode/node.toml"
-            " && systemctl restart camnode", timeout=600)
+        pairs = (x.split("=", 1) for x in RECORD.split(";") if x.strip())
+        probe.set_config(node, {"record": {k.strip(): v.strip() for k, v in pairs}})
 
 
 def _guest_us(node) -> int:
@@ -162,6 +170,7 @@ def test_power_cuts_while_recording(node, ward, tmp_path, figure):
     decoded: set[str] = set()
     writes = DiskWrites()
     skews: list[float] = []  # guest clock - host clock at each cut (s)
+    slack: list[float] = []  # how well the skew of each cut's loss figure is known (s)
     archive = Archive(ward.ward, ward.port, tmp_path / "archive").start()  # the whole campaign
     try:
         _record_settings(node)
@@ -175,7 +184,9 @@ def test_power_cuts_while_recording(node, ward, tmp_path, figure):
             time.sleep(rng.uniform(*WINDOW_S))
             after, t1 = DiskWrites.sample(node), time.monotonic()
             h0 = to_us(datetime.now(UTC))
-            skew = _guest_us(node) - (h0 + to_us(datetime.now(UTC))) // 2
+            guest = _guest_us(node)
+            h1 = to_us(datetime.now(UTC))
+            skew = guest - (h0 + h1) // 2
             skews.append(skew / 1e6)
             cut_us = to_us(datetime.now(UTC)) + skew  # the cut on the guest's clock (footage times)
             node.vm.kill()
@@ -183,7 +194,10 @@ def test_power_cuts_while_recording(node, ward, tmp_path, figure):
             writes.add(before, after, t1 - t0)
             store = rdump(node.card, tmp_path / "cut")
             camp.problems += side_databases(store)
+            measured = len(camp.losses_s)
             check_store(store, decoded, camp, cut_us)
+            if len(camp.losses_s) > measured:  # the skew is known to half the probe's round trip
+                slack.append((h1 - h0) / 2e6)
             assert not camp.problems, camp.problems
             print(f"cut {camp.kills}: lost {camp.losses_s[-1]:.1f} s; so far {camp.segments} segments, "
                   f"{camp.recovered} recovered, {camp.removed_parts} .part removed", flush=True)
@@ -192,7 +206,8 @@ def test_power_cuts_while_recording(node, ward, tmp_path, figure):
         node.vm.wait_ready(300)
         events = _archived_exactly_once(node, archive)
     finally:
-        archive.stop()
+        served = archive.stop()
+    events.served(served)
     losses = sorted(camp.losses_s)
     figure(f"{CUTS} power cuts ({RECORD or 'default flush policy'}"
           f"{f', ext4 commit={COMMIT_S} s' if COMMIT_S else ''}): {camp.segments} segments, "
@@ -203,22 +218,28 @@ def test_power_cuts_while_recording(node, ward, tmp_path, figure):
           f"{min(skews):+.2f}..{max(skews):+.2f} s, taken out)")
     figure(writes.summary())
     figure(events.summary())
-    assert camp.problems == []
     assert camp.segments > 0
     assert events.recorded > 0, "no event recorded during the campaign"
     assert events.ok, events
     assert events.end_reasons.get("interrupted", 0) + events.end_reasons.get("shutdown", 0) > 0
     if not RECORD and not COMMIT_S:
         # the default flush policy (fdatasync per fragment) bounds a cut's loss to the fragment
-        # being written (record.fragment_s, 2 s) plus the skew measurement's slack; writeback
-        # alone lost 6-8 s here (docs/recording.md)
-        assert losses[-1] <= 3.0, f"a cut lost {losses[-1]:.1f} s of footage (bound 3 s)"
+        # being written (record.fragment_s, 2 s) and the frames on their way to it (two frame
+        # periods at 5 fps), as a process kill's; each cut's figure is known to its skew probe's
+        # slack. Writeback alone lost 6-8 s here (docs/recording.md)
+        over = [(round(lost, 2), round(2.0 + 2 / 5.0 + sl, 2))
+                for lost, sl in zip(camp.losses_s, slack, strict=True) if lost > 2.0 + 2 / 5.0 + sl]
+        assert not over, f"cuts lost more footage than a fragment and two frames: {over} (lost, bound)"
 
 
 def test_the_node_reports_its_unit_ready_only_when_it_runs(node):
-    # Type=notify: systemd recorded READY (ActiveEnter) after the process started, with a gap that
-    # is the node's own start-up, and the status line the node sent with it
+    # Type=notify: systemd recorded READY (ActiveEnter) after the node's own start-up had begun
+    # (its "starting" line in the journal, on the same monotonic clock) — a Type=simple unit is
+    # active the moment its process starts — and the status the node sent with READY
     started = int(_prop(node, "ExecMainStartTimestampMonotonic"))
     active = int(_prop(node, "ActiveEnterTimestampMonotonic"))
-    assert active > started
-    assert re.search(r"\S", _prop(node, "StatusText"))
+    line = probe.sh(node, "journalctl -u camnode -o short-monotonic --no-pager | grep 'starting: node' "
+                    "| tail -n 1")
+    logged = int(float(re.match(r"\[\s*([\d.]+)\]", line).group(1)) * 1e6)
+    assert started < logged < active, (started, logged, active, line)
+    assert _prop(node, "StatusText").startswith("recording "), _prop(node, "StatusText")

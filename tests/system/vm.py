@@ -139,18 +139,6 @@ class VM:
             return "(no console)"
         return "\n".join(lines[-n:])
 
-    def wait_console(self, pattern: str, timeout: float) -> re.Match:
-        deadline = time.monotonic() + timeout
-        rx = re.compile(pattern)
-        while time.monotonic() < deadline:
-            m = rx.search(self.console.read_text(errors="replace")) if self.console.exists() else None
-            if m:
-                return m
-            if not self.running():
-                raise AssertionError(f"the VM stopped before {pattern!r}; console:\n{self.tail()}")
-            time.sleep(0.5)
-        raise AssertionError(f"no {pattern!r} on the console within {timeout:.0f} s:\n{self.tail()}")
-
     # --- the control shell -----------------------------------------------------------------------------
     def _connect(self, timeout: float) -> socket.socket:
         if self._ctl is None:
