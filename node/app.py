@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hw.camera import FrameSource, open_source
+from hw.camera.credentials import source_spec
 from hw.encode.base import FanOut
 from hw.media import Frame, StreamInfo
 from hw.redact import redact_url
@@ -311,7 +312,7 @@ class Node:
                 self.budget = self._build_budget(cam.width, cam.height, cam.fps, "picamera2")
             if self.budget is not None:  # picamera2's encoder: bitrate and intra period
                 options["rate"] = self.budget.settings
-        source = open_source(cam.source, cam.width, cam.height, cam.fps,
+        source = open_source(source_spec(cam.source, cam.password_file), cam.width, cam.height, cam.fps,
                              (cam.lores_width, cam.lores_height), self.clock, realtime=cam.realtime,
                              loop=cam.loop, options=options or None)
         self.daynight.camera = source

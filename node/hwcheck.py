@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from hw.camera import open_source
+from hw.camera.credentials import source_spec
 from hw.encode.select import open_encoder
 from hw.gpio import GpioSpec, LedCode, apply_safe_state, build_devices
 from hw.media import StreamInfo
@@ -110,7 +111,7 @@ def check_camera(cfg: Config, clock: Clock, info: PlatformInfo, frames: int,
     got: list[Any] = []
     error: list[str] = []
     try:
-        src = open_source(cam.source, cam.width, cam.height, cam.fps,
+        src = open_source(source_spec(cam.source, cam.password_file), cam.width, cam.height, cam.fps,
                           (cam.lores_width, cam.lores_height), clock, realtime=cam.realtime,
                           loop=cam.loop, max_frames=frames, options=options)
     except Exception as exc:

@@ -14,6 +14,7 @@ import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from node.config import Config, ConfigError
 
@@ -42,13 +43,7 @@ def examine(cfg: Config, source: str = "<config>", base_dir: str | None = None, 
     _signing_key(cfg.record.signing_key, err, warnings)
     m = cfg.mqtt
     if m.password_file:
-        try:
-            if not Path(m.password_file).read_text().strip():
-                err("mqtt.password_file", f"{m.password_file} is empty")
-        except OSError as exc:
-            err("mqtt.password_file", f"{m.password_file}: {exc.strerror or exc}")
-        except UnicodeDecodeError:
-            err("mqtt.password_file", f"{m.password_file} is not text")
+        _secret_file("mqtt.password_file", m.password_file, err)
     if m.tls_ca:
         try:
             ssl.create_default_context(cafile=m.tls_ca)
@@ -75,8 +70,10 @@ def examine(cfg: Config, source: str = "<config>", base_dir: str | None = None, 
                         "motion detection only)")
                 else:
                     warnings.append(f"detect.{field}: {p} not found: motion detection only")
-    _stream_password(cfg.live.relay, cfg.live.password_file, err)
+    if cfg.live.relay and cfg.live.password_file:  # (the push reads it only when a session starts:
+        _secret_file("live.password_file", cfg.live.password_file, err)  # hours after a bad boot)
     _rtsp_server_password(cfg.live.serve_port, cfg.live.serve_password_file, err)
+    _camera_password(cfg.camera.source, cfg.camera.password_file, err)
     src = cfg.camera.source
     if _is_local_file(src) and not Path(src.removeprefix("file://")).is_file():
         err("camera.source", f"{src}: no such file")
@@ -117,18 +114,33 @@ def _storage(path: str, err) -> None:
         err("storage.path", f"{probe} is not writable by this user")
 
 
-def _stream_password(relay: str, path: str, err) -> None:
-    """With live view on, the stream password the relay will ask for must be there to read
-    (the push reads it only when a session starts: hours after a bad card would boot)."""
-    if not relay or not path:
-        return
+def _secret_file(field: str, path: str, err) -> str:
+    """A password file must be there to read, and hold something; returns what it holds."""
     try:
-        if not Path(path).read_text().strip():
-            err("live.password_file", f"{path} is empty")
+        text = Path(path).read_text().strip()
     except OSError as exc:
-        err("live.password_file", f"{path}: {exc.strerror or exc}")
+        err(field, f"{path}: {exc.strerror or exc}")
+        return ""
     except UnicodeDecodeError:
-        err("live.password_file", f"{path} is not text")
+        err(field, f"{path} is not text")
+        return ""
+    if not text:
+        err(field, f"{path} is empty")
+    return text
+
+
+def _camera_password(source: str, path: str, err) -> None:
+    """An IP camera's password comes from its own file, into a URL that names the user."""
+    if not path:
+        return
+    parts = urlsplit(source)
+    if parts.scheme not in ("rtsp", "rtsps", "http", "https"):
+        err("camera.password_file",
+            f"only for an IP camera (rtsp://USER@HOST/...), not {parts.scheme or source!r}")
+    elif not parts.username or parts.password is not None:
+        err("camera.password_file", "camera.source must name the user and no password "
+            "(rtsp://USER@HOST/...): the password comes from this file")
+    _secret_file("camera.password_file", path, err)
 
 
 #: shortest password the node's own RTSP server accepts (provisioning writes 32+ characters)

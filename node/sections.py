@@ -83,6 +83,10 @@ class CameraSection:
         "'lavfi:<graph>', '/dev/videoN' (V4L2) or 'rtsp://...' (IP camera).",
         check=check_source,
     )
+    password_file: str = setting(
+        "", "An IP camera's password, in a file of its own (provisioned, 0600): it goes into the "
+        "rtsp:// URL, which names the user (rtsp://admin@cam/...), only when the stream opens — "
+        "never into the config, a command line or a log.")
     width: int = setting(1280, "Main stream width.", unit="px", minimum=16, maximum=7680, check=_even)
     height: int = setting(720, "Main stream height.", unit="px", minimum=16, maximum=4320, check=_even)
     fps: float = setting(15.0, "Capture frame rate.", unit="1/s", minimum=0.0, maximum=120.0,

@@ -74,11 +74,13 @@ def _cmd_node(a: argparse.Namespace) -> int:
         raise ProvisionError("--live-secret goes with --relay rtsp://HOST:PORT (the station relay's "
                              "address)")
     secret = station_secret(Path(a.live_secret)) if a.live_secret else None
+    camera_password = _camera_password(a.source, a.camera_password_file)
     with _open(a) as ward:
         spec = NodeSpec(a.id, a.name or a.id, prefix=a.prefix or "", source=a.source, wiring=a.wiring,
                         model=Path(a.model) if a.model else None,
                         labels=Path(a.labels) if a.labels else None, relay=relay)
-        d, changed = provision_node(ward, spec, update=a.update, live_secret=secret, live_off=a.no_live)
+        d, changed = provision_node(ward, spec, update=a.update, live_secret=secret, live_off=a.no_live,
+                                    camera_password=camera_password)
         live = ward.relay if ward.live(a.id) else ""
     if changed:
         print(f"provisioned {a.id}: {d}/ (node.toml, mqtt.password, signing key"
@@ -90,6 +92,29 @@ def _cmd_node(a: argparse.Namespace) -> int:
     else:
         print(f"{a.id}: already provisioned as asked; nothing changed")
     return 0
+
+
+def _camera_password(source: str, password_file: str) -> str | None:
+    """The IP camera's password from its file (never from --source, where ps would show it and
+    node.toml would keep it); None when the camera needs none."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(source) if "://" in source else None
+    if url is not None and url.password is not None:
+        raise ProvisionError("--source holds a password (ps shows it, node.toml would keep it): give "
+                             "rtsp://USER@HOST/... and --camera-password-file FILE")
+    if not password_file:
+        return None
+    if url is None or url.scheme not in ("rtsp", "rtsps", "http", "https") or not url.username:
+        raise ProvisionError("--camera-password-file is for an IP camera: give --source rtsp://USER@HOST/...")
+    try:
+        lines = Path(password_file).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProvisionError(f"--camera-password-file {password_file}: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
+    if not lines or not lines[0].strip():
+        raise ProvisionError(f"--camera-password-file {password_file}: the file is empty")
+    return lines[0].strip()
 
 
 def _cmd_user(a: argparse.Namespace, role: str) -> int:
@@ -200,7 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--id", required=True, help="node id (a-z, 0-9, - and _; not station-…/tech-…)")
     n.add_argument("--name", default="", help="human name of the pole")
     n.add_argument("--prefix", default="", help="topic prefix (default: the ward's, 'camnode')")
-    n.add_argument("--source", default="picamera2", help="camera.source for this node")
+    n.add_argument("--source", default="picamera2", help="camera.source for this node (an IP camera: "
+                   "rtsp://USER@HOST/..., its password with --camera-password-file)")
+    n.add_argument("--camera-password-file", default="", metavar="FILE",
+                   help="the IP camera's password (first line): into the node's camera.password (0600), "
+                   "never into node.toml or a command line")
     n.add_argument("--wiring", default="pi4", choices=sorted(WIRINGS),
                    help="GPIO pins of the documented wiring (docs/hardware.md): pi4 (default), pi5, "
                    "or none (no IR, IR-cut, light sensor or LED: Jetson, PC)")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from provisioning.errors import Conflict, ProvisionError, ToolError
 from provisioning.live import PASSWORD_FILE as LIVE_PASSWORD
+from provisioning.node import CAMERA_PASSWORD
 from provisioning.wheels import PYTHON, requirement
 from provisioning.wheels import check as check_wheels
 
@@ -53,8 +54,9 @@ install -m 0600 -o camnode -g camnode "$BOOT/mqtt.password" "$BOOT/signing.key" 
 install -m 0644 "$BOOT/signing.pub" /etc/camnode/signing.pub
 [ ! -f "$BOOT/ca.crt" ] || install -m 0644 "$BOOT/ca.crt" /etc/camnode/ca.crt
 [ ! -f "$BOOT/client.crt" ] || install -m 0644 "$BOOT/client.crt" /etc/camnode/client.crt
-[ ! -f "$BOOT/client.key" ] || install -m 0600 -o camnode -g camnode "$BOOT/client.key" /etc/camnode/
-[ ! -f "$BOOT/live.password" ] || install -m 0600 -o camnode -g camnode "$BOOT/live.password" /etc/camnode/
+for f in client.key live.password camera.password; do  # the secrets a node may have besides
+  [ ! -f "$BOOT/$f" ] || install -m 0600 -o camnode -g camnode "$BOOT/$f" /etc/camnode/
+done
 install -m 0644 "$BOOT/99-camnode.conf" /etc/sysctl.d/99-camnode.conf
 install -m 0644 "$BOOT/camnode.service" /etc/systemd/system/camnode.service
 systemctl enable camnode.service
@@ -173,7 +175,8 @@ def write_node_files(image: Path, node_dir: Path, *, wheels: Path,
     (node_dir / "firstboot.sh").write_text(FIRSTBOOT)
     (node_dir / "requirement.txt").write_text(requirement(detect) + "\n")
     names = [*NODE_FILES, "firstboot.sh", "requirement.txt"] + \
-        [n for n in ("ca.crt", "client.crt", "client.key", LIVE_PASSWORD) if (node_dir / n).is_file()]
+        [n for n in ("ca.crt", "client.crt", "client.key", LIVE_PASSWORD, CAMERA_PASSWORD)
+         if (node_dir / n).is_file()]
     names += [f"wheels/{w.name}" for w in sorted(wheels.glob("*.whl"))]
     if detect:
         names += [f"models/{m.name}" for m in sorted((node_dir / "models").glob("*"))]

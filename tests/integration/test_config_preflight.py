@@ -34,6 +34,15 @@ CASES = [
      "go together"),
     ("missing model", "[detect]\nmodel = 'nosuch.tflite'\n", "detect.model", "no such file"),
     ("missing source file", "[camera]\nsource = '{tmp}/nosuch.mp4'\n", "camera.source", "no such file"),
+    ("camera password for a file source", "[camera]\nsource = 'synthetic'\npassword_file = '{tmp}/afile'\n",
+     "camera.password_file", "only for an IP camera"),
+    ("camera URL holding a password too",
+     "[camera]\nsource = 'rtsp://admin:x@cam/s'\npassword_file = '{tmp}/afile'\n",
+     "camera.password_file", "name the user and no password"),
+    ("camera URL naming no user", "[camera]\nsource = 'rtsp://cam/s'\npassword_file = '{tmp}/afile'\n",
+     "camera.password_file", "name the user"),
+    ("missing camera password", "[camera]\nsource = 'rtsp://admin@cam/s'\npassword_file = '{tmp}/nosuch'\n",
+     "camera.password_file", "No such file"),
 ]
 
 

@@ -13,6 +13,7 @@ killing and restarting the server.
 from __future__ import annotations
 
 import itertools
+import json
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import numpy as np
 import pytest
 
 from hw.camera.base import SourceError
+from hw.camera.credentials import source_spec
 from hw.camera.pyav import PyAVSource, _redact
 from hw.encode.libav import has_sps
 from hw.media import StreamInfo
@@ -70,10 +72,13 @@ def free_port() -> int:
 
 
 class RtspServer:
-    def __init__(self, clip: Path, port: int = 0, *flags: str) -> None:
+    def __init__(self, clip: Path, port: int = 0, *flags: str, password: str = "") -> None:
         self.proc = subprocess.Popen(["/usr/bin/python3", str(SERVER), str(clip), str(port), *flags],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
+        if password:  # (with --user: the camera's password, on stdin, never in its argv)
+            self.proc.stdin.write(password + "\n")
+            self.proc.stdin.flush()
         line = self.proc.stdout.readline().strip()
         if not line.startswith("READY "):
             err = self.proc.stderr.read() if self.proc.poll() is not None else ""
@@ -283,6 +288,40 @@ def test_decode_mode_and_source_errors(tmp_path):
     with pytest.raises(SourceError, match=r"passthrough needs H\.264"):
         list(PyAVSource("lavfi:testsrc2=size=64x64:rate=5", 64, 64, 5, (32, 32), FakeClock(),
                         realtime=False, max_frames=2, passthrough=True).frames())
+
+
+def test_a_camera_with_a_login_opens_with_the_password_from_its_file(clip, tmp_path):
+    """An IP camera whose password was changed from the factory's (RTSP authentication): the
+    node's URL names only the user; the password comes from camera.password_file when the stream
+    opens. Without it the camera refuses; no error message, description or log holds it."""
+    secret = "p@ss:w/rd #ü"  # every character a URL would mangle if it were not encoded
+    server = RtspServer(clip, 0, "--user", "admin", password=secret)
+    try:
+        url = server.url.replace("rtsp://", "rtsp://admin@")
+        with pytest.raises(SourceError, match="401 Unauthorized") as refused:
+            list(PyAVSource(url, W, H, FPS, (80, 48), SystemClock(), max_frames=5, max_retries=0).frames())
+        assert secret not in str(refused.value)
+        wrong = tmp_path / "wrong"
+        wrong.write_text("not-it\n")
+        with pytest.raises(SourceError, match="401 Unauthorized") as refused:
+            list(PyAVSource(source_spec(url, str(wrong)), W, H, FPS, (80, 48), SystemClock(), max_frames=5,
+                            max_retries=0).frames())
+        assert "not-it" not in str(refused.value) and "admin:***@" in str(refused.value), refused.value
+        pw = tmp_path / "camera.password"
+        pw.write_text(secret + "\n")
+        src = PyAVSource(source_spec(url, str(pw)), W, H, FPS, (80, 48), SystemClock(), max_frames=10,
+                         max_retries=0)
+        frames = list(src.frames())
+    finally:
+        server.stop()
+    assert len(frames) == 10 and frames[0].packet is not None
+    d = src.describe()
+    assert secret not in json.dumps(d) and "p%40ss" not in json.dumps(d)
+    assert d["source"].startswith("rtsp://admin:***@"), d["source"]
+    with pytest.raises(SourceError, match=r"camera.password_file .*missing: No such file"):
+        source_spec(url, str(tmp_path / "missing"))
+    with pytest.raises(SourceError, match="names no user"):
+        source_spec(server.url, str(pw))
 
 
 def test_redact():

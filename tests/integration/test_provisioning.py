@@ -340,3 +340,45 @@ def test_client_certificates_when_the_ward_requires_them(tmp_path, capsys):
         finally:
             stop.set()
             th.join(30)
+
+
+def test_an_ip_cameras_password_goes_into_a_file_of_its_own(tmp_path, capsys):
+    """``--camera-password-file``: the password into the node's camera.password (0600), node.toml
+    naming the file and the user only; a password inside --source is refused (ps would show it);
+    a re-run is a no-op, another password needs --update; the node's own checks pass."""
+    import stat
+
+    out = tmp_path / "w"
+    pw = tmp_path / "cam.pw"
+    pw.write_text("Cam#Pass:1\n")
+    base = ["node", "--id", "pole-1", "--broker", "127.0.0.1", "--out", str(out), "--no-detect"]
+    for args, says in (
+        (["--source", "rtsp://admin:Cam%23Pass@10.0.0.9/stream"], "--source holds a password"),
+        (["--source", "rtsp://10.0.0.9/stream", "--camera-password-file", str(pw)], "rtsp://USER@HOST"),
+        (["--source", "synthetic", "--camera-password-file", str(pw)], "is for an IP camera"),
+        (["--source", "rtsp://admin@10.0.0.9/stream", "--camera-password-file", str(tmp_path / "no")],
+         "No such file"),
+    ):
+        capsys.readouterr()
+        assert provision([*base, *args]) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert says in err and "\n" not in err and "Cam#Pass" not in err and "Cam%23" not in err, err
+        assert not out.exists()  # nothing written
+    good = [*base, "--source", "rtsp://admin@10.0.0.9/stream", "--camera-password-file", str(pw)]
+    assert provision(good) == 0
+    node_dir = out / "pole-1"
+    assert (node_dir / "camera.password").read_text() == "Cam#Pass:1\n"
+    assert stat.S_IMODE((node_dir / "camera.password").stat().st_mode) == 0o600
+    toml = (node_dir / "node.toml").read_text()
+    assert 'password_file = "/etc/camnode/camera.password"' in toml and "Cam#Pass" not in toml
+    assert provision(["check", str(node_dir)]) == 0
+    capsys.readouterr()
+    assert provision(good) == 0 and "nothing changed" in capsys.readouterr().out
+    # a re-run without the file keeps the one there (and the config naming it)
+    assert provision(good[:-2]) == 0 and "nothing changed" in capsys.readouterr().out
+    pw.write_text("New-Pass-2\n")
+    assert provision(good) == 3 and "camera password differs" in capsys.readouterr().err
+    assert provision([*good, "--update"]) == 0
+    assert (node_dir / "camera.password").read_text() == "New-Pass-2\n"
+    (node_dir / "camera.password").chmod(0o644)
+    assert provision(["check", str(node_dir)]) == 2 and "readable by others" in capsys.readouterr().err

@@ -126,8 +126,9 @@ def test_documented_path_makes_a_complete_card(tmp_path, ward, board_wheels, par
     script = _mtype(target, "::/camnode/firstboot.sh")
     assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
     assert '--find-links "$BOOT/wheels"' in script and "/etc/camnode/models/" in script
-    live = script.index('install -m 0600 -o camnode -g camnode "$BOOT/live.password" /etc/camnode/')
-    assert live < script.index('rm -rf "$BOOT"')  # installed 0600, then gone from the boot partition
+    secrets = script.index("for f in client.key live.password camera.password; do")
+    assert 'install -m 0600 -o camnode -g camnode "$BOOT/$f" /etc/camnode/' in script[secrets:]
+    assert secrets < script.index('rm -rf "$BOOT"')  # installed 0600, then gone from the boot partition
     line = _mtype(target, "::/cmdline.txt").strip()
     assert line.endswith(CMDLINE_HOOK.strip()) and line.count("firstboot.sh") == 1
     sed = script[script.index("sed -i"):script.index('"$CMDLINE"\nsync')].replace("\\\n", " ")
