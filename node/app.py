@@ -293,7 +293,7 @@ class Node:
         from node.vision.analyzer import Analyzer
 
         self.analyzer = Analyzer(self.cfg.motion, self.cfg.detect, self.clock, detector=self._detector,
-                                 base_dir=self._base_dir)
+                                 base_dir=self._base_dir, node_id=self.cfg.node.id)
         if self.analyzer.reason:
             log.warning("object detection off: %s", self.analyzer.reason)
 

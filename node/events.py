@@ -208,6 +208,10 @@ class EventState:
     object_pending: Sighting | None = None
     object_cooldown_until: float = float("-inf")
     counter: int = 0
+    #: the node's id, leading every event id (set once): ids are unique across the ward, not
+    #: only on one node (two poles' first events after a ward-wide power cut can share a
+    #: millisecond and a count, and the archive keeps one event per id)
+    node_id: str = ""
 
 
 # ---------------------------------------------------------------------------- the machine
@@ -252,9 +256,11 @@ def close_interrupted(payload: dict, rules: EventRules) -> list[Action]:
 
 
 def _new_id(state: EventState, kind: str, start: Instant) -> tuple[EventState, str]:
+    """``<node>-<UTC start to the ms>Z-<kind letter><count since start>``."""
     n = state.counter + 1
     ms = start.utc.microsecond // 1000
-    return replace(state, counter=n), f"{start.utc:%Y%m%dT%H%M%S}{ms:03d}Z-{kind[0]}{n}"
+    node = f"{state.node_id}-" if state.node_id else ""
+    return replace(state, counter=n), f"{node}{start.utc:%Y%m%dT%H%M%S}{ms:03d}Z-{kind[0]}{n}"
 
 
 def _step_motion(state: EventState, obs: Obs, now: Instant, r: Rules, out: list[Action]) -> EventState:

@@ -69,7 +69,7 @@ class Analyzer:
 
     def __init__(self, cfg_motion: Any, cfg_detect: Any, clock: Any, *, detector: Any = None,
                  threaded: bool = True, base_dir: str | Path | None = None,
-                 snapshot_max_width: int = 1280) -> None:
+                 snapshot_max_width: int = 1280, node_id: str = "") -> None:
         self.cm, self.cd, self.clock = cfg_motion, cfg_detect, clock
         self._params = MotionParams(
             cell_px=cfg_motion.cell_px, threshold=cfg_motion.threshold,
@@ -89,7 +89,7 @@ class Analyzer:
                          post_roll_s=cfg_detect.post_roll_s))
         self._motion: MotionDetector | None = None
         self._rebaseline_pending = False
-        self._state = EventState()
+        self._state = EventState(node_id=node_id)  # (event ids begin with it)
         self._persist = Persistence(min_hits=cfg_detect.min_hits)
         self._sched = Scheduler(cfg_detect, self._persist)
         self._snaps = SnapshotFrames(snapshot_max_width)

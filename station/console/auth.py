@@ -67,6 +67,15 @@ def current_user(request: Request) -> User | None:
     return u
 
 
+def still_allowed(request: Request, user: User, permission: str) -> bool:
+    """For a response that lasts (the alert feed): whether the session that opened it may still
+    have it — the account active, not logged out since (its epoch), its role still granting
+    ``permission``. Reads the database afresh (one indexed query)."""
+    u = get_user_by_id(console(request).engine, user.id)
+    return (u is not None and u.active and u.session_epoch == request.session.get("epoch")
+            and u.may(permission))
+
+
 def need(request: Request, permission: str, target: str = "") -> User:
     """The logged-in user if their role grants ``permission``; else log-in or a refusal."""
     u = current_user(request)

@@ -7,6 +7,7 @@ UTC and shown in the ward's time zone (default ``Asia/Ho_Chi_Minh``).
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -223,6 +224,13 @@ CATALOGUE = {"vi": VI, "en": {}}
 def translate(lang: str, text: str, **kw: object) -> str:
     s = CATALOGUE.get(lang, {}).get(text, text)
     return s.format(**kw) if kw else s
+
+
+def ascii_fold(text: str) -> str:
+    """Vietnamese written without its marks ("Vụ việc Đồng Xuân" → "Vu viec Dong Xuan"): for
+    names that travel where only ASCII is allowed (a legal hold's name on the node)."""
+    plain = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
+    return "".join(ch for ch in plain if not unicodedata.combining(ch)).encode("ascii", "ignore").decode()
 
 
 def pick_lang(asked: str | None) -> str:

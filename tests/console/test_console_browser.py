@@ -160,14 +160,14 @@ def test_node_page_charts_heartbeats(ward, drv):
     # operators may hold footage but not switch IR
     assert drv.find_elements(By.ID, "hold-form") and not drv.find_elements(By.ID, "ir-form")
     screenshot(drv, "04-node-operator")
-    drv.find_element(By.CSS_SELECTOR, '#hold-form input[name="name"]').send_keys("vu-viec-17")
+    drv.find_element(By.CSS_SELECTOR, '#hold-form input[name="name"]').send_keys("Vụ việc 17")
     drv.find_element(By.ID, "hold-apply").click()
     res = wait_until(lambda: drv.find_elements(By.ID, "cmd-result"), 30)[0]  # the node's answer
     assert "ok" in res.get_attribute("class"), res.text  # the real node accepted the legal hold
     drv.find_element(By.ID, "holds").click()
     table = wait_until(lambda: drv.find_elements(By.ID, "holds-table"), 20)
     assert table, drv.page_source[:2000]
-    assert "vu-viec-17" in table[0].text and "Nguyễn Văn An (op)" in table[0].text
+    assert "Vu viec 17" in table[0].text and "Nguyễn Văn An (op)" in table[0].text
     screenshot(drv, "04b-node-holds")
 
 

@@ -155,3 +155,38 @@ def test_sessions_end_when_the_password_changes(db_site):
     set_password(db_site.console.engine, "op", "a-brand-new-pass")
     r = op.get("/alerts")
     assert r.status_code == 303 and "/login" in r.headers["location"]
+
+
+@pytest.mark.parametrize("how", ["logout elsewhere", "disabled"])
+def test_an_open_alert_feed_ends_with_its_session(site, monkeypatch, how):
+    """The alert feed is one long response: a log-out in another tab or an account disabled
+    ends it (it was checked once, when it opened, and streamed on for hours)."""
+    import threading
+    import time
+
+    from station.console.pages import alerts
+    from station.console.users import set_active
+
+    monkeypatch.setattr(alerts, "RECHECK_S", 0.5, raising=False)
+    op = http_login(site.url, "op")
+    lines: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:
+        with op.stream("GET", "/alerts/stream", timeout=30) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                lines.append(line)
+        done.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(1.5)  # open, and checked at least once: still allowed
+    assert not done.is_set() and lines[:1] == ["retry: 2000"]
+    if how == "logout elsewhere":
+        other = http_login(site.url, "op")  # the same officer's other tab (same epoch)
+        assert other.post("/logout", data={"csrf": csrf_of(other, "/fleet")}).status_code == 303
+    else:
+        set_active(site.console.engine, "op", False)
+    assert done.wait(10), lines
+    assert "event: ended" in lines

@@ -135,3 +135,29 @@ def test_search_cursor_round_trips_and_refuses_anything_it_did_not_sign():
     session_like = URLSafeSerializer("secret-a").dumps([key[0].isoformat(), key[1]])
     with pytest.raises(cursor.CursorError):
         cursor.decode("secret-a", session_like)  # same secret, signed for another use
+
+
+@pytest.mark.parametrize(("asked", "name"), [
+    ("Vụ việc Đồng Xuân 17/2026", "Vu viec Dong Xuan 172026"),
+    ("vu-viec-17", "vu-viec-17"),
+    ("  — ", "hold-op"),
+    ("Án " + "x" * 80, "An " + "x" * 61),
+    ("case: 2026.11", "case: 2026.11"),
+])
+def test_a_hold_name_is_what_the_node_takes(asked, name):
+    from node.record.holds import _NAME
+    from station.console.pages.nodes import hold_name
+
+    assert hold_name(asked, "op") == name and _NAME.match(name)
+
+
+@pytest.mark.parametrize(("display", "user", "owner"), [
+    ("Nguyễn Văn An", "op", "Nguyễn Văn An (op)"),
+    ("Trung tá " + "Nguyễn " * 20, "canbo-trucban-01", None),  # shortened, the user name whole
+    ("", "op", "(op)"),
+])
+def test_a_hold_owner_fits_the_node(display, user, owner):
+    from station.console.pages.nodes import hold_owner
+
+    got = hold_owner(display, user)
+    assert len(got) <= 64 and got.endswith(f"({user})") and (owner is None or got == owner), got

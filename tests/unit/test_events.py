@@ -328,3 +328,22 @@ def test_an_event_is_recorded_open_before_its_start_leaves_and_until_its_end_is_
     router.dispatch([PublishEvent({**start, "phase": "end", "end_reason": "quiet"})])
     assert seen == [("start", ["E-m1"]), ("end", ["E-m1"])]
     assert opened.left_open() == [] and len(box) == 2 and faults == {}
+
+
+def test_event_ids_name_their_node_so_two_poles_never_share_one():
+    """A ward-wide power cut: every pole starts again at the same moment, counting from 1. The
+    same person seen by two poles at the same millisecond gives two ids (the archive keeps one
+    event per id and refused the second pole's as another node's)."""
+    obs = Obs(seen=(person(0.0),))
+    ids = []
+    for node in ("pole-3", "pole-4"):
+        _, actions = step(EventState(node_id=node), obs, at(0.0), OBJ)
+        (start,) = [a.payload for a in actions if isinstance(a, PublishEvent)]
+        ids.append(start["id"])
+    assert ids[0] != ids[1] and ids[0].startswith("pole-3-") and ids[1].startswith("pole-4-"), ids
+    assert ids[0].removeprefix("pole-3-") == ids[1].removeprefix("pole-4-")  # the rest: time and count
+    from station.archive.ingest import _ID
+
+    assert all(_ID.match(i) for i in ids)  # and the archive takes them
+    longest = "p" * 63 + "-" + ids[0].removeprefix("pole-3-")[:-1] + "9" * 9  # a 63-letter id, 10^9 events
+    assert _ID.match(longest), len(longest)

@@ -6,11 +6,13 @@ Every snapshot served is footage: each request is audited (who looked at which p
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from station.archive.db import writing
 from station.archive.schema import console_acks as acks
@@ -22,6 +24,9 @@ router = APIRouter()
 
 LABELS = ("person", "car", "motorcycle", "bicycle", "truck", "bus")
 KEEPALIVE_S = 15.0
+#: how often an open alert feed checks that its session may still have it (a log-out, a disabled
+#: account or a changed role ends the feed within this)
+RECHECK_S = 5.0
 
 
 def acked(engine: sa.Engine, ids: list[str]) -> dict[str, str]:
@@ -67,11 +72,17 @@ async def alerts_stream(request: Request) -> StreamingResponse:
     q = c.live.broadcaster.listen()
 
     async def events():
+        checked = time.monotonic()
         try:
             yield "retry: 2000\n\n"
             while True:
+                if time.monotonic() - checked >= RECHECK_S:  # logged out, disabled, role taken away
+                    if not await run_in_threadpool(auth.still_allowed, request, u, "alerts"):
+                        yield "event: ended\ndata: {}\n\n"
+                        return
+                    checked = time.monotonic()
                 try:
-                    item = await asyncio.wait_for(q.get(), KEEPALIVE_S)
+                    item = await asyncio.wait_for(q.get(), min(KEEPALIVE_S, RECHECK_S))
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue

@@ -15,10 +15,31 @@ from fastapi.responses import HTMLResponse
 from station.connect import StationError
 from station.console import auth
 from station.console.charts import line_chart
+from station.console.i18n import ascii_fold
 from station.console.render import render
 from station.fleet import number as num
 
 router = APIRouter()
+
+#: the longest name and owner a node accepts for a legal hold (node.record.holds)
+HOLD_NAME_MAX = HOLD_OWNER_MAX = 64
+
+
+def hold_name(asked: str, username: str) -> str:
+    """A legal hold's name as the node takes it (ASCII letters, digits, ' ', '-', '_', '.', ':';
+    64 at most): Vietnamese without its marks, anything else dropped; the user's default."""
+    kept = "".join(ch for ch in ascii_fold(asked) if ch.isalnum() or ch in "-_ .:")
+    return kept.strip(" -_.:")[:HOLD_NAME_MAX].strip() or f"hold-{username}"[:HOLD_NAME_MAX]
+
+
+def hold_owner(display_name: str, username: str) -> str:
+    """Who placed the hold, in the node's 64 characters: the display name shortened if need be,
+    the user name always whole."""
+    who = f"({username})"
+    room = HOLD_OWNER_MAX - len(who) - 1
+    if room <= 0 or not display_name.strip():
+        return who[:HOLD_OWNER_MAX]
+    return f"{display_name[:room].rstrip()} {who}"
 
 #: hours of archived heartbeat history the node page charts
 HISTORY_H = 6
@@ -163,9 +184,9 @@ async def hold(request: Request, node: str, start: str = Form(""), end: str = Fo
         keep = 0
     if not 1 <= keep <= 365:
         return _page(request, node, {"name": "hold", "ok": False, "text": "days: 1 to 365"}, 400)
-    case = "".join(ch for ch in name if ch.isalnum() or ch in "-_ ")[:64].strip() or f"hold-{u.username}"
-    args = {"start": s.strftime("%Y-%m-%dT%H:%M:%SZ"), "end": e.strftime("%Y-%m-%dT%H:%M:%SZ"), "name": case,
-            "owner": f"{u.display_name} ({u.username})", "days": keep}
+    args = {"start": s.strftime("%Y-%m-%dT%H:%M:%SZ"), "end": e.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "name": hold_name(name, u.username), "owner": hold_owner(u.display_name, u.username),
+            "days": keep}
     from starlette.concurrency import run_in_threadpool
 
     return _page(request, node, await run_in_threadpool(_send, request, node, "hold", args, u))

@@ -65,6 +65,8 @@ function startFeed(feed) {
     if (art) { showSnapshot(art); art.dataset.snapMs = String(performance.timeOrigin + performance.now()); }
   });
   es.addEventListener("ack", (ev) => { const k = JSON.parse(ev.data); const art = find(k.id); if (art) markAcked(art, k.by); });
+  // the session ended (logged out elsewhere, account disabled, role changed): the page asks again
+  es.addEventListener("ended", () => { es.close(); location.reload(); });
 }
 
 function refreshFleet(box) {
