@@ -188,14 +188,15 @@ def _cmd_inventory(args: argparse.Namespace) -> int:
     try:
         engine = open_archive(args.db)  # the inventory may come before any node: create/migrate
         if args.action == "import":
-            counts = import_csv(engine, args.file, now)
+            counts = import_csv(engine, args.file, now, replace_keys=frozenset(args.replace_key))
             print(", ".join(f"{v} {k}" for k, v in counts.items()))
         elif args.action == "set":
             raw = {k: getattr(args, k) for k in ("site", "pole", "address", "lat", "lon", "facing_deg",
                                                   "neighbours", "pubkey") if getattr(args, k) is not None}
             if not raw:
                 return _fail("inventory set: nothing to set (give --site, --lat, ... )", 2)
-            print(upsert(engine, args.node, parse_fields(raw, "inventory set"), now))
+            print(upsert(engine, args.node, parse_fields(raw, "inventory set"), now,
+                         replace_key=args.replace_key))
         else:
             for n in list_nodes(engine):
                 if args.json:
@@ -385,10 +386,15 @@ def add_parsers(sub) -> None:
     isub = i.add_subparsers(dest="action", required=True)
     imp = isub.add_parser("import", help="import inventory.csv (provisioning's, plus the ward's columns)")
     imp.add_argument("file")
+    imp.add_argument("--replace-key", action="append", default=[], metavar="NODE",
+                     help="accept a new signing key for NODE (a re-keyed pole); without it a key that "
+                     "differs from the trusted one is refused")
     st = isub.add_parser("set", help="edit one node")
     st.add_argument("node")
     for opt in ("site", "pole", "address", "lat", "lon", "facing-deg", "neighbours", "pubkey"):
         st.add_argument(f"--{opt}", dest=opt.replace("-", "_"))
+    st.add_argument("--replace-key", action="store_true",
+                    help="with --pubkey: replace the node's trusted signing key (a re-keyed pole)")
     ls = isub.add_parser("list", help="every node")
     ls.add_argument("--json", action="store_true")
     i.set_defaults(func=_cmd_inventory)

@@ -14,6 +14,7 @@ a clip's manifest).
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,8 @@ from station.archive.schema import nodes
 EDITABLE = ("site", "pole", "address", "lat", "lon", "facing_deg", "neighbours", "pubkey")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
+
+log = logging.getLogger(__name__)
 
 class InventoryError(ValueError):
     """A line or value the inventory cannot take; says which and why."""
@@ -62,12 +65,29 @@ def parse_fields(raw: dict[str, str], where: str) -> dict[str, Any]:
     return out
 
 
-def upsert(engine: Engine, node_id: str, fields: dict[str, Any], now: datetime) -> str:
-    """Create or update one node; returns ``added``, ``updated`` or ``unchanged``."""
+def _rekeyed(node_id: str, old: Any, fields: dict[str, Any], replace_key: bool) -> None:
+    """A node's signing key is what its footage is verified against: an edited file must not
+    change it quietly. Raises unless the replacement was asked for; logs it when it was."""
+    if old is None or not old["pubkey"] or "pubkey" not in fields or fields["pubkey"] == old["pubkey"]:
+        return
+    if not replace_key:
+        raise InventoryError(f"{node_id}: its signing key differs from the one the archive trusts "
+                             f"({old['pubkey'][:8]}... here, {fields['pubkey'][:8]}... given): footage is "
+                             f"verified only against keys already trusted; if the pole was re-keyed, give "
+                             f"--replace-key {node_id}")
+    log.warning("inventory: %s's signing key replaced (%s... -> %s...), as asked", node_id,
+                old["pubkey"][:8], fields["pubkey"][:8])
+
+
+def upsert(engine: Engine, node_id: str, fields: dict[str, Any], now: datetime, *,
+           replace_key: bool = False) -> str:
+    """Create or update one node; returns ``added``, ``updated`` or ``unchanged``. A different
+    signing key for a node that has one is refused unless ``replace_key``."""
     if not _ID.match(node_id):
         raise InventoryError(f"not a node id: {node_id!r}")
     with writing(engine) as conn:
         old = conn.execute(select(nodes).where(nodes.c.id == node_id)).mappings().first()
+        _rekeyed(node_id, old, fields, replace_key)
         if old is None:
             blank = {"site": "", "pole": "", "address": "", "neighbours": [], "pubkey": ""}
             conn.execute(insert(nodes).values(**{**blank, **fields, "id": node_id, "updated": now}))
@@ -79,9 +99,11 @@ def upsert(engine: Engine, node_id: str, fields: dict[str, Any], now: datetime) 
         return "updated"
 
 
-def import_csv(engine: Engine, path: str | Path, now: datetime) -> dict[str, int]:
+def import_csv(engine: Engine, path: str | Path, now: datetime, *,
+               replace_keys: frozenset[str] = frozenset()) -> dict[str, int]:
     """Import provisioning's inventory (plus the ward's columns). Validates every line first:
-    a bad line changes nothing and names its line number."""
+    a bad line changes nothing and names its line number; so does a signing key that differs
+    from the one the archive trusts, unless its node is in ``replace_keys``."""
     try:
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
@@ -94,9 +116,17 @@ def import_csv(engine: Engine, path: str | Path, now: datetime) -> dict[str, int
     for node_id, _, n in parsed:
         if not _ID.match(node_id):
             raise InventoryError(f"{path}:{n}: not a node id: {node_id!r}")
+    with engine.connect() as conn:  # a key change not asked for: refused before anything is written
+        trusted = {r.id: r._mapping for r in conn.execute(select(nodes.c.id, nodes.c.pubkey))}
+    for node_id, fields, n in parsed:
+        if node_id not in replace_keys:
+            try:
+                _rekeyed(node_id, trusted.get(node_id), fields, replace_key=False)
+            except InventoryError as exc:
+                raise InventoryError(f"{path}:{n}: {exc}") from None
     counts = {"added": 0, "updated": 0, "unchanged": 0}
     for node_id, fields, _ in parsed:
-        counts[upsert(engine, node_id, fields, now)] += 1
+        counts[upsert(engine, node_id, fields, now, replace_key=node_id in replace_keys)] += 1
     return counts
 
 

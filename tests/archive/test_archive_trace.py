@@ -43,10 +43,17 @@ def test_inventory_import_update_and_refusals(engine, tmp_path):
     p3 = get_node(engine, "p3")
     assert p3["neighbours"] == ["p2", "p4"] and p3["pubkey"] == KEY and p3["lon"] == pytest.approx(13.403)
     assert upsert(engine, "p3", {"address": "12 Market St"}, NOW) == "updated"
-    # re-provisioning (a new key) from a bare provisioning file keeps the ward's columns
+    # re-provisioning (a new key) from a bare provisioning file: the key the archive trusts is
+    # not replaced by an edited file unless that was asked for, and nothing else changes then
     (tmp_path / "again.csv").write_text("node_id,name,broker,signing_public_key,provisioned_utc\n"
+                                        f"p1,Pole 1,b:8883,{KEY},2026-11-20T00:00:00Z\n"
                                         f"p3,Pole 3,b:8883,{'cd' * 32},2026-11-20T00:00:00Z\n")
-    assert import_csv(engine, tmp_path / "again.csv", NOW)["updated"] == 1
+    with pytest.raises(InventoryError, match=r"again.csv:3: p3: its signing key differs .*--replace-key p3"):
+        import_csv(engine, tmp_path / "again.csv", NOW)
+    with pytest.raises(InventoryError, match="--replace-key p3"):
+        upsert(engine, "p3", {"pubkey": "cd" * 32}, NOW)
+    assert get_node(engine, "p3")["pubkey"] == KEY
+    assert import_csv(engine, tmp_path / "again.csv", NOW, replace_keys=frozenset({"p3"}))["updated"] == 1
     p3 = get_node(engine, "p3")
     assert p3["pubkey"] == "cd" * 32 and p3["address"] == "12 Market St" and p3["site"] == "market"
     bad = write_inventory(tmp_path / "bad.csv", f"p9,x,b,{KEY},t,market,95,13,0,\n")

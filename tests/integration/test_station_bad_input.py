@@ -100,3 +100,28 @@ def test_serve_refuses_bad_settings_with_one_line(tmp_path):
     assert r.returncode == 1 and "no archive at" in r.stderr
     r = run("events", "--db", f"sqlite:///{tmp_path}/a.db", "--since", "last tuesday")
     assert r.returncode == 2 and "--since" in r.stderr
+
+
+def test_an_edited_inventory_cannot_swap_a_poles_trusted_key(tmp_path, capsys):
+    """``camnode-station inventory import``: a signing key that differs from the one the archive
+    trusts is refused (exit 1, one line naming the pole and the way to accept it), nothing is
+    written; ``--replace-key POLE`` accepts it, and says so in the log."""
+    from station.cli import main as station
+
+    db = f"sqlite:///{tmp_path / 'archive.db'}"
+    head = "node_id,name,broker,signing_public_key,provisioned_utc\n"
+    first, second = "ab" * 32, "cd" * 32
+    (tmp_path / "inv.csv").write_text(head + f"pole-1,Pole 1,b:8883,{first},2026-11-01T00:00:00Z\n")
+    assert station(["inventory", "--db", db, "import", str(tmp_path / "inv.csv")]) == 0
+    (tmp_path / "edited.csv").write_text(head + f"pole-1,Cột 1,b:8883,{second},2026-11-30T00:00:00Z\n")
+    capsys.readouterr()
+    assert station(["inventory", "--db", db, "import", str(tmp_path / "edited.csv")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "pole-1: its signing key differs" in err and "--replace-key pole-1" in err and "\n" not in err
+    assert station(["inventory", "--db", db, "list", "--json"]) == 0
+    (row,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert row["pubkey"] == first and row["pole"] != "Cột 1"
+    assert station(["inventory", "--db", db, "import", str(tmp_path / "edited.csv"),
+                    "--replace-key", "pole-1"]) == 0
+    assert station(["inventory", "--db", db, "set", "pole-1", "--pubkey", first]) == 1
+    assert station(["inventory", "--db", db, "set", "pole-1", "--pubkey", first, "--replace-key"]) == 0
