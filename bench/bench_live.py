@@ -188,8 +188,9 @@ def latency(seconds: float) -> None:
                 time.sleep(2)
                 lat = rtsp_latency(info.rtsp_url(NODE, stream), seconds)
                 meds[f"rtsp {stream}"] = summary(f"RTSP (PyAV) {stream}", lat)
+                page = info.browser_url(NODE, stream, time.time() + 900)
                 meds[f"browser {stream}"] = summary(f"Chromium/WebRTC {stream}",
-                                                    browser_latency(info.browser_url(NODE, stream), seconds))
+                                                    browser_latency(page, seconds))
                 node.live.command({"stop": True})
                 time.sleep(1)
             for stream in ("main", "sub"):

@@ -37,9 +37,9 @@ class Console:
     tile_url: str = ""
     #: the media relay's browser page of one pole: ``{node}`` and ``{stream}`` are filled in
     live_url: str = ""
-    #: Janus's browser key, read from the station's secret file; added to the player page's URL
-    #: only for users with the ``live`` permission
-    live_key: str = ""
+    #: the station's secret (its 0600 file): the console signs a viewer token with it for each
+    #: player page it draws, only for users with the ``live`` permission
+    live_secret: bytes = field(default=b"", repr=False)
     https_only: bool = False
     #: the station's archive (``archive_view.ArchiveView``): search, trace, snapshots, history
     archive: Any = None

@@ -51,17 +51,16 @@ def read_secret(path: Path) -> str:
     return key
 
 
-def live_key(settings: Settings) -> str:
-    """Janus's browser key, from the station's 0600 secret file (never from a command line);
-    '' when the console embeds no live view."""
+def live_secret(settings: Settings) -> bytes:
+    """The station's secret the console signs viewer tokens with, from its 0600 file (never from a
+    command line); empty when the console embeds no live view."""
     if not settings.live_url:
-        return ""
+        return b""
     from station.live.credentials import load_secret, station_dir
-    from station.live.janus import browser_key
 
-    if "#" in settings.live_url or "key=" in settings.live_url:
+    if "#" in settings.live_url or "key=" in settings.live_url or "token=" in settings.live_url:
         raise ValueError("--live-url carries no key: the console reads it from the station directory")
-    return browser_key(load_secret(station_dir(settings.station_dir or None)))
+    return load_secret(station_dir(settings.station_dir or None))
 
 
 def open_db(url: str) -> sa.Engine:
@@ -108,7 +107,8 @@ def build(settings: Settings, clock: Any = None):
     console = Console(engine=engine, live=live, clock=clock, ward=WardTime(settings.tz),
                       poles=archive.poles, command=command, archive=archive, cases=cases,
                       secret_key=read_secret(Path(settings.secret_file)), tile_url=settings.tile_url,
-                      live_url=settings.live_url, live_key=live_key(settings), https_only=settings.https_only)
+                      live_url=settings.live_url, live_secret=live_secret(settings),
+                      https_only=settings.https_only)
     return create_app(console), bridge.start()
 
 

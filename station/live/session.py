@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -20,20 +20,25 @@ class LiveError(RuntimeError):
     """The session could not be started; the message says why (one line)."""
 
 
+#: how long a live session lasts when none is asked for (the node's default, node.live)
+DEFAULT_MINUTES = 5.0
+
+
 @dataclass(frozen=True)
 class RelayInfo:
     rtsp: str
     viewer: str
     password: str
     web: str = ""
-    browser_key: str = ""
+    secret: bytes = field(default=b"", repr=False)
 
-    def browser_url(self, node: str, stream: str) -> str:
-        """The player page of one pole's stream (Janus over WebRTC); the key travels in the
-        fragment, which browsers never send to a server."""
+    def browser_url(self, node: str, stream: str, expires: float) -> str:
+        """The player page of one pole's stream (Janus over WebRTC) with a viewer token good
+        until ``expires`` (UNIX seconds); the token travels in the fragment, which browsers
+        never send to a server."""
         if not self.web:
             return "(no browser gateway running)"
-        return f"{self.web}/live.html?node={quote(node)}&stream={stream}#key={self.browser_key}"
+        return page_url(f"{self.web}/live.html?node={quote(node)}&stream={stream}", self.secret, expires)
 
     def rtsp_url(self, node: str, stream: str) -> str:
         u = urlsplit(self.rtsp)
@@ -50,14 +55,26 @@ def relay_info(state_dir: Path) -> RelayInfo:
                         "`camnode-station serve` or `camnode-station relay`") from None
     except (OSError, ValueError) as exc:
         raise LiveError(f"relay state {path} unreadable: {exc}") from None
-    from station.live.janus import browser_key
-
     try:
         secret = load_secret(state_dir)
     except (ValueError, OSError) as exc:
         raise LiveError(str(exc)) from None
     return RelayInfo(data["rtsp"], data["viewer"], viewer_password(secret, data["viewer"]),
-                     data.get("web", ""), browser_key(secret))
+                     data.get("web", ""), secret)
+
+
+def page_url(page: str, secret: bytes, expires: float) -> str:
+    """``page`` (the relay's player page of one stream) with a viewer token in its fragment."""
+    from station.live.janus import viewer_token
+
+    return f"{page}#token={quote(viewer_token(secret, expires), safe='')}"
+
+
+def token_expiry(minutes: float | None, now: float) -> float:
+    """When the token for a live session of ``minutes`` (the node's default when None) ends."""
+    from station.live.janus import TOKEN_GRACE_S
+
+    return now + (DEFAULT_MINUTES if minutes is None else minutes) * 60 + TOKEN_GRACE_S
 
 
 def wait_playable(url: str, timeout_s: float) -> None:
@@ -79,9 +96,10 @@ def wait_playable(url: str, timeout_s: float) -> None:
 
 
 def start_live(request: Any, node: str, stream: str, minutes: float | None, state_dir: Path, *,
-               wait_s: float = 20.0) -> tuple[dict[str, Any], str, str]:
+               wait_s: float = 20.0, now: float | None = None) -> tuple[dict[str, Any], str, str]:
     """Ask ``node`` for a live session and wait until it plays; returns the node's reply, the
-    RTSP URL (with the viewer's credentials) and the browser page's URL.
+    RTSP URL (with the viewer's credentials) and the browser page's URL (its token good for the
+    session; ``now``: UNIX seconds, the clock's by default).
     ``request(name, payload)`` sends a command and returns the reply (:func:`station.console.request`)."""
     info = relay_info(state_dir)
     payload: dict[str, Any] = {"stream": stream}
@@ -92,4 +110,5 @@ def start_live(request: Any, node: str, stream: str, minutes: float | None, stat
         raise LiveError(f"{node} refused: {reply.get('error', 'no reason given')}")
     url = info.rtsp_url(node, stream)
     wait_playable(url, wait_s)
-    return reply, url, info.browser_url(node, stream)
+    expires = token_expiry(minutes, time.time() if now is None else now)
+    return reply, url, info.browser_url(node, stream, expires)

@@ -6,12 +6,13 @@ stream. Uses the live tests' rig (broker, relay, node with a [live] section)."""
 from __future__ import annotations
 
 import time
+from urllib.parse import unquote
 
 import pytest
 from selenium.webdriver.common.by import By
 
 from station.live.credentials import load_secret
-from station.live.janus import browser_key
+from station.live.janus import token_key
 from tests.console.harness import browser, browser_login, http_login, screenshot, start_console, wait_until
 from tests.live.rig import NODE, ask, make_rig, wait_node_ready
 
@@ -59,9 +60,14 @@ def test_live_wall_plays_the_pole_and_a_click_opens_its_main_stream(rig, tmp_pat
         browser_login(drv, console.url, "op")
         drv.get(console.url + "/live")
         frame = drv.find_element(By.CSS_SELECTOR, f'.tile[data-node="{NODE}"] iframe')
-        # the console read the browser key from the station's secret file and drew it for this user
-        key = browser_key(load_secret(rig["relay"].state_dir))
-        assert frame.get_attribute("src").endswith(f"#key={key}")
+        # the console signed a viewer token for this user with the station's secret: good for the
+        # live session it asked for (10 minutes) and a minute more, and the signing key not on it
+        secret = load_secret(rig["relay"].state_dir)
+        token = unquote(frame.get_attribute("src").split("#token=", 1)[1])
+        expires = int(token.split(",", 1)[0])
+        assert 600 <= expires - time.time() <= 661 and ",janus,janus.plugin.streaming:" in token
+        key = token_key(secret)
+        assert key not in drv.page_source
         stats = playing(drv, frame)
         assert stats, "the sub-stream did not play on the wall"
         assert (stats["w"], stats["h"]) == (160, 96) and stats["sd"] > 10, stats
@@ -80,7 +86,7 @@ def test_live_wall_plays_the_pole_and_a_click_opens_its_main_stream(rig, tmp_pat
         tech = http_login(console.url, "tech")
         for path in ("/live", f"/live/{NODE}"):
             r = tech.get(path)
-            assert r.status_code == 403 and key not in r.text, (path, r.status_code)
+            assert r.status_code == 403 and key not in r.text and "token=" not in r.text, path
     finally:
         drv.quit()
         console.stop()

@@ -70,7 +70,7 @@ def _cmdlines(root: int) -> list[str]:
 
 def test_demo_runs_until_interrupted(tmp_path):
     from station.live.credentials import load_secret
-    from station.live.janus import browser_key
+    from station.live.janus import token_key
 
     p = subprocess.Popen([sys.executable, "-m", "demo", "--storage", str(tmp_path / "demo"),
                           "--heartbeat-s", "1", "--console-listen", f"127.0.0.1:{_free_port()}"],
@@ -83,8 +83,8 @@ def test_demo_runs_until_interrupted(tmp_path):
     while time.monotonic() < deadline and (sum("HEARTBEAT" in ln for ln in lines) < 2
                                            or not any("web console on" in ln for ln in lines)):
         time.sleep(0.2)
-    # the live key is in the station's 0600 file, on no process's command line
-    key = browser_key(load_secret(tmp_path / "station"))
+    # the key that signs viewer tokens is in the station's 0600 file, on no process's command line
+    key = token_key(load_secret(tmp_path / "station"))
     cmdlines = _cmdlines(p.pid)
     assert any("console" in c and "--live-url" in c for c in cmdlines), cmdlines
     assert not [c for c in cmdlines if key in c], "the live key is on a command line"

@@ -70,17 +70,29 @@ def test_chromium_plays_the_sub_stream_through_the_relay(rig, browser, tmp_path)
     ask(rig, {"stop": True})
 
 
-def test_the_page_plays_nothing_without_the_key(rig, browser):
+def test_the_page_plays_nothing_without_a_token_an_expired_or_a_forged_one(rig, browser):
+    """Janus in signed-token mode: no token, one whose time is up (a page kept from a session
+    that ended), or one signed with another key — each refused at the first request."""
+    from urllib.parse import quote
+
+    from station.live.credentials import load_secret
+    from station.live.janus import viewer_token
+
     wait_node_ready(rig)
     res = cli_live(rig, "--stream", "sub", "--minutes", "1", "--url")
     assert res.returncode == 0, res.stderr
     page = res.stdout.splitlines()[1].split("#", 1)[0]
-    browser.get(page)
-    deadline = time.monotonic() + 10
-    state = ""
-    while time.monotonic() < deadline and "error" not in state:
-        state = browser.execute_script("return document.getElementById('state').textContent")
-        time.sleep(0.3)
-    assert "error" in state and "Unauthorized" in state
-    assert browser.execute_script(FRAME_STATS) is None
+    secret = load_secret(rig["relay"].state_dir)
+    for fragment in ("", "#token=" + quote(viewer_token(secret, time.time() - 5), safe=""),
+                     "#token=" + quote(viewer_token(b"another station's secret, 64 chars", time.time() + 600),
+                                       safe="")):
+        browser.get("about:blank")
+        browser.get(page + fragment)
+        deadline = time.monotonic() + 10
+        state = ""
+        while time.monotonic() < deadline and "error" not in state:
+            state = browser.execute_script("return document.getElementById('state').textContent")
+            time.sleep(0.3)
+        assert "error" in state and "Unauthorized" in state, (fragment[:20], state)
+        assert browser.execute_script(FRAME_STATS) is None
     ask(rig, {"stop": True})

@@ -33,7 +33,7 @@ def test_main_stream_packets_are_the_recorded_packets(rig):
     assert res.returncode == 0, res.stderr + rig["node"].log()[-3000:]
     lines = res.stdout.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("rtsp://") and lines[0].endswith(f"/{NODE}/main")
-    assert lines[1].startswith("http://") and "#key=" in lines[1]
+    assert lines[1].startswith("http://") and "#token=" in lines[1]
     pkts = read_packets(lines[0], 4.0)
     got = [pic for p in pkts if (pic := slices(bytes(p)))]  # a relay may send parameter sets alone
     assert len(got) >= 20, len(got)

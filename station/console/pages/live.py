@@ -19,20 +19,25 @@ from starlette.concurrency import run_in_threadpool
 from station.connect import StationError
 from station.console import auth
 from station.console.render import render
+from station.live.session import page_url, token_expiry
 
 router = APIRouter()
 
 #: minutes a live session lasts before the pole stops pushing by itself (a reload renews it)
 LIVE_MINUTES = 10
+#: the live pages reload themselves before their sessions (and viewer tokens) end: new ones
+RELOAD_S = LIVE_MINUTES * 60 - 30
 WATCHABLE = ("OK", "FAULT")
 
 
-def stream_url(template: str, node: str, stream: str, key: str = "") -> str:
-    """The relay's player page of one stream; ``key`` (Janus's browser key) goes in the
-    fragment, which the browser never sends to the page server. Only called after
-    ``auth.need(request, "live")``."""
-    url = template.replace("{node}", quote(node, safe="")).replace("{stream}", stream)
-    return f"{url}#key={quote(key, safe='')}" if key else url
+def stream_url(c, node: str, stream: str) -> str:
+    """The relay's player page of one stream, with a viewer token good for the live session the
+    console asks for (in the fragment, which the browser never sends to the page server). Only
+    called after ``auth.need(request, "live")``."""
+    url = c.live_url.replace("{node}", quote(node, safe="")).replace("{stream}", stream)
+    if not c.live_secret:
+        return url
+    return page_url(url, c.live_secret, token_expiry(LIVE_MINUTES, c.clock.utc().timestamp()))
 
 
 def _start(c, node: str, stream: str) -> str:
@@ -58,9 +63,10 @@ async def wall(request: Request) -> HTMLResponse:
         errors = await run_in_threadpool(start_all)
     auth.audit_act(request, u, "view:live-wall", ",".join(nodes)[:256],
                    detail="; ".join(f"{n}: {e}" for n, e in errors.items() if e)[:2000])
-    tiles = [(n, stream_url(c.live_url, n, "sub", c.live_key) if c.live_url and not errors.get(n) else "",
+    tiles = [(n, stream_url(c, n, "sub") if c.live_url and not errors.get(n) else "",
               errors.get(n, "")) for n in nodes]
-    return render(request, "live.html", {"tiles": tiles, "configured": bool(c.live_url)})
+    return render(request, "live.html", {"tiles": tiles, "configured": bool(c.live_url),
+                                         "refresh_s": RELOAD_S})
 
 
 @router.get("/live/{node}", response_class=HTMLResponse)
@@ -71,6 +77,6 @@ async def one(request: Request, node: str) -> HTMLResponse:
         return render(request, "error.html", {"title": "Not found", "message": ""}, status_code=404)
     error = await run_in_threadpool(_start, c, node, "main") if c.live_url else ""
     auth.audit_act(request, u, "view:live", f"{node} main", detail=error[:2000])
-    url = stream_url(c.live_url, node, "main", c.live_key) if c.live_url and not error else ""
+    url = stream_url(c, node, "main") if c.live_url and not error else ""
     return render(request, "live_one.html", {"node": node, "configured": bool(c.live_url), "url": url,
-                                             "error": error})
+                                             "error": error, "refresh_s": RELOAD_S})
