@@ -6,7 +6,6 @@ case's clip pull share the console's one session: none of them ends another's co
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -14,26 +13,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert
 
 from node.app import Node
-from node.config import load_config
 from node.localbroker import free_port
 from provisioning.cli import main as provision
 from station.archive.schema import events
 from station.connect import Connection
 from tests.console.harness import start_console
-from tests.integration.test_provisioning import _broker_for
+from tests.integration.test_provisioning import _broker_for, run_here
 from tests.stationproc import wait_until
-
-
-def _node_config(out, tmp_path):
-    cfg = load_config(out / "pole-7" / "node.toml")
-    return cfg.replace(
-        mqtt=dataclasses.replace(cfg.mqtt, heartbeat_s=0.5, tls_ca=str(out / "pole-7" / "ca.crt"),
-                                 password_file=str(out / "pole-7" / "mqtt.password")),
-        storage=dataclasses.replace(cfg.storage, path=str(tmp_path / "rec"), segment_s=2.0),
-        record=dataclasses.replace(cfg.record, signing_key=str(out / "pole-7" / "signing.key")),
-        camera=dataclasses.replace(cfg.camera, width=320, height=240, lores_width=160, lores_height=120),
-        gpio=dataclasses.replace(cfg.gpio, factory="mock"),  # no header on this machine
-    )
 
 
 def test_feed_commands_and_a_clip_pull_share_the_consoles_one_login(tmp_path):
@@ -43,7 +29,7 @@ def test_feed_commands_and_a_clip_pull_share_the_consoles_one_login(tmp_path):
     assert provision(["station", "--user", "station-post", "--out", str(out)]) == 0
     assert "use_username_as_clientid true" in (out / "broker" / "camnode.conf").read_text()
     broker = _broker_for(out, port).start()
-    node = Node(_node_config(out, tmp_path))
+    node = Node(run_here(out / "pole-7", tmp_path / "rec", heartbeat_s=0.5))
     stop = threading.Event()
     th = threading.Thread(target=node.run, args=(stop,), name="test-node")
     th.start()
@@ -74,7 +60,7 @@ def test_feed_commands_and_a_clip_pull_share_the_consoles_one_login(tmp_path):
         assert job.state == "done" and job.verified, (job.error, job.case.get("poles"))
         # meanwhile the feed never lost its connection and heartbeats kept coming
         assert console.bridge.drops == 0 and console.bridge.connected.is_set(), console.bridge.error
-        assert c.live.history("pole-7")[-1]["utc"] > last_beat
+        assert wait_until(lambda: c.live.history("pole-7")[-1]["utc"] > last_beat, 5)
         assert [r["state"] for r in c.live.fleet.rows() if r["node"] == "pole-7"] == ["OK"]
         # the parts' subscriptions were all taken back (the feed's own stay)
         held = console.bridge.session.routes.held

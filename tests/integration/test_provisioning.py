@@ -211,6 +211,21 @@ def test_a_rotation_that_fails_leaves_the_user_and_the_broker_agreeing(tmp_path,
     assert stat.S_IMODE(pw_file.stat().st_mode) == 0o600
 
 
+def run_here(node_dir: Path, storage: Path, *, heartbeat_s: float):
+    """A provisioned node's config as it runs on this machine: its files where provisioning left
+    them (not /etc/camnode), footage in ``storage``, a small synthetic picture, mock GPIO (no
+    header here)."""
+    cfg = load_config(node_dir / "node.toml")
+    return cfg.replace(
+        mqtt=dataclasses.replace(cfg.mqtt, heartbeat_s=heartbeat_s, tls_ca=str(node_dir / "ca.crt"),
+                                 password_file=str(node_dir / "mqtt.password")),
+        storage=dataclasses.replace(cfg.storage, path=str(storage), segment_s=2.0),
+        record=dataclasses.replace(cfg.record, signing_key=str(node_dir / "signing.key")),
+        camera=dataclasses.replace(cfg.camera, width=320, height=240, lores_width=160, lores_height=120),
+        gpio=dataclasses.replace(cfg.gpio, factory="mock"),
+    )
+
+
 def test_provisioned_node_reaches_station_over_tls(tmp_path, ward):
     """The generated node config, broker config and CA: a real node talks TLS to the broker,
     the station reads it, and the footage verifies against the inventory's key."""
@@ -218,14 +233,7 @@ def test_provisioned_node_reaches_station_over_tls(tmp_path, ward):
     cfg = load_config(out / "pole-7" / "node.toml")
     assert cfg.mqtt.port == b.port and cfg.mqtt.tls_ca == "/etc/camnode/ca.crt"  # TLS by default
     assert cfg.gpio.ir_pin == 18 and cfg.gpio.led_pin == 25  # the documented wiring
-    cfg = cfg.replace(
-        mqtt=dataclasses.replace(cfg.mqtt, heartbeat_s=0.3, tls_ca=str(out / "pole-7" / "ca.crt"),
-                                 password_file=str(out / "pole-7" / "mqtt.password")),
-        storage=dataclasses.replace(cfg.storage, path=str(tmp_path / "rec"), segment_s=2.0),
-        record=dataclasses.replace(cfg.record, signing_key=str(out / "pole-7" / "signing.key")),
-        camera=dataclasses.replace(cfg.camera, width=320, height=240, lores_width=160, lores_height=120),
-        gpio=dataclasses.replace(cfg.gpio, factory="mock"),  # no header on this machine
-    )
+    cfg = run_here(out / "pole-7", tmp_path / "rec", heartbeat_s=0.3)
     st_pw = (out / "users" / "station" / "password").read_text().strip()
     st, seen = _client(b.port, "station", st_pw, ca=out / "users" / "station" / "ca.crt")
     st.subscribe("camnode/#", qos=1)
