@@ -99,13 +99,15 @@ def _camera_password(source: str, password_file: str) -> str | None:
     node.toml would keep it); None when the camera needs none."""
     from urllib.parse import urlsplit
 
+    from provisioning.node import takes_password
+
     url = urlsplit(source) if "://" in source else None
     if url is not None and url.password is not None:
         raise ProvisionError("--source holds a password (ps shows it, node.toml would keep it): give "
                              "rtsp://USER@HOST/... and --camera-password-file FILE")
     if not password_file:
         return None
-    if url is None or url.scheme not in ("rtsp", "rtsps", "http", "https") or not url.username:
+    if not takes_password(source):
         raise ProvisionError("--camera-password-file is for an IP camera: give --source rtsp://USER@HOST/...")
     try:
         lines = Path(password_file).read_text().splitlines()

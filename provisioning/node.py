@@ -103,6 +103,15 @@ def node_toml(spec: NodeSpec, ward: Ward) -> str:
         f"labels = {_q('models/' + labels)}\n"
 
 
+def takes_password(source: str) -> bool:
+    """Whether ``camera.source`` is an IP camera's URL naming a user (its password then comes
+    from camera.password)."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(source) if "://" in source else None
+    return url is not None and url.scheme in ("rtsp", "rtsps", "http", "https") and bool(url.username)
+
+
 def _check_model(spec: NodeSpec) -> None:
     if spec.model is None:
         return
@@ -150,8 +159,8 @@ def provision_node(ward: Ward, spec: NodeSpec, *, update: bool = False,
     node_dir = ward.root / spec.node_id
     cam_file = node_dir / CAMERA_PASSWORD
     cam_pw = None if camera_password is None else (camera_password + "\n").encode()
-    if cam_pw is not None or cam_file.is_file():
-        spec = dataclasses.replace(spec, camera_password=True)
+    if cam_pw is not None or (cam_file.is_file() and takes_password(spec.source)):
+        spec = dataclasses.replace(spec, camera_password=True)  # (a re-run keeps the one there)
     text = node_toml(spec, ward)
     try:
         config_from_dict(tomllib.loads(text), source=f"{spec.node_id}/node.toml")
@@ -188,6 +197,8 @@ def provision_node(ward: Ward, spec: NodeSpec, *, update: bool = False,
         (node_dir / "node.toml").write_text(text)
         if cam_pw is not None:
             write_private(cam_file, cam_pw)
+        elif not spec.camera_password:
+            cam_file.unlink(missing_ok=True)  # an IP camera no more: its password goes too
         if live_pw is not None:
             write_private(pw_file, live_pw)
             ward.set_live(spec.node_id, spec.relay)

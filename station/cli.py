@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the ward's time zone (times are stored UTC)")
     co.add_argument("--tile-url", default="", help="optional map tiles, e.g. http://tiles.local/{z}/{x}/{y}.png")
     co.add_argument("--live-url", default="", help="the media relay's page of one pole ({node}, {stream}), "
-                    "without a key: the console adds the browser key from the station directory")
+                    "without a key: the console signs a viewer token per page with the station's secret")
     co.add_argument("--station-dir", default=None, help="station state holding live-secret (default "
                     "$CAMNODE_STATION_DIR, else var/station)")
     co.add_argument("--https-only", action="store_true",

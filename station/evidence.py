@@ -13,7 +13,8 @@ window]:
 then the case folder gets the archived snapshots of the events in the window on those poles,
 ``case.json`` (what was asked, by whom, every file with its SHA-256, every verdict), an
 ``index.html`` to hand over, and the archive's audit table one row per command and one for the
-case. Thread: the caller's (one MQTT client per request, as ``camnode-station clip``).
+case. Thread: the caller's; ``via`` is a :class:`~station.connect.Connection` (a session per
+request, as ``camnode-station clip``) or a program's running session (the console's).
 """
 
 from __future__ import annotations
@@ -87,6 +88,16 @@ def _audit(engine: Engine, node: str, command: str, actor: str, args: dict, repl
                                              sent=now, args=args, reply=reply, replied=now))
 
 
+def case_name(event_id: str) -> str:
+    """The legal hold's name for a case (at most 64 characters, unique per event: a hold of the
+    same name replaces the one before on the node): ``case-<event id>``, or, for a long id, its
+    start and a digest of the whole."""
+    name = f"case-{event_id}"
+    if len(name) <= 64:
+        return name
+    return f"case-{event_id[:40]}-{hashlib.sha256(event_id.encode()).hexdigest()[:16]}"
+
+
 def collect(engine: Engine, media_dir: Path, via: Via, event_id: str, window: timedelta,
             out_dir: Path, *, poles: list[str] | None = None, actor: str = "", clock,
             idle_s: float = 60.0) -> dict[str, Any]:
@@ -101,7 +112,7 @@ def collect(engine: Engine, media_dir: Path, via: Via, event_id: str, window: ti
     out_dir.mkdir(parents=True, exist_ok=True)
     start = datetime.fromisoformat(ev["start"].replace("Z", "+00:00")) - window
     end = datetime.fromisoformat((ev["end"] or ev["start"]).replace("Z", "+00:00")) + window
-    case_id = f"case-{event_id}"[:60]
+    case_id = case_name(event_id)
     now = clock.utc().replace(tzinfo=None)
     results = []
     for node in dict.fromkeys([ev["node"], *(poles or [])]):

@@ -57,9 +57,9 @@ class Fleet:
             if leaf == "status":
                 v.status, v.reason = str(msg.get("state", "?")), str(msg.get("reason", ""))
             elif leaf == "heartbeat":
-                period = msg.get("heartbeat_s")
-                if isinstance(period, int | float) and not isinstance(period, bool) and period > 0:
-                    v.interval_s = float(period)  # the node says its own period
+                period = number(msg.get("heartbeat_s"))
+                if period is not None and period > 0:
+                    v.interval_s = period  # the node says its own period
                 v.last_beat, v.heartbeat = now, msg
                 if v.status == "?":
                     v.status = "online"

@@ -8,8 +8,10 @@ session's own subscriptions under :data:`BASE_ID`), and the broker names in ever
 identifiers of the subscriptions it is delivered for — so that when two subscriptions overlap
 (a part's ``camnode/pole-7/status`` and the feed's ``camnode/+/status``), and the broker sends
 the message once for each, every copy goes to its own subscribers only: each part and the
-program's handler see each message once. A filter several parts listen to is subscribed once
-and counted; it is unsubscribed when the last of them leaves.
+program's handler see each message once (a copy for a subscription no longer held goes to
+nobody). A broker that takes no identifiers (its CONNACK says so) gets none, and messages are
+routed by filter: overlapping subscriptions may then deliver a message twice. A filter several
+parts listen to is subscribed once and counted; it is unsubscribed when the last of them leaves.
 
 Thread: every method takes this object's lock (any thread); nothing here blocks or does I/O.
 """

@@ -90,6 +90,12 @@ class Session:
         self._sub_waits: dict[int, list[str]] = {}  # a part's SUBSCRIBE mid -> its filters
         self._sub_early: dict[int, list[Any]] = {}  # SUBACKs that beat their waiter
         self._resubscribed: set[int] = set()  # the parts' SUBSCRIBE mids after a reconnection
+        #: held across a change of the routes and its SUBSCRIBE/UNSUBSCRIBE (never in a callback):
+        #: the broker gets them in the order the routes changed (a part leaving a filter just as
+        #: another joins it must not unsubscribe the newcomer)
+        self._subs = threading.Lock()
+        #: whether the broker takes subscription identifiers (its CONNACK says; MQTT 5 default yes)
+        self._ids_ok = True
         c = make_client(conn, client_id)
         c.on_connect, c.on_disconnect = self._connected, self._disconnected
         c.on_subscribe, c.on_publish = self._subscribed, self._published
@@ -120,16 +126,26 @@ class Session:
                 client.disconnect()
             return
         self._up_since = time.monotonic()
+        self._ids_ok = getattr(properties, "SubscriptionIdentifierAvailable", 1) != 0
         plan = self.routes.plan()  # the parts' filters too: a reconnected session has lost them
         base = plan.pop(BASE_ID, [])
         for sub_id, subs in plan.items():
-            _, mid = client.subscribe(subs, properties=_identified(sub_id))
+            _, mid = client.subscribe(subs, properties=self._identified(sub_id))
             self._resubscribed.add(mid)
         if not base:
             self._granted()
             return
         # SUBACK comes on this same thread
-        _, self._sub_mid = client.subscribe(base, properties=_identified(BASE_ID))
+        _, self._sub_mid = client.subscribe(base, properties=self._identified(BASE_ID))
+
+    def _identified(self, sub_id: int) -> Properties | None:
+        """SUBSCRIBE properties naming the subscription (the broker names it in each message it
+        delivers for it); none when the broker takes no identifiers (routing by filter then)."""
+        if not self._ids_ok:
+            return None
+        props = Properties(PacketTypes.SUBSCRIBE)
+        props.SubscriptionIdentifier = sub_id
+        return props
 
     def _subscribed(self, client, userdata, mid, reason_codes, properties) -> None:
         if mid in self._resubscribed:
@@ -138,6 +154,7 @@ class Session:
         if mid != self._sub_mid:
             self._listened(mid, reason_codes)
             return
+        self._sub_mid = None
         denied = [topic for (topic, _), rc in zip(self.subscriptions, reason_codes, strict=False)
                   if rc.is_failure]
         self.denied = denied
@@ -194,6 +211,13 @@ class Session:
                 box.append("the connection dropped before the broker acknowledged it")
                 ev.set()
             self._pubacks.clear()
+            waiting = [f for filters in self._sub_waits.values() for f in filters]
+            self._sub_waits.clear()
+            self._sub_early.clear()
+            self._resubscribed.clear()
+            self._sub_mid = None
+        if waiting:  # a part waiting for its SUBACK hears why now, not after its timeout
+            self.routes.answer(waiting, ["the connection dropped before the broker answered"] * len(waiting))
 
     def _taken_over(self, reason_code: Any) -> bool:
         """MQTT 5 says "session taken over" (142); mosquitto 2.0 just closes the socket, so
@@ -222,7 +246,9 @@ class Session:
         listeners, base = self.routes.targets(msg.topic, ids)
         for lst in listeners:
             lst.handler(msg)
-        if self._on_message is not None and (base or not listeners):
+        # the program's own subscriptions; with no identifiers, what no part took. A message for
+        # a subscription no longer held (a part's last chunk after it left) goes to nobody.
+        if self._on_message is not None and (base or (not ids and not listeners)):
             self._on_message(msg)
 
     # -- caller's thread ----------------------------------------------------------------------
@@ -269,21 +295,24 @@ class Session:
         if not self.connected:
             raise StationError(f"not connected to the broker: {self.down_reason or 'connecting'}")
         lst = Listener(tuple(f for f, _ in subs), handler, on_state)
-        grants, sub_id, new = self.routes.add(lst, subs)
+        added = False
         try:
-            if new:
-                # not under self._lock (paho may hold its own locks while it calls back); an
-                # answer quicker than this thread waits in _sub_early
-                rc, mid = self.client.subscribe(new, properties=_identified(sub_id))
-                with self._lock:
-                    early = self._sub_early.pop(mid, None) if rc == paho.MQTT_ERR_SUCCESS else None
-                    if rc == paho.MQTT_ERR_SUCCESS and early is None:
-                        self._sub_waits[mid] = [f for f, _ in new]
-                if rc != paho.MQTT_ERR_SUCCESS:
-                    self.routes.answer([f for f, _ in new],
-                                       [f"cannot subscribe to {f}: {paho.error_string(rc)}" for f, _ in new])
-                elif early is not None:
-                    self._answer([f for f, _ in new], early)
+            with self._subs:
+                grants, sub_id, new = self.routes.add(lst, subs)
+                added = True
+                if new:
+                    # not under self._lock (paho may hold its own locks while it calls back); an
+                    # answer quicker than this thread waits in _sub_early
+                    rc, mid = self.client.subscribe(new, properties=self._identified(sub_id))
+                    with self._lock:
+                        early = self._sub_early.pop(mid, None) if rc == paho.MQTT_ERR_SUCCESS else None
+                        if rc == paho.MQTT_ERR_SUCCESS and early is None:
+                            self._sub_waits[mid] = [f for f, _ in new]
+                    if rc != paho.MQTT_ERR_SUCCESS:
+                        self.routes.answer([f for f, _ in new], [f"cannot subscribe to {f}: "
+                                                                 f"{paho.error_string(rc)}" for f, _ in new])
+                    elif early is not None:
+                        self._answer([f for f, _ in new], early)
             for (f, _), g in zip(subs, grants, strict=True):
                 if not g.answered.wait(self.conn.timeout_s):
                     raise StationError(f"the broker did not answer the subscription to {f} within "
@@ -292,9 +321,11 @@ class Session:
                     raise StationError(g.error)
             yield self
         finally:
-            gone = self.routes.remove(lst)
-            if gone and self.connected:
-                self.client.unsubscribe(gone)
+            if added:
+                with self._subs:
+                    gone = self.routes.remove(lst)
+                    if gone and self.connected:
+                        self.client.unsubscribe(gone)
 
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False,
                 timeout_s: float | None = None) -> None:
@@ -337,12 +368,6 @@ class Session:
 
 Via = Connection | Session
 
-
-def _identified(sub_id: int) -> Properties:
-    """SUBSCRIBE properties naming the subscription (the broker names it in each message)."""
-    props = Properties(PacketTypes.SUBSCRIBE)
-    props.SubscriptionIdentifier = sub_id
-    return props
 
 
 def open_session(conn: Connection, subscriptions: Iterable[Subscription] = (), **kw: Any) -> Session:

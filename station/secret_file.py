@@ -24,8 +24,30 @@ def read_or_create(path: Path, make: Callable[[], str]) -> str:
                 fh.write(make() + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
-            with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+            try:
                 os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+            except OSError:  # a file system without hard links: create it exclusively instead
+                with contextlib.suppress(FileExistsError), open(path, "x") as fh:
+                    os.chmod(path, 0o600)
+                    fh.write(_read(tmp))
+            _sync_dir(path.parent)
         finally:
             os.unlink(tmp)
     return path.read_text().strip()
+
+
+def _read(tmp: str) -> str:
+    with open(tmp) as fh:
+        return fh.read()
+
+
+def _sync_dir(folder: Path) -> None:
+    """The new name is on the disk too (else a power cut could lose the file and a new secret
+    would be made at the next start, unlike the one already handed out)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

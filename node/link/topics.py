@@ -21,6 +21,7 @@ human version of this module.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -188,7 +189,7 @@ def decode(data: bytes, limit: int = MAX_COMMAND_BYTES, max_depth: int = 0) -> d
     if len(data) > limit:
         raise ValueError(f"payload of {len(data)} bytes exceeds the {limit}-byte limit")
     try:
-        obj = json.loads(data.decode("utf-8"), parse_constant=_not_json) if data else {}
+        obj = json.loads(data.decode("utf-8"), parse_constant=_not_json, parse_float=_finite) if data else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"payload is not UTF-8 JSON: {exc}") from None
     except RecursionError:
@@ -198,6 +199,14 @@ def decode(data: bytes, limit: int = MAX_COMMAND_BYTES, max_depth: int = 0) -> d
     if _depth(obj, max_depth or MAX_DEPTH) > (max_depth or MAX_DEPTH):
         raise ValueError(f"payload nests deeper than {max_depth or MAX_DEPTH} levels")
     return obj
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float; one too large for a float (1e999) is refused, not infinity."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"payload is not JSON a reader can use: {text[:20]} overflows a number")
+    return value
 
 
 def _not_json(name: str) -> Any:

@@ -30,6 +30,7 @@ Thread: one caller at a time (the service's writer thread).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import math
@@ -221,9 +222,16 @@ class Ingestor:
         is written then, and the caller must not acknowledge it."""
         items = list(batch)
         self.fresh = []
+        # what a batch changes besides the database goes back with its rollback: a retry must
+        # not take its heartbeats for ones already kept, nor count its messages twice
+        beats, stats = dict(self._last_beat), copy.deepcopy(self.stats)
         try:
-            with writing(self.engine) as conn:
-                return self._write(conn, items)
+            try:
+                with writing(self.engine) as conn:
+                    return self._write(conn, items)
+            except BaseException:
+                self._last_beat, self.stats = beats, stats
+                raise
         except (OperationalError, InterfaceError):
             raise  # the database is unreachable or busy: the caller keeps the batch and retries
         except SQLAlchemyError as exc:

@@ -61,8 +61,25 @@ def parse_fields(raw: dict[str, str], where: str) -> dict[str, Any]:
         key = key.strip()
         if not re.fullmatch(r"[0-9a-fA-F]{64}", key) and "BEGIN PUBLIC KEY" not in key:
             raise InventoryError(f"{where}: public key must be 64 hex digits (Ed25519) or PEM")
-        out["pubkey"] = key
+        out["pubkey"] = _raw_hex(key, where)
     return out
+
+
+def _raw_hex(key: str, where: str) -> str:
+    """One spelling per key (lower-case hex of the raw Ed25519 key), so that the same key
+    written in capitals or as PEM is the same key."""
+    if "BEGIN PUBLIC KEY" not in key:
+        return key.lower()
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        pub = serialization.load_pem_public_key(key.encode())
+    except ValueError:
+        raise InventoryError(f"{where}: the PEM public key does not parse") from None
+    if not isinstance(pub, Ed25519PublicKey):
+        raise InventoryError(f"{where}: the public key is not Ed25519 (what nodes sign with)")
+    return pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
 
 
 def _rekeyed(node_id: str, old: Any, fields: dict[str, Any], replace_key: bool) -> None:
@@ -113,9 +130,13 @@ def import_csv(engine: Engine, path: str | Path, now: datetime, *,
                       for n, line in enumerate(reader, start=2)]
     except OSError as exc:
         raise InventoryError(f"{path}: {exc.strerror or exc}") from None
+    seen: dict[str, int] = {}
     for node_id, _, n in parsed:
         if not _ID.match(node_id):
             raise InventoryError(f"{path}:{n}: not a node id: {node_id!r}")
+        if node_id in seen:
+            raise InventoryError(f"{path}:{n}: {node_id} is on line {seen[node_id]} too (one line per pole)")
+        seen[node_id] = n
     with engine.connect() as conn:  # a key change not asked for: refused before anything is written
         trusted = {r.id: r._mapping for r in conn.execute(select(nodes.c.id, nodes.c.pubkey))}
     for node_id, fields, n in parsed:

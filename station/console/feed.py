@@ -191,7 +191,8 @@ class MqttBridge:
         leaves = ("status", "heartbeat", "event", "snapshot/+")
         subs = [(t.all_nodes(conn.prefix, leaf), 1) for leaf in leaves]
         self.session = Session(conn, subs, on_message=lambda msg: self._sink(msg.topic, bytes(msg.payload)),
-                               on_state=self._on_state, thread_name="console-mqtt")
+                               on_state=self._on_state, thread_name="console-mqtt",
+                               partial_ok=True)  # a filter the ACL refuses: the rest still works
 
     def start(self) -> MqttBridge:
         self.session.start()

@@ -145,6 +145,8 @@ VI: dict[str, str] = {
     "Live": "Trực tiếp",
     "Main stream": "Luồng chính",
     "Sub-stream": "Luồng phụ",
+    "Live view stops when this session ends; reload the page to watch on.":
+        "Xem trực tiếp dừng khi phiên này kết thúc; tải lại trang để xem tiếp.",
     "The media relay is not configured.": "Chưa cấu hình máy chủ video.",
     "Until": "Đến",
     "Since": "Từ",

@@ -21,7 +21,9 @@ from station.live.credentials import viewer_password
 
 LIBDIR = Path("/usr/lib/x86_64-linux-gnu/janus")
 JANUS = "/usr/bin/janus"
-BROWSER_USER = "browser"
+#: the label the token-signing key is derived under (not the old browser key's, which was
+#: handed to browsers: anyone holding one must not be able to sign tokens)
+TOKEN_LABEL = "janus-token:v1"
 OTHER_PLUGINS = ("audiobridge", "duktape", "echotest", "lua", "nosip", "recordplay", "sip", "textroom",
                  "videocall", "videoroom", "voicemail")
 OTHER_TRANSPORTS = ("websockets", "pfunix", "mqtt", "nanomsg", "rabbitmq")
@@ -40,7 +42,7 @@ def libdir() -> Path:
 def token_key(secret: bytes) -> str:
     """What Janus checks viewer tokens with (``token_auth_secret``), and the mount points' admin
     secret: derived from the station's secret; it stays on the station."""
-    return viewer_password(secret, BROWSER_USER)
+    return viewer_password(secret, TOKEN_LABEL)
 
 
 def viewer_token(secret: bytes, expires: float) -> str:

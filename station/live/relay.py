@@ -136,9 +136,9 @@ class Relay:
 
     def page_template(self) -> str:
         """The player page with ``{node}``/``{stream}`` placeholders and no key: what the web
-        console embeds (``camnode-station console --live-url``). The console reads the browser
-        key from the station directory itself and adds it only to pages it draws for a user
-        allowed to watch (the key never goes on a command line)."""
+        console embeds (``camnode-station console --live-url``). The console reads the station's
+        secret from its directory and signs a viewer token for each page it draws for a user
+        allowed to watch (no key or token goes on a command line)."""
         return f"{self.web_base}/live.html?node={{node}}&stream={{stream}}"
 
     def _write_state(self) -> None:

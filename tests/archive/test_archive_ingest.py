@@ -99,6 +99,7 @@ def test_end_before_start_keeps_the_end(archive):
      "bad_field"),
     ("camnode/pole-1/event", ev("e3", "start", duration_s=1e300), "bad_field"),
     ("camnode/pole-1/event", ev("e3", "start").replace(b'"score": 0.7', b'"score": Infinity'), "malformed"),
+    ("camnode/pole-1/event", ev("e3", "start").replace(b'"score": 0.7', b'"score": 1e999'), "malformed"),
     ("camnode/pole-1/lost", json.dumps({"id": "n1", "count": 2 ** 70}).encode(), "bad_field"),
     ("camnode/pole-1/lost", json.dumps({"id": "n1", "count": -1}).encode(), "bad_field"),
     ("camnode/pole-1/status", json.dumps({"state": "online", "utc": "0001-01-01T00:00:00+01:00"}).encode(),
@@ -141,11 +142,15 @@ def test_a_message_the_code_did_not_foresee_is_refused_and_the_rest_archived(arc
         return real(node, p)
 
     monkeypatch.setattr(ingest, "event_row", buggy)
-    batch = [("camnode/pole-1/event", ev("ok-a", "start")), ("camnode/pole-1/event", ev("boom", "start")),
-             ("camnode/pole-1/event", ev("ok-b", "start"))]
+    beat = json.dumps({"node_id": "pole-1", "utc": "2026-11-22T18:00:00Z", "faults": {}}).encode()
+    batch = [("camnode/pole-1/event", ev("ok-a", "start")), ("camnode/pole-1/heartbeat", beat),
+             ("camnode/pole-1/event", ev("boom", "start")), ("camnode/pole-1/event", ev("ok-b", "start"))]
     acks = archive.apply(batch)
     assert [a.body["id"] for a in acks] == ["ok-a", "ok-b"]
     assert archive.stats.refused["internal"] == 1
+    # the heartbeat the failed batch had seen is kept on the retry, each counted once
+    assert len(rows(archive.engine, heartbeats)) == 1
+    assert archive.stats.archived == {"event": 2, "heartbeat": 1}
     assert sorted(r["id"] for r in rows(archive.engine, events)) == ["ok-a", "ok-b"]
     archive.apply(batch)  # redelivered: the good ones merge as duplicates, the bad one refused again
     assert archive.stats.refused["internal"] == 2 and archive.stats.duplicates == 2

@@ -54,6 +54,18 @@ def test_inventory_import_update_and_refusals(engine, tmp_path):
         upsert(engine, "p3", {"pubkey": "cd" * 32}, NOW)
     assert get_node(engine, "p3")["pubkey"] == KEY
     assert import_csv(engine, tmp_path / "again.csv", NOW, replace_keys=frozenset({"p3"}))["updated"] == 1
+    # the same key spelt in capitals or as PEM is the same key (stored once, as lower-case hex)
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    pem = Ed25519PublicKey.from_public_bytes(bytes.fromhex("cd" * 32)).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    assert upsert(engine, "p3", parse_fields({"pubkey": "CD" * 32}, "cli"), NOW) == "unchanged"
+    assert upsert(engine, "p3", parse_fields({"pubkey": pem}, "cli"), NOW) == "unchanged"
+    assert get_node(engine, "p3")["pubkey"] == "cd" * 32
+    twice = write_inventory(tmp_path / "twice.csv", f"p2,Pole 2 again,b:8883,{KEY},t,market,52.5,13.4,0,\n")
+    with pytest.raises(InventoryError, match=r"twice.csv:7: p2 is on line 3 too"):
+        import_csv(engine, twice, NOW)
     p3 = get_node(engine, "p3")
     assert p3["pubkey"] == "cd" * 32 and p3["address"] == "12 Market St" and p3["site"] == "market"
     bad = write_inventory(tmp_path / "bad.csv", f"p9,x,b,{KEY},t,market,95,13,0,\n")

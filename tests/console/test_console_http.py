@@ -167,7 +167,7 @@ def test_an_open_alert_feed_ends_with_its_session(site, monkeypatch, how):
     from station.console.pages import alerts
     from station.console.users import set_active
 
-    monkeypatch.setattr(alerts, "RECHECK_S", 0.5, raising=False)
+    monkeypatch.setattr(alerts, "RECHECK_S", 0.5)
     op = http_login(site.url, "op")
     lines: list[str] = []
     done = threading.Event()
@@ -190,3 +190,17 @@ def test_an_open_alert_feed_ends_with_its_session(site, monkeypatch, how):
         set_active(site.console.engine, "op", False)
     assert done.wait(10), lines
     assert "event: ended" in lines
+
+
+def test_live_pages_renew_their_sessions_for_an_hour_then_stop(site):
+    """The live pages reload before their 10-minute sessions (and viewer tokens) end, asking
+    the poles again — five times, not forever: a tab left open must not keep poles streaming."""
+    from station.console.pages.live import MAX_RENEWALS, RELOAD_S
+
+    op = http_login(site.url, "op")
+    first = op.get("/live").text
+    assert f'<meta http-equiv="refresh" content="{RELOAD_S}; url=/live?renew=1">' in first
+    assert f'url=/live?renew={MAX_RENEWALS}"' in op.get(f"/live?renew={MAX_RENEWALS - 1}").text
+    last = op.get(f"/live?renew={MAX_RENEWALS}").text
+    assert 'http-equiv="refresh"' not in last
+    assert 'url=/live?renew=1"' in op.get("/live?renew=x").text  # nonsense counts as the start

@@ -390,3 +390,8 @@ def test_an_ip_cameras_password_goes_into_a_file_of_its_own(tmp_path, capsys):
     assert (node_dir / "camera.password").read_text() == "New-Pass-2\n"
     (node_dir / "camera.password").chmod(0o644)
     assert provision(["check", str(node_dir)]) == 2 and "readable by others" in capsys.readouterr().err
+    # the pole gets a CSI camera instead: the password goes, and the node's own checks pass
+    assert provision([*base, "--source", "picamera2", "--update"]) == 0
+    assert not (node_dir / "camera.password").exists() and "password_file" not in \
+        (node_dir / "node.toml").read_text().split("[camera]")[1].split("[")[0]
+    assert provision(["check", str(node_dir)]) == 0

@@ -128,3 +128,17 @@ def test_evidence_case_from_a_real_node(archive_url, broker, tmp_path, station_f
     problems = verify_with_inventory(engine, "pole-9", clip, forged)
     assert problems and all("forged" in p for p in problems), problems
     engine.dispose()
+
+
+def test_case_names_are_the_nodes_hold_names_and_never_shared():
+    """A case's legal hold on the node is named for its event; the node replaces a hold of the
+    same name, so two events must never share one (a long node id cut off the counter once)."""
+    from node.record.holds import _NAME
+    from station.evidence import case_name
+
+    long_node = "pole-" + "x" * 40
+    ids = ["pole-3-20261130T014414406Z-o2", f"{long_node}-20261130T014414406Z-o123",
+           f"{long_node}-20261130T014414406Z-o1234", f"{long_node}-20261130T014414407Z-o123"]
+    names = [case_name(i) for i in ids]
+    assert names[0] == "case-pole-3-20261130T014414406Z-o2"
+    assert len(set(names)) == len(names) and all(_NAME.match(n) and len(n) <= 64 for n in names), names

@@ -83,6 +83,10 @@ def test_odd_heartbeats_never_crash_the_view():
     (row,) = fleet.rows()
     assert row["state"] == "FAULT" and row["temp_c"] == 40 and row["fps"] is None
     assert "pole-5" in render([row])
+    # a period no node states (a 400-digit integer overflowed a float and lost the heartbeat)
+    fleet.feed("pole-6", "heartbeat", {"heartbeat_s": 10 ** 400, "temperatures_c": {"cpu": 10 ** 400}})
+    (six,) = [r for r in fleet.rows() if r["node"] == "pole-6"]
+    assert six["state"] == "OK" and six["temp_c"] is None
 
 
 def test_worst_first_and_rendered(node_beat):

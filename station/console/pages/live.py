@@ -25,8 +25,22 @@ router = APIRouter()
 
 #: minutes a live session lasts before the pole stops pushing by itself (a reload renews it)
 LIVE_MINUTES = 10
-#: the live pages reload themselves before their sessions (and viewer tokens) end: new ones
+#: the live pages reload themselves before their sessions (and viewer tokens) end: new ones —
+#: but only so many times (an hour), so that a tab left open does not keep poles streaming
 RELOAD_S = LIVE_MINUTES * 60 - 30
+MAX_RENEWALS = 5
+
+
+def renewal(request: Request) -> dict[str, object]:
+    """The page's reload: after ``RELOAD_S`` with the next renewal's number, while any remain."""
+    try:
+        done = max(0, int(request.query_params.get("renew", "0")))
+    except ValueError:
+        done = 0
+    if done >= MAX_RENEWALS:
+        return {"renewals_left": 0}
+    return {"refresh_s": RELOAD_S, "refresh_url": f"{request.url.path}?renew={done + 1}",
+            "renewals_left": MAX_RENEWALS - done}
 WATCHABLE = ("OK", "FAULT")
 
 
@@ -66,7 +80,7 @@ async def wall(request: Request) -> HTMLResponse:
     tiles = [(n, stream_url(c, n, "sub") if c.live_url and not errors.get(n) else "",
               errors.get(n, "")) for n in nodes]
     return render(request, "live.html", {"tiles": tiles, "configured": bool(c.live_url),
-                                         "refresh_s": RELOAD_S})
+                                         **renewal(request)})
 
 
 @router.get("/live/{node}", response_class=HTMLResponse)
@@ -79,4 +93,4 @@ async def one(request: Request, node: str) -> HTMLResponse:
     auth.audit_act(request, u, "view:live", f"{node} main", detail=error[:2000])
     url = stream_url(c, node, "main") if c.live_url and not error else ""
     return render(request, "live_one.html", {"node": node, "configured": bool(c.live_url), "url": url,
-                                             "error": error, "refresh_s": RELOAD_S})
+                                             "error": error, **renewal(request)})
