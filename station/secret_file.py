@@ -28,19 +28,14 @@ def read_or_create(path: Path, make: Callable[[], str]) -> str:
                 os.link(tmp, path)
             except FileExistsError:
                 pass  # another process made it first: use theirs
-            except OSError:  # a file system without hard links: create it exclusively instead
-                with contextlib.suppress(FileExistsError), open(path, "x") as fh:
-                    os.chmod(path, 0o600)
-                    fh.write(_read(tmp))
+            except OSError:  # a file system without hard links: renamed into place instead, if
+                if not path.exists():  # still absent (two first starts at once: the last wins)
+                    os.replace(tmp, path)
             _sync_dir(path.parent)
         finally:
-            os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
     return path.read_text().strip()
-
-
-def _read(tmp: str) -> str:
-    with open(tmp) as fh:
-        return fh.read()
 
 
 def _sync_dir(folder: Path) -> None:

@@ -24,8 +24,9 @@ def with_password(spec: str, password: str) -> str:
 
 def source_spec(source: str, password_file: str = "") -> str:
     """What to open for ``camera.source``: with ``camera.password_file``, the IP camera's URL
-    with the password from that file put in (read at every open: a new password reaches the
-    next reconnection). :class:`SourceError` when the file cannot be read."""
+    with the password from that file put in. Read when the node opens its camera (at start: the
+    source reconnects with what it was given, so a new password takes a restart of the node).
+    :class:`SourceError` when the file cannot be read."""
     if not password_file:
         return source
     try:

@@ -8,9 +8,10 @@ One :meth:`Retention.sweep`:
    at all while the clock itself is unsynchronised;
 2. **space** — keep ``free >= floor`` where ``floor = max(min_free_bytes, headroom_s x measured
    byte rate)`` (by default one hour of recording at the rate the node actually writes), but
-   the headroom never takes more than half of the *room* footage has on the card (footage kept
-   + free): on a card something else has filled, or a small one, the ring keeps at least half
-   of what is left above ``min_free_bytes`` instead of deleting every segment as it closes
+   the headroom never takes more than half of the *room* the ring has on the card (unprotected
+   footage + free): on a card something else has filled, or a small one, the ring keeps at
+   least half of what is left above ``min_free_bytes`` instead of deleting every segment as it
+   closes
    (``min_free_bytes`` is the hard reserve: below it nothing is kept, and the fault says so).
    Delete the oldest unprotected segments; only when none is left *and* the writer could not
    go on (less free than two recent segments), the oldest *protected* ones (event clips, legal
@@ -96,14 +97,16 @@ class Retention:
 
     def floor(self, rate: float | None = None, free: int | None = None) -> int:
         """The free space to keep, at ``rate`` (measured when None). With ``free`` given, the
-        headroom part is capped at half the room footage has (footage kept + ``free``), never
-        below ``min_free_bytes``; see the module doc."""
+        headroom part is capped at half the ring's room (unprotected footage + ``free``: event
+        clips and holds are not the ring's to give), never below ``min_free_bytes``; see the
+        module doc."""
         r = self.rate() if rate is None else rate
         full = max(self.policy.min_free_bytes, int(self.policy.headroom_s * r))
         if free is None:
             return full
         assert self.store.index is not None
-        room = self.store.index.totals()["bytes"] + free
+        t = self.store.index.totals()
+        room = t["bytes"] - t["protected_bytes"] + free
         return max(self.policy.min_free_bytes, min(full, room // 2))
 
     def sweep(self, emergency: bool = False) -> SweepReport:

@@ -105,8 +105,9 @@ def test_watchdog_restarts_a_hung_node_and_the_station_sees_it_return(node, figu
           f"READY {started / 1e6:.1f} s + the first heartbeat)")
     assert back_s >= watchdog_s  # killed by the watchdog, not by anything sooner
     # + the first heartbeat after READY (a period: 2 s), the stop's GPIO safe-state hook
-    # (ExecStopPost: a Python start under emulation) and the host's view of it: 10 s
-    assert back_s <= watchdog_s + restart_s + started / 1e6 + 2.0 + 10.0
+    # (ExecStopPost: a Python start under emulation, several seconds on a loaded host) and the
+    # host's view of it: 15 s
+    assert back_s <= watchdog_s + restart_s + started / 1e6 + 2.0 + 15.0
 
 
 def _recording(node) -> None:
@@ -225,10 +226,12 @@ def test_power_cuts_while_recording(node, ward, tmp_path, figure):
     if not RECORD and not COMMIT_S:
         # the default flush policy (fdatasync per fragment) bounds a cut's loss to the fragment
         # being written (record.fragment_s, 2 s) and the frames on their way to it (two frame
-        # periods at 5 fps), as a process kill's; each cut's figure is known to its skew probe's
+        # periods at 5 fps, and what encoding and the fragment's own fdatasync take under
+        # emulation: 0.5 s), as a process kill's; each cut's figure is known to its skew probe's
         # slack. Writeback alone lost 6-8 s here (docs/recording.md)
-        over = [(round(lost, 2), round(2.0 + 2 / 5.0 + sl, 2))
-                for lost, sl in zip(camp.losses_s, slack, strict=True) if lost > 2.0 + 2 / 5.0 + sl]
+        bound = 2.0 + 2 / 5.0 + 0.5
+        over = [(round(lost, 2), round(bound + sl, 2))
+                for lost, sl in zip(camp.losses_s, slack, strict=True) if lost > bound + sl]
         assert not over, f"cuts lost more footage than a fragment and two frames: {over} (lost, bound)"
 
 

@@ -323,3 +323,28 @@ def test_protected_footage_goes_only_when_the_writer_has_no_room(tmp_path: Path)
     assert gone >= 2 and rep.short_of_space
     assert sum(sizes[:gone]) + 10 >= writer_min > sum(sizes[:gone - 1]) + 10  # no more than needed
     assert _live(rec) == list(range(gone + 1, 11))
+
+
+def test_the_headroom_cap_counts_only_the_rings_room_not_protected_footage(tmp_path: Path) -> None:
+    """Event clips and holds are not the ring's to give: with 4 of 10 segments held on a full
+    card, the headroom (8 segments) is capped at half of the 6 the ring has, so about 3 ring
+    on (counting the held ones as room left 1)."""
+    rec, clock, _ = _recorded(tmp_path)
+    rows = rec.store.index.rows()
+    sizes = [r["bytes"] for r in rows]
+    seg = sum(sizes) // len(sizes)
+    held = rows[3]
+    rec.hold("case-1", T0, T0 + timedelta(microseconds=held["end_us"] - to_us(T0) - 1000), owner="test")
+    protected = rec.store.index.totals()["protected_bytes"]
+    assert protected == sum(sizes[:4])
+    room = sum(sizes) + 10
+    rate = rec.retention.rate()
+    ret = Retention(rec.store, clock, Policy(headroom_s=8 * seg / rate, min_free_bytes=seg),
+                    free_fn=lambda _r: room - rec.store.index.totals()["bytes"])
+    rep = ret.sweep()
+    t = rec.store.index.totals()
+    assert rep.protected_deleted == [] and t["protected_bytes"] == protected
+    assert rep.floor_bytes == pytest.approx((room - protected) // 2, abs=1)
+    assert t["bytes"] - protected >= 2 * min(sizes[4:]), (t, rep)  # the ring still rings
+    assert "fills the card" not in (ret.verdict(room - t["bytes"], rate) or "")
+    rec.close()
