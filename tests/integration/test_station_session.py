@@ -101,3 +101,40 @@ def test_a_connection_gets_a_session_of_its_own(running):
         assert isinstance(own, Session) and own is not _session
         _send(broker, REPLY, 1)
         assert wait_until(lambda: heard.count(REPLY) == 1, 5)
+
+
+def test_many_commands_at_once_on_one_session_each_get_their_reply(running):
+    """What the live wall and several officers do: commands to the same pole at once, on the
+    console's one session — parts joining and leaving the same reply filter over and over, 160
+    times from 8 threads. Every one gets its own reply, and the filters are all given back."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import paho.mqtt.client as paho_client
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from station.command import request
+
+    broker, session, _feed = running
+    pole = paho_client.Client(CallbackAPIVersion.VERSION2, client_id="pole-1", protocol=paho_client.MQTTv5)
+
+    def answer(cl, ud, msg) -> None:  # a node's router, reduced to its reply
+        name = msg.topic.rsplit("/", 1)[1]
+        req = json.loads(msg.payload)
+        cl.publish(f"camnode/pole-1/reply/{name}", json.dumps({"id": req["id"], "ok": True}), qos=1)
+
+    subscribed = threading.Event()
+    pole.on_message = answer
+    pole.on_subscribe = lambda *a: subscribed.set()
+    pole.connect("127.0.0.1", broker.port)
+    pole.subscribe("camnode/pole-1/cmd/#", qos=1)
+    pole.loop_start()
+    try:
+        assert subscribed.wait(10)  # (a command before the pole listens would go unheard)
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(lambda i: request(session, "pole-1", ("help", "holds")[i % 2],
+                                                      timeout_s=10), range(160)))
+    finally:
+        pole.loop_stop()
+        pole.disconnect()
+    assert len(replies) == 160 and all(r.get("ok") for r in replies)
+    assert session.routes.held() == [] and session.connected
