@@ -34,9 +34,12 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # pysqlite's own transaction handling breaks SAVEPOINTs: SQLAlchemy emits BEGIN itself
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
+    # the wait first: on a new file the first connection turns WAL on with the file locked, and
+    # a second program connecting that moment (two services starting together) must wait for
+    # it, not fail at once with "database is locked"
+    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=10000")
     cur.close()
 
 
